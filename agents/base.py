@@ -1,0 +1,132 @@
+"""The agent loop: a bounded tool loop with the stopping rules that hold for every turn.
+
+- at most ``max_steps`` brain decisions;
+- never past the turn's deadline (the Celery soft time limit backs this up for a brain
+  or tool that hangs);
+- the same tool with the same arguments twice escalates (``loop``);
+- a critical tool failure escalates (``tool_failure``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+from shared.brains import AgentView, Brain, CallTool, Finish
+from shared.contracts import (
+    AgentResult,
+    AgentStatus,
+    AgentTask,
+    EscalationReason,
+    Timings,
+    ToolCallRecord,
+)
+from shared.errors import ToolError
+from shared.metrics import TOOL_CALLS
+from shared.tools import ToolContext, ToolRegistry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Agent:
+    """An agent is a name, the tools it owns and the brain that drives them."""
+
+    name: str
+    registry: ToolRegistry
+
+    def run(self, task: AgentTask, brain: Brain) -> AgentResult:
+        started = time.time()
+        history: list[ToolCallRecord] = []
+        seen_calls: set[str] = set()
+        tools = self.registry.for_agent(self.name)
+        ctx = ToolContext(
+            turn_id=task.turn_id,
+            conversation_id=task.conversation_id,
+            agent=self.name,
+            customer_id=task.customer.id,
+            customer_email=task.customer.email,
+        )
+
+        def finish(status: AgentStatus, **fields: object) -> AgentResult:
+            return AgentResult.model_validate(
+                {
+                    "turn_id": task.turn_id,
+                    "agent": self.name,
+                    "status": status,
+                    "tool_calls": history,
+                    "brain": brain.name,
+                    "timings": Timings(
+                        queue_wait_ms=max(0.0, (started - task.published_at) * 1000),
+                        run_ms=(time.time() - started) * 1000,
+                    ),
+                    **fields,
+                }
+            )
+
+        for _step in range(task.max_steps):
+            if time.time() >= task.deadline_at:
+                return finish(AgentStatus.timed_out, detail="deadline reached inside the tool loop")
+            decision = brain.decide(AgentView(task=task, tools=tools, history=list(history)))
+            if isinstance(decision, Finish):
+                return finish(
+                    decision.status,
+                    answer=decision.answer,
+                    confidence=decision.confidence,
+                    facts=decision.facts,
+                    actions=decision.actions,
+                    escalation_reason=decision.escalation_reason,
+                    detail=decision.detail,
+                    tokens=decision.tokens,
+                    cost=decision.cost,
+                )
+            assert isinstance(decision, CallTool)
+            signature = decision.tool + json.dumps(decision.arguments, sort_keys=True, default=str)
+            if signature in seen_calls:
+                return finish(
+                    AgentStatus.escalate,
+                    escalation_reason=EscalationReason.loop,
+                    detail=f"{decision.tool} was called twice with the same arguments",
+                )
+            seen_calls.add(signature)
+            record = self._call(ctx, decision)
+            history.append(record)
+            if record.critical:
+                return finish(
+                    AgentStatus.escalate,
+                    escalation_reason=EscalationReason.tool_failure,
+                    detail=f"{decision.tool} failed: {record.error}",
+                )
+        return finish(
+            AgentStatus.escalate,
+            escalation_reason=EscalationReason.loop,
+            detail=f"no answer after {task.max_steps} steps",
+        )
+
+    def _call(self, ctx: ToolContext, decision: CallTool) -> ToolCallRecord:
+        call_id = f"call_{uuid.uuid4().hex[:12]}"
+        start = time.perf_counter()
+        try:
+            output = self.registry.execute(ctx, decision.tool, decision.arguments)
+        except ToolError as exc:
+            TOOL_CALLS.labels(self.name, decision.tool, "critical" if exc.critical else "error").inc()
+            log.info("tool %s failed for turn %s: %s", decision.tool, ctx.turn_id, exc.message)
+            return ToolCallRecord(
+                call_id=call_id,
+                tool=decision.tool,
+                arguments=decision.arguments,
+                error=exc.message,
+                critical=exc.critical,
+                duration_ms=(time.perf_counter() - start) * 1000,
+            )
+        TOOL_CALLS.labels(self.name, decision.tool, "ok").inc()
+        return ToolCallRecord(
+            call_id=call_id,
+            tool=decision.tool,
+            arguments=decision.arguments,
+            output=output,
+            duration_ms=(time.perf_counter() - start) * 1000,
+        )

@@ -1,0 +1,81 @@
+"""Celery tasks of the agents: one task and one queue per agent.
+
+An agent that is still running at its deadline is cut off by the soft time limit set
+when the task was published; its late result is recorded and ignored by the merge.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from agents.registry import AGENTS
+from orchestrator.tasks import after_merge
+from orchestrator.turns import merge_turn, record_result
+from shared.brains import Brain, load_brain
+from shared.celery_app import agent_queue, agent_task_name, app
+from shared.contracts import AgentResult, AgentStatus, AgentTask, Timings
+from shared.metrics import AGENT_LATENCY, QUEUE_WAIT
+from shared.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+_brain: Brain | None = None
+
+
+def brain() -> Brain:
+    global _brain
+    if _brain is None:
+        _brain = load_brain(get_settings())
+    return _brain
+
+
+def _unfinished(task: AgentTask, status: AgentStatus, detail: str, started: float) -> AgentResult:
+    return AgentResult(
+        turn_id=task.turn_id,
+        agent=task.agent,
+        status=status,
+        detail=detail,
+        brain=brain().name,
+        timings=Timings(queue_wait_ms=max(0.0, (started - task.published_at) * 1000),
+                        run_ms=(time.time() - started) * 1000),
+    )
+
+
+def run_agent(task: AgentTask) -> AgentResult:
+    started = time.time()
+    QUEUE_WAIT.labels(agent_queue(task.agent)).observe(max(0.0, started - task.published_at))
+    if started >= task.deadline_at:
+        result = _unfinished(task, AgentStatus.timed_out, "picked up after the deadline", started)
+    else:
+        try:
+            result = AGENTS[task.agent].run(task, brain())
+        except SoftTimeLimitExceeded:
+            result = _unfinished(task, AgentStatus.timed_out, "cut off at the deadline", started)
+        except Exception as exc:
+            log.exception("agent %s failed on turn %s", task.agent, task.turn_id)
+            result = _unfinished(task, AgentStatus.failed, f"{type(exc).__name__} in the agent", started)
+    AGENT_LATENCY.labels(task.agent, result.status.value).observe(time.time() - started)
+    if record_result(result, started):
+        after_merge(merge_turn(task.turn_id, "all_in", get_settings()))
+    return result
+
+
+def _make_task(agent: str) -> None:
+    @app.task(name=agent_task_name(agent), bind=True)
+    def agent_task(self: Task, payload: dict[str, Any]) -> str:
+        task = AgentTask.model_validate(payload)
+        try:
+            return run_agent(task).status.value
+        except SoftTimeLimitExceeded:
+            # Cut off while recording: the merge at the deadline does not need this result.
+            log.warning("agent %s on turn %s cut off while recording its result", agent, task.turn_id)
+            return AgentStatus.timed_out.value
+
+
+for _agent in AGENTS:
+    _make_task(_agent)

@@ -1,0 +1,194 @@
+"""The HTTP API: routes only. Validation lives in the pydantic contracts, work in services.
+
+Errors are RFC 9457 problem documents (``application/problem+json``) whose ``detail``
+says what to fix.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from orchestrator.conversations import conversation_view
+from orchestrator.delivery import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from orchestrator.ingest import accept_message, accept_ticket
+from orchestrator.tasks import enqueue_turn
+from shared import db, metrics
+from shared.celery_app import app as celery_app
+from shared.contracts import Accepted, ConversationView, MessageIn, TicketIn
+from shared.errors import NotFound
+from shared.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+class BodyLimit:
+    """Refuse request bodies over the limit before reading them whole (413)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await _too_large(self.limit, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _BodyTooLarge:
+            await _too_large(self.limit, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(limit: int, send: Send) -> None:
+    body = json.dumps(_problem(413, "Payload Too Large",
+                               f"The request body is larger than {limit} bytes. Send a shorter message.")).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/problem+json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _problem(status: int, title: str, detail: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    return JSONResponse(_problem(status, title, detail, **extra), status_code=status,
+                        media_type="application/problem+json")
+
+
+def _describe(errors: list[Any]) -> tuple[str, list[dict[str, Any]]]:
+    items = []
+    for e in errors:
+        loc = [str(p) for p in e.get("loc", ()) if p != "body"]
+        items.append({"field": ".".join(loc) or "body", "problem": e.get("msg", "invalid")})
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return "The body is not valid JSON. Send a JSON object.", items
+    return "; ".join(f"{i['field']}: {i['problem']}" for i in items), items
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    api = FastAPI(
+        title="Switchboard",
+        version="0.1.0",
+        description="Customer messages in; replies, clarifying questions or escalations out.",
+    )
+
+    @api.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        detail, errors = _describe(list(exc.errors()))
+        return problem(422 if "JSON" not in detail else 400, "Invalid request", detail, errors=errors)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem(exc.status_code, str(exc.detail), str(exc.detail))
+
+    @api.exception_handler(NotFound)
+    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return problem(404, "Not Found", str(exc))
+
+    @api.post("/v1/tickets", status_code=202, response_model=Accepted)
+    async def post_ticket(request: Request) -> Any:
+        raw = await request.body()
+        try:
+            ticket = TicketIn.model_validate_json(raw)
+        except ValidationError as exc:
+            detail, errors = _describe(list(exc.errors(include_url=False)))
+            return problem(400 if "JSON" in detail else 422, "Invalid ticket", detail, errors=errors)
+        source = settings.source(ticket.source)
+        if source.require_signature and not verify_signature(
+            source.secret, request.headers.get(TIMESTAMP_HEADER), request.headers.get(SIGNATURE_HEADER), raw
+        ):
+            return problem(401, "Bad signature",
+                           f"Sign the body with the {ticket.source!r} secret: {SIGNATURE_HEADER}: "
+                           f"v1=HMAC-SHA256(secret, timestamp + '.' + body), and send {TIMESTAMP_HEADER}.")
+        accepted = await _run(accept_ticket, ticket, via="http")
+        if accepted.created:
+            await _run(_enqueue, accepted.turn_id)
+        return accepted
+
+    @api.post("/v1/conversations/{conversation_id}/messages", status_code=202, response_model=Accepted)
+    async def post_message(conversation_id: str, message: MessageIn) -> Any:
+        accepted = await _run(accept_message, conversation_id, message, via="http")
+        if accepted.created:
+            await _run(_enqueue, accepted.turn_id)
+        return accepted
+
+    @api.get("/v1/conversations/{conversation_id}", response_model=ConversationView)
+    async def get_conversation(conversation_id: str) -> Any:
+        return await _run(conversation_view, conversation_id)
+
+    @api.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.get("/readyz")
+    async def readyz() -> JSONResponse:
+        checks = await _run(_readiness)
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
+
+    @api.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        payload, content_type = metrics.render()
+        return Response(payload, media_type=content_type)
+
+    api.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return api
+
+
+def _enqueue(turn_id: str) -> None:
+    try:
+        enqueue_turn(turn_id)
+    except Exception as exc:  # stored and committed already: the sweeper enqueues it later
+        log.warning("could not enqueue turn %s (%s); the sweeper will retry", turn_id, exc)
+
+
+def _readiness() -> dict[str, str]:
+    checks: dict[str, str] = {}
+    try:
+        with db.engine().connect() as conn:
+            conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {type(exc).__name__}"
+    try:
+        with celery_app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        checks["broker"] = "ok"
+    except Exception as exc:
+        checks["broker"] = f"error: {type(exc).__name__}"
+    return checks
+
+
+async def _run(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(fn, *args, **kwargs)

@@ -1,0 +1,101 @@
+"""The orchestrator's clock: merges turns at their deadline and sweeps for stuck work.
+
+Each orchestrator process keeps a heap of the deadlines of the turns it fanned out and a
+thread that wakes at the earliest one (a condition-variable wait: millisecond precision,
+none of the 1 s tick of broker-side blocking timeouts). Nothing blocks a worker slot
+while agents run.
+
+The same thread sweeps the database every ``sweep_interval_s`` for what a crashed
+process left behind — turns still queued, turns past their deadline that nobody merged,
+replies not delivered — so a turn reaches a final state even if the process that
+started it was killed. A Postgres advisory lock keeps concurrent sweepers from doing the
+same work twice; the conditional updates would make it harmless anyway.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class TurnClock:
+    def __init__(
+        self,
+        settings: Settings,
+        on_deadline: Callable[[str], None],
+        sweep: Callable[[], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._on_deadline = on_deadline
+        self._sweep = sweep
+        self._heap: list[tuple[float, str]] = []
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._loop, name="switchboard-clock", daemon=True)
+        self._thread.start()
+
+    def schedule(self, turn_id: str, deadline_at: float) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (deadline_at, turn_id))
+            if self._heap[0][1] == turn_id:
+                self._cond.notify()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        self._thread.join(timeout=5)
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._heap)
+
+    def _loop(self) -> None:
+        next_sweep = time.time() + self._settings.sweep_interval_s
+        while True:
+            due: list[str] = []
+            with self._cond:
+                if self._stopped:
+                    return
+                now = time.time()
+                while self._heap and self._heap[0][0] <= now:
+                    due.append(heapq.heappop(self._heap)[1])
+                if not due and now < next_sweep:
+                    wake = min(self._heap[0][0] if self._heap else next_sweep, next_sweep)
+                    self._cond.wait(timeout=max(0.0, wake - now))
+                    continue
+            for turn_id in due:
+                self._guard(self._on_deadline, turn_id)
+            if time.time() >= next_sweep and self._sweep is not None:
+                self._guard(self._sweep)
+                next_sweep = time.time() + self._settings.sweep_interval_s
+
+    @staticmethod
+    def _guard(fn: Callable[..., None], *args: str) -> None:
+        try:
+            fn(*args)
+        except Exception:  # the clock must outlive any one failure; the sweeper retries
+            log.exception("clock action %s%s failed", getattr(fn, "__name__", fn), args)
+
+
+_clock: TurnClock | None = None
+_clock_pid: int | None = None
+_clock_lock = threading.Lock()
+
+
+def process_clock(factory: Callable[[], TurnClock]) -> TurnClock:
+    """One clock per process (a forked child starts its own)."""
+    global _clock, _clock_pid
+    with _clock_lock:
+        if _clock is None or _clock_pid != os.getpid():
+            _clock = factory()
+            _clock_pid = os.getpid()
+        return _clock

@@ -1,0 +1,96 @@
+"""Read models: a conversation as the helpdesk and a human see it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from shared.contracts import AgentResult, ConversationView, TurnView
+from shared.db import session_scope
+from shared.errors import NotFound
+from shared.models import AgentRun, Conversation, Message, Turn
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.isoformat() if t else None
+
+
+def _ms(a: datetime | None, b: datetime | None) -> float | None:
+    return round((b - a).total_seconds() * 1000, 1) if a and b else None
+
+
+def conversation_view(conversation_id: str) -> ConversationView:
+    with session_scope() as s:
+        conversation = s.get(Conversation, conversation_id)
+        if conversation is None:
+            raise NotFound(f"No conversation {conversation_id!r}.")
+        messages = s.execute(
+            select(Message).where(Message.conversation_id == conversation_id).order_by(Message.created_at)
+        ).scalars().all()
+        turns = s.execute(
+            select(Turn).where(Turn.conversation_id == conversation_id).order_by(Turn.created_at)
+        ).scalars().all()
+        runs = s.execute(
+            select(AgentRun).join(Turn, Turn.id == AgentRun.turn_id).where(Turn.conversation_id == conversation_id)
+        ).scalars().all()
+        by_turn: dict[str, dict[str, AgentRun]] = {}
+        for r in runs:
+            by_turn.setdefault(r.turn_id, {})[r.agent] = r
+        return ConversationView(
+            id=conversation.id,
+            source=conversation.source,
+            external_id=conversation.external_id,
+            channel=conversation.channel,
+            subject=conversation.subject,
+            customer=conversation.customer,
+            messages=[
+                {"id": m.id, "role": m.role, "body": m.body, "turn_id": m.turn_id, "created_at": _iso(m.created_at)}
+                for m in messages
+            ],
+            turns=[_turn_view(t, by_turn.get(t.id, {})) for t in turns],
+        )
+
+
+def _turn_view(t: Turn, runs: dict[str, AgentRun]) -> TurnView:
+    agents: list[dict[str, Any]] = []
+    for name in t.agents or []:
+        run = runs.get(name)
+        if run is None:
+            agents.append({"agent": name, "status": "timed_out" if t.state == "done" else "pending",
+                           "late": False})
+            continue
+        result = AgentResult.model_validate(run.result)
+        agents.append(
+            {
+                "agent": name,
+                "status": run.status,
+                "confidence": run.confidence,
+                "late": run.late,
+                "answer": result.answer,
+                "escalation_reason": result.escalation_reason,
+                "detail": result.detail,
+                "facts": [f.model_dump() for f in result.facts],
+                "tool_calls": [c.model_dump(exclude={"output"}) for c in result.tool_calls],
+                "timings_ms": result.timings.model_dump(),
+            }
+        )
+    return TurnView(
+        id=t.id,
+        message_id=t.message_id,
+        state=t.state,
+        outcome=t.outcome,
+        reply=t.reply,
+        escalation_reason=t.escalation_reason,
+        merge_trigger=t.merge_trigger,
+        agents=agents,
+        created_at=_iso(t.created_at) or "",
+        started_at=_iso(t.started_at),
+        finished_at=_iso(t.finished_at),
+        timings_ms={
+            "queue_wait": _ms(t.created_at, t.started_at),
+            "agents": _ms(t.started_at, t.finished_at),
+            "total": _ms(t.created_at, t.finished_at),
+        },
+    )

@@ -1,0 +1,136 @@
+"""Outbound replies: signed webhooks to the helpdesk, retried with backoff, once per turn.
+
+Signature: ``X-Switchboard-Signature: v1=<hex HMAC-SHA256(secret, f"{timestamp}.{body}")>``
+with ``X-Switchboard-Timestamp: <unix seconds>``; the receiver recomputes it over the raw
+body and rejects stale timestamps (see ``verify_signature``). ``X-Switchboard-Delivery``
+carries the delivery id so a helpdesk can drop the rare duplicate that at-least-once
+HTTP can produce when a worker dies after the POST but before recording it.
+
+Each attempt first claims the row with a conditional UPDATE (pending -> sending), so two
+workers never post the same reply at the same time, and a delivered row is never sent
+again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from sqlalchemy import or_, update
+
+from shared.db import session_scope
+from shared.metrics import DELIVERIES
+from shared.models import Delivery, Event
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Switchboard-Signature"
+TIMESTAMP_HEADER = "X-Switchboard-Timestamp"
+DELIVERY_HEADER = "X-Switchboard-Delivery"
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "v1=" + mac.hexdigest()
+
+
+def verify_signature(secret: str, timestamp: str | None, signature: str | None, body: bytes,
+                     *, tolerance_s: float = 300.0, now: float | None = None) -> bool:
+    if not timestamp or not signature:
+        return False
+    try:
+        age = abs((now or time.time()) - float(timestamp))
+    except ValueError:
+        return False
+    if age > tolerance_s:
+        return False
+    return hmac.compare_digest(sign(secret, timestamp, body), signature)
+
+
+def backoff_s(attempt: int, settings: Settings) -> float:
+    return float(min(settings.delivery_backoff_max_s, settings.delivery_backoff_s * 2 ** max(0, attempt - 1)))
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What happened to one attempt; ``retry_in`` is set when another should follow."""
+
+    state: str  # delivered | retry | failed | skipped
+    retry_in: float | None = None
+
+
+def deliver(delivery_id: str, settings: Settings, client: httpx.Client | None = None) -> Attempt:
+    now = datetime.now(UTC)
+    lease = timedelta(seconds=settings.delivery_timeout_s * 2 + 5)
+    with session_scope() as s:
+        row = s.execute(
+            update(Delivery)
+            .where(
+                Delivery.id == delivery_id,
+                or_(Delivery.state == "pending",
+                    # a worker that died mid-attempt leaves 'sending' behind; its lease ends
+                    (Delivery.state == "sending") & (Delivery.next_attempt_at < now)),
+            )
+            .values(state="sending", attempts=Delivery.attempts + 1, next_attempt_at=now + lease)
+            .returning(Delivery.url, Delivery.payload, Delivery.source, Delivery.attempts, Delivery.turn_id)
+        ).one_or_none()
+    if row is None:
+        return Attempt("skipped")
+
+    body = json.dumps(row.payload, separators=(",", ":"), sort_keys=True).encode()
+    timestamp = str(int(time.time()))
+    headers = {
+        "Content-Type": "application/json",
+        TIMESTAMP_HEADER: timestamp,
+        SIGNATURE_HEADER: sign(settings.source(row.source).secret, timestamp, body),
+        DELIVERY_HEADER: delivery_id,
+        "User-Agent": "switchboard",
+    }
+    error: str | None = None
+    try:
+        if client is None:
+            with httpx.Client(timeout=settings.delivery_timeout_s) as own:
+                response = own.post(row.url, content=body, headers=headers)
+        else:
+            response = client.post(row.url, content=body, headers=headers)
+        if 200 <= response.status_code < 300:
+            return _finish(delivery_id, row.turn_id, "delivered", None, row.attempts)
+        error = f"HTTP {response.status_code}"
+        permanent = response.status_code in (400, 401, 403, 404, 410, 422)
+    except httpx.HTTPError as exc:
+        error, permanent = f"{type(exc).__name__}: {exc}", False
+
+    if permanent or row.attempts >= settings.delivery_max_attempts:
+        return _finish(delivery_id, row.turn_id, "failed", error, row.attempts)
+    wait = backoff_s(row.attempts, settings)
+    with session_scope() as s:
+        s.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery_id, Delivery.state == "sending")
+            .values(state="pending", last_error=error, next_attempt_at=datetime.now(UTC) + timedelta(seconds=wait))
+        )
+    DELIVERIES.labels("retry").inc()
+    log.warning("delivery %s attempt %d failed (%s); retrying in %.1fs", delivery_id, row.attempts, error, wait)
+    return Attempt("retry", retry_in=wait)
+
+
+def _finish(delivery_id: str, turn_id: str, state: str, error: str | None, attempts: int) -> Attempt:
+    with session_scope() as s:
+        s.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery_id, Delivery.state == "sending")
+            .values(state=state, last_error=error,
+                    delivered_at=datetime.now(UTC) if state == "delivered" else None)
+        )
+        s.add(Event(turn_id=turn_id, kind=f"delivery.{state}", data={"attempts": attempts, "error": error}))
+    DELIVERIES.labels(state).inc()
+    if state == "failed":
+        log.error("delivery %s failed for good after %d attempts: %s", delivery_id, attempts, error)
+    return Attempt(state)

@@ -1,0 +1,99 @@
+"""Turning the agents' results into one outcome: a reply, one question, or an escalation.
+
+Pure functions of the results, so the rules are unit-tested without any service.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shared.contracts import AgentResult, AgentStatus, EscalationReason
+
+HOLDING_REPLY = (
+    "Thanks for your message. I've passed it to a member of our support team, "
+    "who will pick it up and reply to you here."
+)
+
+# The order in which drafts are put together in a reply and reasons are reported.
+AGENT_ORDER = ("billing", "account", "knowledge")
+
+
+@dataclass(frozen=True)
+class MergeDecision:
+    outcome: str  # resolved | clarify | escalated
+    reply: str | None
+    reason: str | None = None
+    suggested_reply: str | None = None
+    answered_by: tuple[str, ...] = ()
+
+
+def _ordered(results: dict[str, AgentResult | None]) -> list[tuple[str, AgentResult | None]]:
+    rank = {a: i for i, a in enumerate(AGENT_ORDER)}
+    return sorted(results.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
+
+
+def decide(results: dict[str, AgentResult | None], threshold: float) -> MergeDecision:
+    """Apply the merge rules. A missing result (None) is an agent that timed out."""
+    ordered = _ordered(results)
+    present = [(a, r) for a, r in ordered if r is not None]
+    answered = [(a, r) for a, r in present if r.status is AgentStatus.answered]
+    suggested = "\n\n".join(r.answer for _, r in answered if r.answer) or None
+
+    def escalate(reason: EscalationReason | str) -> MergeDecision:
+        return MergeDecision("escalated", HOLDING_REPLY, str(reason), suggested, tuple(a for a, _ in answered))
+
+    for _, r in present:
+        if r.status is AgentStatus.escalate:
+            return escalate(r.escalation_reason or EscalationReason.policy)
+
+    questions = [r for _, r in present if r.status is AgentStatus.needs_info and r.answer]
+    if not answered and not questions:
+        timed_out = any(r is None or r.status is AgentStatus.timed_out for _, r in ordered)
+        if timed_out:
+            return escalate(EscalationReason.timeout)
+        if any(r.status is AgentStatus.failed for _, r in present):
+            return escalate(EscalationReason.tool_failure)
+        return escalate(EscalationReason.low_confidence)
+
+    if any(r.confidence < threshold for _, r in answered):
+        return escalate(EscalationReason.low_confidence)
+    if questions:
+        return MergeDecision("clarify", questions[0].answer, answered_by=tuple(a for a, _ in answered))
+    reply = "\n\n".join(r.answer for _, r in answered if r.answer)
+    if not reply:
+        return escalate(EscalationReason.low_confidence)
+    return MergeDecision("resolved", reply, answered_by=tuple(a for a, _ in answered))
+
+
+def escalation_summary(
+    customer: dict[str, Any],
+    message: str,
+    decision: MergeDecision,
+    results: dict[str, AgentResult],
+    missing: list[str],
+) -> str:
+    """What a human needs to pick the ticket up without reading every row."""
+    who = customer.get("name") or customer.get("id")
+    lines = [
+        f"Escalated: {decision.reason}.",
+        f"Customer: {who} <{customer.get('email') or 'no email'}> (id {customer.get('id')}).",
+        f"Message: {message[:500]}{'…' if len(message) > 500 else ''}",
+    ]
+    for agent, r in _ordered(dict(results)):
+        if r is None:
+            continue
+        line = f"- {agent}: {r.status.value} (confidence {r.confidence:.2f})"
+        if r.escalation_reason:
+            line += f", reason {r.escalation_reason.value}"
+        if r.detail:
+            line += f" — {r.detail}"
+        lines.append(line)
+        lines.extend(f"    fact: {f.statement}" for f in r.facts)
+        lines.extend(
+            f"    action: {c.tool}({c.arguments})" for c in r.tool_calls if c.call_id in set(r.actions)
+        )
+    lines.extend(f"- {agent}: no result before the deadline" for agent in missing)
+    if decision.suggested_reply:
+        lines.append("Suggested reply (drafts of the agents that answered) is attached.")
+    return "\n".join(lines)

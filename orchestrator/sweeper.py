@@ -1,0 +1,91 @@
+"""Recovery of work a crashed process left behind. Safe to run anywhere, any number of times."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, text, update
+
+from shared.db import session_scope
+from shared.metrics import SWEEPS
+from shared.models import Delivery, Event, Turn
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SWEEP_LOCK_KEY = 0x5B0A2D  # any constant shared by every sweeper
+BATCH = 200
+
+
+@dataclass
+class SweepReport:
+    requeued: list[str] = field(default_factory=list)
+    merged: list[str] = field(default_factory=list)
+    redelivered: list[str] = field(default_factory=list)
+
+
+def sweep(
+    settings: Settings,
+    *,
+    enqueue_turn: Callable[[str], None],
+    merge: Callable[[str], object],
+    enqueue_delivery: Callable[[str], None],
+) -> SweepReport:
+    report = SweepReport()
+    now = datetime.now(UTC)
+    with session_scope() as s:
+        if not s.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": SWEEP_LOCK_KEY}).scalar_one():
+            return report  # another sweeper is at it
+        report.requeued = list(
+            s.execute(
+                update(Turn)
+                .where(
+                    Turn.id.in_(
+                        select(Turn.id)
+                        .where(Turn.state == "queued",
+                               Turn.enqueued_at < now - timedelta(seconds=settings.requeue_after_s))
+                        .limit(BATCH)
+                        .scalar_subquery()
+                    )
+                )
+                .values(enqueued_at=now)
+                .returning(Turn.id)
+            ).scalars()
+        )
+        for turn_id in report.requeued:
+            s.add(Event(turn_id=turn_id, kind="turn.requeued", data={"by": "sweeper"}))
+        report.merged = list(
+            s.execute(
+                select(Turn.id)
+                .where(Turn.state == "running",
+                       Turn.deadline_at < now - timedelta(seconds=settings.deadline_grace_s))
+                .limit(BATCH)
+            ).scalars()
+        )
+        report.redelivered = list(
+            s.execute(
+                select(Delivery.id)
+                .where(Delivery.state.in_(("pending", "sending")),
+                       Delivery.next_attempt_at < now - timedelta(seconds=settings.requeue_after_s))
+                .limit(BATCH)
+            ).scalars()
+        )
+    # Enqueue after the commit: a crash in between only means the next sweep does it.
+    for turn_id in report.requeued:
+        enqueue_turn(turn_id)
+        SWEEPS.labels("requeue_turn").inc()
+    for turn_id in report.merged:
+        if merge(turn_id) is not None:
+            SWEEPS.labels("merge_turn").inc()
+    for delivery_id in report.redelivered:
+        enqueue_delivery(delivery_id)
+        SWEEPS.labels("redeliver").inc()
+    if report.requeued or report.merged or report.redelivered:
+        log.warning(
+            "sweeper recovered work: requeued=%d merged=%d redelivered=%d",
+            len(report.requeued), len(report.merged), len(report.redelivered),
+        )
+    return report

@@ -1,0 +1,56 @@
+"""Process start-up for every Celery worker: database, logs, metrics, the clock.
+
+Imported through the Celery app's ``include`` list, so it is loaded by every worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from celery import signals
+
+from shared import db, metrics
+from shared.celery_app import ORCHESTRATOR_QUEUE
+from shared.logs import configure_logging
+from shared.settings import get_settings
+
+log = logging.getLogger(__name__)
+_consumes_orchestrator = False
+
+
+@signals.setup_logging.connect
+def _logging(**_: Any) -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+
+
+@signals.celeryd_after_setup.connect
+def _remember_queues(sender: str, instance: Any, **_: Any) -> None:
+    global _consumes_orchestrator
+    queues = instance.app.amqp.queues.consume_from or instance.app.amqp.queues
+    _consumes_orchestrator = ORCHESTRATOR_QUEUE in queues
+
+
+@signals.worker_init.connect
+def _main_process(**_: Any) -> None:
+    settings = get_settings()
+    db.configure(settings)
+    if settings.metrics_port is not None:
+        metrics.serve(settings.metrics_port, settings.metrics_host)
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
+
+
+@signals.worker_process_init.connect
+def _child_process(**_: Any) -> None:
+    db.configure(get_settings())  # never share a parent's connections across a fork
+    if _consumes_orchestrator:
+        from orchestrator.tasks import clock
+
+        clock()
+
+
+@signals.worker_process_shutdown.connect
+def _child_exit(pid: int | None = None, **_: Any) -> None:
+    metrics.mark_process_dead(pid or os.getpid())

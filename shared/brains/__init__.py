@@ -1,0 +1,66 @@
+"""The brain contract: what fills an agent's tool loop.
+
+A brain looks at the agent's view of the turn (the conversation window, its tools, the
+tool calls made so far) and decides the next step: call a tool, or finish with a result.
+Two providers implement it in the product (``local`` and ``openai``); tests plug in a
+scripted one by import path (``SWITCHBOARD_BRAIN=package.module:Class``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from shared.contracts import AgentStatus, AgentTask, EscalationReason, Fact, ToolCallRecord
+from shared.settings import Settings
+from shared.tools import Tool
+
+
+@dataclass(frozen=True)
+class AgentView:
+    task: AgentTask
+    tools: list[Tool]
+    history: list[ToolCallRecord]
+
+
+@dataclass(frozen=True)
+class CallTool:
+    tool: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Finish:
+    status: AgentStatus
+    answer: str | None = None
+    confidence: float = 0.0
+    facts: list[Fact] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+    escalation_reason: EscalationReason | None = None
+    detail: str | None = None
+    tokens: int = 0
+    cost: float = 0.0
+
+
+Decision = CallTool | Finish
+
+
+class Brain(Protocol):
+    name: str
+
+    def decide(self, view: AgentView) -> Decision: ...
+
+
+BUILTIN = {"local": "shared.brains.local:LocalBrain"}
+
+
+def load_brain(settings: Settings) -> Brain:
+    """Build the configured brain: a built-in name or ``module:Class``."""
+    spec = BUILTIN.get(settings.brain, settings.brain)
+    module_name, _, attr = spec.partition(":")
+    if not attr:
+        raise ValueError(f"SWITCHBOARD_BRAIN={settings.brain!r}: use one of {sorted(BUILTIN)} or 'module:Class'")
+    factory = getattr(importlib.import_module(module_name), attr)
+    brain: Brain = factory(settings)
+    return brain

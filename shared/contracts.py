@@ -1,0 +1,181 @@
+"""Pydantic models that cross a queue or the HTTP boundary: the wire format.
+
+Anything here is versioned by being additive: new fields get defaults, so a message
+queued by an older process is still read by a newer one.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
+
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
+Body = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------- ingest
+
+
+class Customer(Strict):
+    id: ShortText
+    email: EmailStr | None = None
+    name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=256)] = ""
+    timezone: Annotated[str, StringConstraints(max_length=64)] | None = None
+    locale: Annotated[str, StringConstraints(max_length=32)] | None = None
+
+
+class TicketIn(Strict):
+    """A new ticket from a helpdesk (POST /v1/tickets or the task switchboard.ingest)."""
+
+    source: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")] = Field(
+        description="the helpdesk that sends the ticket, e.g. 'zendesk'; lower-case letters, digits, '_.-'"
+    )
+    external_id: ShortText = Field(description="the helpdesk's own ticket id; (source, external_id) is unique")
+    channel: Literal["email", "chat", "web", "phone", "api", "social"] = "email"
+    customer: Customer
+    subject: Annotated[str, StringConstraints(strip_whitespace=True, max_length=512)] = ""
+    body: Body
+
+
+class MessageIn(Strict):
+    """A follow-up customer message on an existing conversation."""
+
+    body: Body
+    external_id: ShortText | None = Field(
+        default=None, description="the helpdesk's id for this message; a retry with the same id is a no-op"
+    )
+
+
+class Accepted(BaseModel):
+    conversation_id: str
+    turn_id: str
+    message_id: str
+    created: bool = Field(description="false when this (source, external_id) was already accepted")
+
+
+# --------------------------------------------------------------------------- agents
+
+
+class AgentStatus(StrEnum):
+    answered = "answered"
+    needs_info = "needs_info"
+    escalate = "escalate"
+    not_applicable = "not_applicable"
+    failed = "failed"
+    timed_out = "timed_out"
+
+
+class EscalationReason(StrEnum):
+    human_requested = "human_requested"
+    policy = "policy"
+    low_confidence = "low_confidence"
+    injection = "injection"
+    tool_failure = "tool_failure"
+    timeout = "timeout"
+    loop = "loop"
+    sensitive = "sensitive"
+
+
+class WindowMessage(BaseModel):
+    role: Literal["customer", "assistant", "human", "summary"]
+    body: str
+
+
+class AgentTask(BaseModel):
+    """What an agent is asked to do for one turn."""
+
+    turn_id: str
+    conversation_id: str
+    agent: str
+    customer: Customer
+    window: list[WindowMessage] = Field(description="the conversation as the agent may see it, oldest first")
+    deadline_at: float = Field(description="unix time by which the result must be recorded")
+    published_at: float = Field(description="unix time the task was put on the queue")
+    max_steps: int = 6
+
+
+class ToolCallRecord(BaseModel):
+    call_id: str
+    tool: str
+    arguments: dict[str, Any]
+    output: Any = None
+    error: str | None = None
+    critical: bool = Field(default=False, description="a failure the agent must not answer past")
+    duration_ms: float = 0.0
+
+
+class Fact(BaseModel):
+    """Something the agent learned; ``call_id`` names the tool call that backs it."""
+
+    statement: str
+    call_id: str
+
+
+class Timings(BaseModel):
+    queue_wait_ms: float = 0.0
+    run_ms: float = 0.0
+
+
+class AgentResult(BaseModel):
+    turn_id: str
+    agent: str
+    status: AgentStatus
+    answer: str | None = Field(default=None, description="draft reply, or the clarifying question")
+    facts: list[Fact] = Field(default_factory=list)
+    actions: list[str] = Field(default_factory=list, description="call_ids of tool calls that changed something")
+    tool_calls: list[ToolCallRecord] = Field(default_factory=list)
+    confidence: float = Field(default=0.0, ge=0.0, le=1.0)
+    escalation_reason: EscalationReason | None = None
+    detail: str | None = Field(default=None, description="why, for a human reading the turn")
+    tokens: int = 0
+    cost: float = 0.0
+    brain: str = ""
+    timings: Timings = Field(default_factory=Timings)
+
+    @model_validator(mode="after")
+    def _evidence_exists(self) -> AgentResult:
+        # A fact or an action that no tool call of this run backs is a claim without
+        # evidence: refuse it at the boundary rather than let it reach a customer.
+        known = {c.call_id for c in self.tool_calls if c.error is None}
+        missing = [f.call_id for f in self.facts if f.call_id not in known]
+        missing += [a for a in self.actions if a not in known]
+        if missing:
+            raise ValueError(f"facts/actions cite tool calls that did not succeed: {missing}")
+        if self.status is AgentStatus.escalate and self.escalation_reason is None:
+            raise ValueError("an escalating result needs an escalation_reason")
+        return self
+
+
+# --------------------------------------------------------------------------- views
+
+
+class TurnView(BaseModel):
+    id: str
+    message_id: str
+    state: str
+    outcome: str | None
+    reply: str | None
+    escalation_reason: str | None
+    merge_trigger: str | None
+    agents: list[dict[str, Any]]
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    timings_ms: dict[str, float | None]
+
+
+class ConversationView(BaseModel):
+    id: str
+    source: str
+    external_id: str
+    channel: str
+    subject: str
+    customer: dict[str, Any]
+    messages: list[dict[str, Any]]
+    turns: list[TurnView]

@@ -1,0 +1,90 @@
+"""Every Prometheus metric, defined once.
+
+Celery's prefork pool runs tasks in child processes, so metrics use prometheus-client's
+multiprocess mode whenever PROMETHEUS_MULTIPROC_DIR is set (the run command and the
+worker entry point set it before this module is imported); ``/metrics`` then aggregates
+over every process that wrote into that directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    start_http_server,
+)
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 10.0, 30.0)
+
+TICKETS_INGESTED = Counter(
+    "switchboard_messages_ingested_total",
+    "Customer messages accepted, by how they arrived and whether they were new",
+    ["via", "created"],
+)
+TURNS = Counter("switchboard_turns_total", "Turns finished, by outcome", ["outcome"])
+TURN_LATENCY = Histogram(
+    "switchboard_turn_latency_seconds",
+    "From the customer message being stored to the merged outcome",
+    ["outcome"],
+    buckets=LATENCY_BUCKETS,
+)
+MERGES = Counter("switchboard_merges_total", "Merges, by what triggered them", ["trigger"])
+AGENT_LATENCY = Histogram(
+    "switchboard_agent_latency_seconds",
+    "Time an agent spent on a turn, by agent and status",
+    ["agent", "status"],
+    buckets=LATENCY_BUCKETS,
+)
+AGENT_TIMEOUTS = Counter("switchboard_agent_timeouts_total", "Agents cut off at the deadline", ["agent"])
+AGENT_LATE_RESULTS = Counter(
+    "switchboard_agent_late_results_total", "Agent results that arrived after the merge and were ignored", ["agent"]
+)
+ESCALATIONS = Counter("switchboard_escalations_total", "Turns escalated to humans, by reason", ["reason"])
+QUEUE_WAIT = Histogram(
+    "switchboard_queue_wait_seconds",
+    "Time a task waited on its queue before a worker started it",
+    ["queue"],
+    buckets=LATENCY_BUCKETS,
+)
+DELIVERIES = Counter("switchboard_deliveries_total", "Outbound reply attempts, by result", ["result"])
+SWEEPS = Counter("switchboard_sweeper_actions_total", "Recoveries done by the sweeper", ["action"])
+TOOL_CALLS = Counter("switchboard_tool_calls_total", "Tool calls, by tool and result", ["agent", "tool", "result"])
+
+
+def registry() -> CollectorRegistry:
+    """The registry to expose: aggregated over processes in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        reg = CollectorRegistry()
+        multiprocess.MultiProcessCollector(reg)  # type: ignore[no-untyped-call]
+        return reg
+    from prometheus_client import REGISTRY
+
+    return REGISTRY
+
+
+def render() -> tuple[bytes, str]:
+    return generate_latest(registry()), CONTENT_TYPE_LATEST
+
+
+def serve(port: int, host: str = "127.0.0.1") -> None:
+    """Expose /metrics of this process tree on its own port (used by workers)."""
+    start_http_server(port, addr=host, registry=registry())
+
+
+def prepare_multiprocess_dir(path: Path) -> None:
+    """Empty the directory before the processes that write into it start."""
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+
+
+def mark_process_dead(pid: int) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

@@ -1,0 +1,158 @@
+"""Tool registry: one tool, one job, a typed input, a declared owner.
+
+The JSON schema a model sees is generated from the pydantic argument model, never written
+twice. Permissions are enforced here, where tools execute, not in prompts: an agent can
+only run tools that name it as an owner.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from shared.errors import PolicyViolation, ToolError
+
+SideEffect = Literal["read", "write", "money"]
+MAX_OUTPUT_CHARS = 4000
+
+
+class ToolArgs(BaseModel):
+    """Base of every tool's arguments: unknown fields are an error the model can fix."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """What a tool may know about the turn it runs in."""
+
+    turn_id: str
+    conversation_id: str
+    agent: str
+    customer_id: str
+    customer_email: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+ToolFn = Callable[[ToolContext, Any], Any]
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    args: type[ToolArgs]
+    fn: ToolFn
+    owners: frozenset[str]
+    side_effect: SideEffect = "read"
+    # A critical tool's failure means the agent cannot answer safely: the turn escalates.
+    critical: bool = False
+
+    def schema(self) -> dict[str, Any]:
+        """An OpenAI strict function-tool schema."""
+        params = self.args.model_json_schema()
+        params["additionalProperties"] = False
+        params.setdefault("required", list(params.get("properties", {})))
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": params, "strict": True},
+        }
+
+
+class ToolRegistry:
+    def __init__(self) -> None:
+        self._tools: dict[str, Tool] = {}
+
+    def register(self, tool: Tool) -> Tool:
+        if tool.name in self._tools and self._tools[tool.name] != tool:
+            raise ValueError(f"tool {tool.name!r} is already registered")
+        self._tools[tool.name] = tool
+        return tool
+
+    def tool(
+        self,
+        *,
+        owners: tuple[str, ...],
+        side_effect: SideEffect = "read",
+        critical: bool = False,
+        name: str | None = None,
+    ) -> Callable[[ToolFn], ToolFn]:
+        """Decorate ``fn(ctx, args: ArgsModel)``; its docstring is what the model reads."""
+
+        def decorate(fn: ToolFn) -> ToolFn:
+            args_model = fn.__annotations__.get("args")
+            if isinstance(args_model, str):
+                args_model = fn.__globals__.get(args_model)
+            if not (isinstance(args_model, type) and issubclass(args_model, ToolArgs)):
+                raise TypeError(f"{fn.__name__}: annotate `args` with a ToolArgs subclass")
+            self.register(
+                Tool(
+                    name=name or fn.__name__,
+                    description=(fn.__doc__ or "").strip(),
+                    args=args_model,
+                    fn=fn,
+                    owners=frozenset(owners),
+                    side_effect=side_effect,
+                    critical=critical,
+                )
+            )
+            return fn
+
+        return decorate
+
+    def get(self, name: str) -> Tool | None:
+        return self._tools.get(name)
+
+    def for_agent(self, agent: str) -> list[Tool]:
+        return [t for t in self._tools.values() if agent in t.owners]
+
+    def execute(self, ctx: ToolContext, name: str, arguments: dict[str, Any]) -> Any:
+        """Run a tool for ``ctx.agent``. Raises ToolError with a message for the model."""
+        tool = self._tools.get(name)
+        if tool is None:
+            known = ", ".join(sorted(t.name for t in self.for_agent(ctx.agent))) or "none"
+            raise ToolError(f"There is no tool named {name!r}. Tools you can call: {known}.")
+        if ctx.agent not in tool.owners:
+            raise PolicyViolation(
+                f"The {ctx.agent} agent may not call {name}; it belongs to {', '.join(sorted(tool.owners))}. "
+                "Hand this part of the request to a human or answer without it."
+            )
+        try:
+            args = tool.args.model_validate(arguments)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors())
+            raise ToolError(f"Invalid arguments for {name}: {problems}. Fix them and call {name} again.") from None
+        try:
+            output = tool.fn(ctx, args)
+        except ToolError as exc:
+            exc.critical = exc.critical or tool.critical
+            raise
+        except Exception as exc:  # a backend failure: never a stack trace to the model
+            raise ToolError(
+                f"{name} failed ({type(exc).__name__}). The system behind it may be down; "
+                "do not retry with the same arguments.",
+                critical=tool.critical,
+            ) from exc
+        return bound_output(output)
+
+
+def bound_output(output: Any) -> Any:
+    """Keep a tool's output small enough for a prompt and a row."""
+    encoded = json.dumps(output, default=str)
+    if len(encoded) <= MAX_OUTPUT_CHARS:
+        return json.loads(encoded)
+    return {"truncated": True, "preview": encoded[:MAX_OUTPUT_CHARS]}
+
+
+registry = ToolRegistry()
+
+
+def timed_call(ctx: ToolContext, name: str, arguments: dict[str, Any]) -> tuple[Any, float]:
+    start = time.perf_counter()
+    output = registry.execute(ctx, name, arguments)
+    return output, (time.perf_counter() - start) * 1000
