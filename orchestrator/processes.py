@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from celery import Celery
+
 from shared.settings import AGENTS
 
 ROLES: tuple[str, ...] = ("orchestrator", *AGENTS)
@@ -85,9 +87,10 @@ class Supervisor:
         self._logs.clear()
 
 
-def wait_for_workers(roles: list[str], timeout: float = 60.0) -> None:
+def wait_for_workers(roles: list[str], timeout: float = 60.0, app: Celery | None = None) -> None:
     """Block until a worker of every role answers a ping on the broker."""
-    from shared.celery_app import app
+    if app is None:
+        from shared.celery_app import app
 
     wanted = set(roles)
     end = time.monotonic() + timeout

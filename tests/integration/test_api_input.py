@@ -1,0 +1,81 @@
+"""Bad input gets a 4xx problem document that says what to fix, and nothing is stored."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.integration.conftest import Stack, rows, ticket
+
+pytestmark = pytest.mark.integration
+
+
+def counts() -> tuple[int, int, int]:
+    (r,) = rows("SELECT (SELECT count(*) FROM conversations) c, (SELECT count(*) FROM messages) m, "
+                "(SELECT count(*) FROM turns) t")
+    return r["c"], r["m"], r["t"]
+
+
+@pytest.fixture
+def nothing_stored(stack: Stack):  # type: ignore[no-untyped-def]
+    before = counts()
+    yield
+    assert counts() == before, "a rejected request must not store anything"
+
+
+def problem(response: httpx.Response, status: int) -> str:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status and body["title"]
+    return str(body["detail"])
+
+
+@pytest.mark.usefixtures("nothing_stored")
+def test_missing_fields_are_named(stack: Stack) -> None:
+    payload = ticket("hi")
+    del payload["customer"], payload["external_id"]
+    detail = problem(httpx.post(stack.api + "/v1/tickets", json=payload), 422)
+    assert "customer" in detail and "external_id" in detail
+
+
+@pytest.mark.usefixtures("nothing_stored")
+def test_wrong_types_are_explained(stack: Stack) -> None:
+    payload = ticket("hi")
+    payload["customer"] = {"id": "c1", "email": "not-an-email"}
+    payload["body"] = 42
+    detail = problem(httpx.post(stack.api + "/v1/tickets", json=payload), 422)
+    assert "customer.email" in detail and "body" in detail
+
+
+@pytest.mark.usefixtures("nothing_stored")
+def test_empty_body_text_is_rejected(stack: Stack) -> None:
+    detail = problem(httpx.post(stack.api + "/v1/tickets", json=ticket("   ")), 422)
+    assert "body" in detail
+
+
+@pytest.mark.usefixtures("nothing_stored")
+def test_one_megabyte_body_is_refused_with_413(stack: Stack) -> None:
+    payload = ticket("x" * (1024 * 1024))
+    detail = problem(httpx.post(stack.api + "/v1/tickets", json=payload), 413)
+    assert "larger than" in detail
+
+
+@pytest.mark.usefixtures("nothing_stored")
+def test_invalid_json_is_a_400(stack: Stack) -> None:
+    response = httpx.post(stack.api + "/v1/tickets", content=b'{"source": "helpdesk", ',
+                          headers={"content-type": "application/json"})
+    assert "not valid JSON" in problem(response, 400)
+
+
+@pytest.mark.usefixtures("nothing_stored")
+def test_unknown_fields_are_refused(stack: Stack) -> None:
+    payload = ticket("hi", priority="urgent")
+    assert "priority" in problem(httpx.post(stack.api + "/v1/tickets", json=payload), 422)
+
+
+@pytest.mark.usefixtures("nothing_stored")
+def test_unknown_conversation_is_a_404(stack: Stack) -> None:
+    assert "conv_nope" in problem(httpx.get(stack.api + "/v1/conversations/conv_nope"), 404)
+    response = httpx.post(stack.api + "/v1/conversations/conv_nope/messages", json={"body": "hello"})
+    assert "POST /v1/tickets" in problem(response, 404)

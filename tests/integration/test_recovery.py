@@ -1,0 +1,95 @@
+"""Nothing accepted is lost, and nothing happens twice, when processes die."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.conftest import (
+    AMQP_URL,
+    ANSWER,
+    Helpdesk,
+    Stack,
+    rows,
+    script,
+    start_stack,
+    ticket,
+    wait_done,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def wait_state(turn_id: str, state: str, timeout: float = 15) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if rows("SELECT state FROM turns WHERE id = :t", t=turn_id)[0]["state"] == state:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"turn {turn_id} never reached {state}")
+
+
+def merged_once(turn_id: str) -> None:
+    merges = rows("SELECT data FROM events WHERE turn_id = :t AND kind = 'turn.merged'", t=turn_id)
+    assert len(merges) == 1, merges
+
+
+def test_agent_worker_killed_mid_turn_still_finishes_once(stack: Stack, helpdesk: Helpdesk) -> None:
+    accepted = httpx.post(stack.api + "/v1/tickets",
+                          json=ticket(script(billing=[{"sleep": 30}], knowledge=ANSWER))).json()
+    wait_state(accepted["turn_id"], "running")
+    time.sleep(0.5)  # let the billing agent start hanging
+    stack.supervisor.kill("billing")
+    try:
+        turn = wait_done(accepted["turn_id"], timeout=15)
+        assert turn["outcome"] == "resolved"
+        merged_once(accepted["turn_id"])
+        helpdesk.wait_for(accepted["turn_id"])
+        assert len(helpdesk.for_turn(accepted["turn_id"])) == 1
+    finally:
+        stack.restart("billing")
+
+
+def test_orchestrator_killed_after_fan_out_is_recovered_by_the_sweeper(stack: Stack, helpdesk: Helpdesk) -> None:
+    accepted = httpx.post(stack.api + "/v1/tickets",
+                          json=ticket(script(billing=[{"sleep": 30}], knowledge=ANSWER))).json()
+    wait_state(accepted["turn_id"], "running")
+    stack.supervisor.kill("orchestrator")  # its deadline clock dies with it
+    stack.restart("orchestrator")
+    turn = wait_done(accepted["turn_id"], timeout=30)
+    assert turn["merge_trigger"] == "sweeper" and turn["outcome"] == "resolved"
+    merged_once(accepted["turn_id"])
+    helpdesk.wait_for(accepted["turn_id"], timeout=20)
+    assert len(helpdesk.for_turn(accepted["turn_id"])) == 1
+
+
+def test_turn_stored_while_no_orchestrator_runs_is_picked_up_later(stack: Stack) -> None:
+    stack.supervisor.kill("orchestrator")
+    try:
+        accepted = httpx.post(stack.api + "/v1/tickets", json=ticket(script(knowledge=ANSWER))).json()
+        assert accepted["created"] is True
+        assert rows("SELECT state FROM turns WHERE id = :t", t=accepted["turn_id"]) == [{"state": "queued"}]
+    finally:
+        stack.restart("orchestrator")
+    assert wait_done(accepted["turn_id"], timeout=30)["outcome"] == "resolved"
+
+
+@pytest.fixture
+def rabbit_stack(database_url: str, helpdesk: Helpdesk, tmp_path: Path, stack: Stack) -> Iterator[Stack]:
+    # The Redis stack is stopped for the duration so the two never share a database sweep.
+    s = start_stack(database_url, AMQP_URL, helpdesk, tmp_path)
+    yield s
+    s.supervisor.stop()
+
+
+def test_rabbitmq_broker_runs_the_same_turn_by_url_alone(rabbit_stack: Stack, helpdesk: Helpdesk) -> None:
+    accepted = httpx.post(rabbit_stack.api + "/v1/tickets",
+                          json=ticket(script(billing=[{"sleep": 30}], knowledge=ANSWER, account=ANSWER))).json()
+    turn = wait_done(accepted["turn_id"], timeout=20)
+    assert (turn["outcome"], turn["merge_trigger"]) == ("resolved", "deadline")
+    assert helpdesk.wait_for(accepted["turn_id"]).signature_ok
+    merged_once(accepted["turn_id"])

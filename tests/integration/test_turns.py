@@ -1,0 +1,227 @@
+"""A turn end to end: HTTP in, three agents on their own queues, one merge, a signed reply out."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import time
+
+import httpx
+import pytest
+
+from shared.celery_app import create_app
+from shared.settings import Settings
+from tests.integration.conftest import (
+    ANSWER,
+    REDIS_URL,
+    Helpdesk,
+    Stack,
+    rows,
+    script,
+    ticket,
+    wait_done,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def post(stack: Stack, payload: dict[str, object]) -> httpx.Response:
+    return httpx.post(stack.api + "/v1/tickets", json=payload, timeout=10)
+
+
+def test_ticket_is_answered_and_the_signed_reply_reaches_the_helpdesk(stack: Stack, helpdesk: Helpdesk) -> None:
+    response = post(stack, ticket(script(billing=ANSWER, knowledge=ANSWER, account=[{"finish": "not_applicable"}])))
+    assert response.status_code == 202
+    accepted = response.json()
+    assert accepted["created"] is True
+
+    turn = wait_done(accepted["turn_id"])
+    assert (turn["outcome"], turn["merge_trigger"]) == ("resolved", "all_in")
+
+    reply = helpdesk.wait_for(accepted["turn_id"])
+    assert reply.signature_ok, "the reply's HMAC signature must verify with the source's secret"
+    assert reply.body["outcome"] == "resolved"
+    assert reply.body["reply"].count("Your balance is 42.") == 2  # billing and knowledge drafts
+    assert reply.headers["X-Switchboard-Delivery"] == reply.body["delivery_id"]
+
+    view = httpx.get(f"{stack.api}/v1/conversations/{accepted['conversation_id']}", timeout=10).json()
+    assert [m["role"] for m in view["messages"]] == ["customer", "assistant"]
+    (turn_view,) = view["turns"]
+    assert {a["agent"]: a["status"] for a in turn_view["agents"]} == {
+        "billing": "answered", "knowledge": "answered", "account": "not_applicable"}
+    assert turn_view["timings_ms"]["total"] is not None
+    billing = next(a for a in turn_view["agents"] if a["agent"] == "billing")
+    assert billing["facts"][0]["call_id"] == billing["tool_calls"][0]["call_id"]
+
+
+def test_hung_agent_is_cut_off_at_deadline_and_the_others_answer(stack: Stack) -> None:
+    accepted = post(stack, ticket(script(billing=[{"sleep": 30}], knowledge=ANSWER, account=ANSWER))).json()
+    turn = wait_done(accepted["turn_id"], timeout=15)
+    assert (turn["outcome"], turn["merge_trigger"]) == ("resolved", "deadline")
+    assert "Your balance is 42." in turn["reply"]
+
+    # The hung agent's slot is freed by the soft time limit; its late result is kept, flagged.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        late = rows("SELECT status, late FROM agent_runs WHERE turn_id = :t AND agent = 'billing'",
+                    t=accepted["turn_id"])
+        if late:
+            break
+        time.sleep(0.1)
+    assert late == [{"status": "timed_out", "late": True}]
+    kinds = [r["kind"] for r in rows("SELECT kind FROM events WHERE turn_id = :t ORDER BY id", t=accepted["turn_id"])]
+    assert kinds.index("turn.started") < kinds.index("turn.merged") < kinds.index("agent.late")
+    assert kinds.count("turn.merged") == 1
+
+
+def test_all_agents_slow_escalates_with_reason_timeout(stack: Stack) -> None:
+    slow = [{"call": "slow_lookup", "args": {"seconds": 20}}]
+    accepted = post(stack, ticket(script(billing=slow, knowledge=slow, account=slow))).json()
+    turn = wait_done(accepted["turn_id"], timeout=15)
+    assert (turn["outcome"], turn["escalation_reason"]) == ("escalated", "timeout")
+    (escalation,) = rows("SELECT reason, status, summary FROM escalations WHERE turn_id = :t", t=accepted["turn_id"])
+    assert escalation["reason"] == "timeout" and escalation["status"] == "open"
+    assert "no result before the deadline" in escalation["summary"]
+
+
+def test_duplicate_ticket_posts_create_one_conversation_and_one_turn(stack: Stack, helpdesk: Helpdesk) -> None:
+    payload = ticket(script(knowledge=ANSWER))
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        responses = list(pool.map(lambda _: post(stack, payload), range(4)))
+    assert {r.status_code for r in responses} == {202}
+    bodies = [r.json() for r in responses]
+    assert len({(b["conversation_id"], b["turn_id"]) for b in bodies}) == 1
+    assert sorted(b["created"] for b in bodies) == [False, False, False, True]
+
+    again = post(stack, payload).json()  # a retry after the turn finished changes nothing
+    wait_done(again["turn_id"])
+    assert again["created"] is False and again["turn_id"] == bodies[0]["turn_id"]
+    assert rows("SELECT count(*) AS n FROM conversations WHERE external_id = :e",
+                e=payload["external_id"]) == [{"n": 1}]
+    assert rows("SELECT count(*) AS n FROM turns WHERE conversation_id = :c",
+                c=again["conversation_id"]) == [{"n": 1}]
+    helpdesk.wait_for(again["turn_id"])
+    time.sleep(0.5)
+    assert len(helpdesk.for_turn(again["turn_id"])) == 1
+
+
+def test_agent_calling_the_same_tool_twice_escalates_with_loop(stack: Stack) -> None:
+    looping = [{"call": "lookup_balance", "args": {"key": "x"}}, {"call": "lookup_balance", "args": {"key": "x"}}]
+    accepted = post(stack, ticket(script(billing=looping, knowledge=ANSWER))).json()
+    turn = wait_done(accepted["turn_id"])
+    assert (turn["outcome"], turn["escalation_reason"]) == ("escalated", "loop")
+    (billing,) = rows("SELECT status, result FROM agent_runs WHERE turn_id = :t AND agent = 'billing'",
+                      t=accepted["turn_id"])
+    assert billing["status"] == "escalate"
+    assert len(billing["result"]["tool_calls"]) == 1, "the repeated call must not run"
+
+
+def test_critical_tool_failure_escalates_with_tool_failure(stack: Stack) -> None:
+    failing = [{"call": "charge_backend", "args": {}},
+               {"finish": "answered", "answer": "Refunded!", "confidence": 0.99}]
+    accepted = post(stack, ticket(script(billing=failing, knowledge=ANSWER))).json()
+    turn = wait_done(accepted["turn_id"])
+    assert (turn["outcome"], turn["escalation_reason"]) == ("escalated", "tool_failure")
+    assert "Refunded" not in (turn["reply"] or "")
+    (call,) = rows("SELECT tool, error FROM tool_calls WHERE turn_id = :t AND agent = 'billing'",
+                   t=accepted["turn_id"])
+    assert call["tool"] == "charge_backend" and "do not retry" in call["error"]
+    assert "Traceback" not in call["error"]
+
+
+def test_agent_may_not_call_another_agents_tool(stack: Stack) -> None:
+    sneaky = [{"call": "billing_only_lookup", "args": {}},
+              {"finish": "answered", "answer": "done", "confidence": 0.9, "cite": True}]
+    accepted = post(stack, ticket(script(account=sneaky))).json()
+    wait_done(accepted["turn_id"])
+    (call,) = rows("SELECT error FROM tool_calls WHERE turn_id = :t AND agent = 'account'", t=accepted["turn_id"])
+    assert "may not call billing_only_lookup" in call["error"]
+
+
+def test_low_confidence_answer_escalates(stack: Stack) -> None:
+    unsure = [{"call": "lookup_balance", "args": {}},
+              {"finish": "answered", "answer": "Maybe 42?", "confidence": 0.4, "cite": True}]
+    accepted = post(stack, ticket(script(billing=unsure))).json()
+    turn = wait_done(accepted["turn_id"])
+    assert (turn["outcome"], turn["escalation_reason"]) == ("escalated", "low_confidence")
+    (esc,) = rows("SELECT suggested_reply FROM escalations WHERE turn_id = :t", t=accepted["turn_id"])
+    assert esc["suggested_reply"] == "Maybe 42?"
+
+
+def test_needs_info_asks_one_clarifying_question(stack: Stack, helpdesk: Helpdesk) -> None:
+    asking = [{"finish": "needs_info", "question": "Which invoice do you mean?", "confidence": 0.9}]
+    accepted = post(stack, ticket(script(billing=asking, knowledge=ANSWER))).json()
+    turn = wait_done(accepted["turn_id"])
+    assert (turn["outcome"], turn["reply"]) == ("clarify", "Which invoice do you mean?")
+    assert helpdesk.wait_for(accepted["turn_id"]).body["outcome"] == "clarify"
+
+
+def test_follow_up_message_runs_a_second_turn_that_sees_the_first(stack: Stack) -> None:
+    first = post(stack, ticket("Hello there")).json()
+    wait_done(first["turn_id"])
+    follow = httpx.post(f"{stack.api}/v1/conversations/{first['conversation_id']}/messages",
+                        json={"body": "And another thing", "external_id": "m-2"}, timeout=10)
+    assert follow.status_code == 202
+    second = follow.json()
+    assert second["conversation_id"] == first["conversation_id"] and second["turn_id"] != first["turn_id"]
+    retry = httpx.post(f"{stack.api}/v1/conversations/{first['conversation_id']}/messages",
+                       json={"body": "And another thing", "external_id": "m-2"}, timeout=10).json()
+    assert retry["turn_id"] == second["turn_id"] and retry["created"] is False
+    wait_done(second["turn_id"])
+    view = httpx.get(f"{stack.api}/v1/conversations/{first['conversation_id']}", timeout=10).json()
+    assert [m["role"] for m in view["messages"]] == ["customer", "assistant", "customer", "assistant"]
+    assert len(view["turns"]) == 2 and all(t["state"] == "done" for t in view["turns"])
+
+
+def test_ticket_sent_as_the_celery_ingest_task_is_answered(stack: Stack) -> None:
+    app = create_app(Settings(broker_url=REDIS_URL))
+    payload = ticket(script(knowledge=ANSWER))
+    app.send_task("switchboard.ingest", args=[payload], queue="orchestrator")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        found = rows("SELECT t.id FROM turns t JOIN conversations c ON c.id = t.conversation_id "
+                     "WHERE c.external_id = :e", e=payload["external_id"])
+        if found:
+            break
+        time.sleep(0.1)
+    assert found, "the ingest task stored no turn"
+    assert wait_done(found[0]["id"])["outcome"] == "resolved"
+
+
+def test_unreachable_helpdesk_gets_the_reply_after_retries_once(stack: Stack, helpdesk: Helpdesk) -> None:
+    helpdesk.fail_next = 2
+    accepted = post(stack, ticket(script(knowledge=ANSWER))).json()
+    wait_done(accepted["turn_id"])
+    helpdesk.wait_for(accepted["turn_id"], timeout=20)
+    time.sleep(1.0)
+    assert len(helpdesk.for_turn(accepted["turn_id"])) == 1
+    (delivery,) = rows("SELECT state, attempts FROM deliveries WHERE turn_id = :t", t=accepted["turn_id"])
+    assert delivery == {"state": "delivered", "attempts": 3}
+
+
+def test_metrics_are_exposed_by_the_api_and_every_worker(stack: Stack) -> None:
+    accepted = post(stack, ticket(script(knowledge=ANSWER))).json()
+    wait_done(accepted["turn_id"])
+    api_metrics = httpx.get(stack.api + "/metrics", timeout=10).text
+    assert 'switchboard_turns_total{outcome="resolved"}' in api_metrics
+    assert "switchboard_agent_latency_seconds_bucket" in api_metrics
+    for role, port in stack.metrics_ports.items():
+        text_ = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        assert "switchboard_turn_latency_seconds_bucket" in text_, role
+        assert "switchboard_queue_wait_seconds_bucket" in text_, role
+
+
+def test_signed_source_rejects_an_unsigned_ticket(stack: Stack) -> None:
+    response = post(stack, ticket("hello", source="signed"))
+    assert response.status_code == 401
+    assert "X-Switchboard-Signature" in response.json()["detail"]
+
+
+def test_events_explain_the_turn(stack: Stack) -> None:
+    accepted = post(stack, ticket(script(knowledge=ANSWER))).json()
+    wait_done(accepted["turn_id"])
+    helpdesk_kinds = [r["kind"] for r in rows("SELECT kind FROM events WHERE turn_id = :t ORDER BY id",
+                                               t=accepted["turn_id"])]
+    assert helpdesk_kinds[:3] == ["turn.queued", "turn.started", "turn.merged"]
+    merged = rows("SELECT data FROM events WHERE turn_id = :t AND kind = 'turn.merged'", t=accepted["turn_id"])
+    assert json.loads(json.dumps(merged[0]["data"]))["outcome"] == "resolved"
