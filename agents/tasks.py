@@ -41,8 +41,9 @@ def _unfinished(task: AgentTask, status: AgentStatus, detail: str, started: floa
         status=status,
         detail=detail,
         brain=brain().name,
-        timings=Timings(queue_wait_ms=max(0.0, (started - task.published_at) * 1000),
-                        run_ms=(time.time() - started) * 1000),
+        timings=Timings(
+            queue_wait_ms=max(0.0, (started - task.published_at) * 1000), run_ms=(time.time() - started) * 1000
+        ),
     )
 
 

@@ -66,11 +66,16 @@ class _BodyTooLarge(Exception):
 
 
 async def _too_large(limit: int, send: Send) -> None:
-    body = json.dumps(_problem(413, "Payload Too Large",
-                               f"The request body is larger than {limit} bytes. Send a shorter message.")).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/problem+json"),
-                            (b"content-length", str(len(body)).encode())]})
+    body = json.dumps(
+        _problem(413, "Payload Too Large", f"The request body is larger than {limit} bytes. Send a shorter message.")
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -79,8 +84,9 @@ def _problem(status: int, title: str, detail: str, **extra: Any) -> dict[str, An
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
-    return JSONResponse(_problem(status, title, detail, **extra), status_code=status,
-                        media_type="application/problem+json")
+    return JSONResponse(
+        _problem(status, title, detail, **extra), status_code=status, media_type="application/problem+json"
+    )
 
 
 def _describe(errors: list[Any]) -> tuple[str, list[dict[str, Any]]]:
@@ -126,9 +132,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if source.require_signature and not verify_signature(
             source.secret, request.headers.get(TIMESTAMP_HEADER), request.headers.get(SIGNATURE_HEADER), raw
         ):
-            return problem(401, "Bad signature",
-                           f"Sign the body with the {ticket.source!r} secret: {SIGNATURE_HEADER}: "
-                           f"v1=HMAC-SHA256(secret, timestamp + '.' + body), and send {TIMESTAMP_HEADER}.")
+            return problem(
+                401,
+                "Bad signature",
+                f"Sign the body with the {ticket.source!r} secret: {SIGNATURE_HEADER}: "
+                f"v1=HMAC-SHA256(secret, timestamp + '.' + body), and send {TIMESTAMP_HEADER}.",
+            )
         accepted = await _run(accept_ticket, ticket, via="http")
         if accepted.created:
             await _run(_enqueue, accepted.turn_id)

@@ -37,7 +37,6 @@ def _run(args: argparse.Namespace) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     from orchestrator.stack import worker_argv
-
     from shared.celery_app import app
 
     app.worker_main(worker_argv(args.role, args.concurrency, args.loglevel))
@@ -73,7 +72,7 @@ def _external(module: str) -> Callable[[argparse.Namespace], int]:
         import importlib
 
         main: Callable[[list[str]], int] = importlib.import_module(module).main
-        return main(list(args.rest))
+        return int(main(list(args.rest)))
 
     return call
 

@@ -26,15 +26,23 @@ def conversation_view(conversation_id: str) -> ConversationView:
         conversation = s.get(Conversation, conversation_id)
         if conversation is None:
             raise NotFound(f"No conversation {conversation_id!r}.")
-        messages = s.execute(
-            select(Message).where(Message.conversation_id == conversation_id).order_by(Message.created_at)
-        ).scalars().all()
-        turns = s.execute(
-            select(Turn).where(Turn.conversation_id == conversation_id).order_by(Turn.created_at)
-        ).scalars().all()
-        runs = s.execute(
-            select(AgentRun).join(Turn, Turn.id == AgentRun.turn_id).where(Turn.conversation_id == conversation_id)
-        ).scalars().all()
+        messages = (
+            s.execute(select(Message).where(Message.conversation_id == conversation_id).order_by(Message.created_at))
+            .scalars()
+            .all()
+        )
+        turns = (
+            s.execute(select(Turn).where(Turn.conversation_id == conversation_id).order_by(Turn.created_at))
+            .scalars()
+            .all()
+        )
+        runs = (
+            s.execute(
+                select(AgentRun).join(Turn, Turn.id == AgentRun.turn_id).where(Turn.conversation_id == conversation_id)
+            )
+            .scalars()
+            .all()
+        )
         by_turn: dict[str, dict[str, AgentRun]] = {}
         for r in runs:
             by_turn.setdefault(r.turn_id, {})[r.agent] = r
@@ -58,8 +66,7 @@ def _turn_view(t: Turn, runs: dict[str, AgentRun]) -> TurnView:
     for name in t.agents or []:
         run = runs.get(name)
         if run is None:
-            agents.append({"agent": name, "status": "timed_out" if t.state == "done" else "pending",
-                           "late": False})
+            agents.append({"agent": name, "status": "timed_out" if t.state == "done" else "pending", "late": False})
             continue
         result = AgentResult.model_validate(run.result)
         agents.append(

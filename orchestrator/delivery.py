@@ -41,8 +41,15 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "v1=" + mac.hexdigest()
 
 
-def verify_signature(secret: str, timestamp: str | None, signature: str | None, body: bytes,
-                     *, tolerance_s: float = 300.0, now: float | None = None) -> bool:
+def verify_signature(
+    secret: str,
+    timestamp: str | None,
+    signature: str | None,
+    body: bytes,
+    *,
+    tolerance_s: float = 300.0,
+    now: float | None = None,
+) -> bool:
     if not timestamp or not signature:
         return False
     try:
@@ -74,9 +81,11 @@ def deliver(delivery_id: str, settings: Settings, client: httpx.Client | None = 
             update(Delivery)
             .where(
                 Delivery.id == delivery_id,
-                or_(Delivery.state == "pending",
+                or_(
+                    Delivery.state == "pending",
                     # a worker that died mid-attempt leaves 'sending' behind; its lease ends
-                    (Delivery.state == "sending") & (Delivery.next_attempt_at < now)),
+                    (Delivery.state == "sending") & (Delivery.next_attempt_at < now),
+                ),
             )
             .values(state="sending", attempts=Delivery.attempts + 1, next_attempt_at=now + lease)
             .returning(Delivery.url, Delivery.payload, Delivery.source, Delivery.attempts, Delivery.turn_id)
@@ -126,8 +135,7 @@ def _finish(delivery_id: str, turn_id: str, state: str, error: str | None, attem
         s.execute(
             update(Delivery)
             .where(Delivery.id == delivery_id, Delivery.state == "sending")
-            .values(state=state, last_error=error,
-                    delivered_at=datetime.now(UTC) if state == "delivered" else None)
+            .values(state=state, last_error=error, delivered_at=datetime.now(UTC) if state == "delivered" else None)
         )
         s.add(Event(turn_id=turn_id, kind=f"delivery.{state}", data={"attempts": attempts, "error": error}))
     DELIVERIES.labels(state).inc()

@@ -80,9 +80,7 @@ def accept_message(conversation_id: str, message: MessageIn, *, via: str) -> Acc
 
 def _new_turn(s: Session, conversation_id: str, body: str, *, external_id: str | None, via: str) -> Accepted:
     message_id, turn_id = new_id("msg"), new_id("turn")
-    s.add(
-        Message(id=message_id, conversation_id=conversation_id, role="customer", body=body, external_id=external_id)
-    )
+    s.add(Message(id=message_id, conversation_id=conversation_id, role="customer", body=body, external_id=external_id))
     s.flush()
     s.add(Turn(id=turn_id, conversation_id=conversation_id, message_id=message_id, state="queued"))
     s.flush()

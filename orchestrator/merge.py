@@ -90,9 +90,7 @@ def escalation_summary(
             line += f" — {r.detail}"
         lines.append(line)
         lines.extend(f"    fact: {f.statement}" for f in r.facts)
-        lines.extend(
-            f"    action: {c.tool}({c.arguments})" for c in r.tool_calls if c.call_id in set(r.actions)
-        )
+        lines.extend(f"    action: {c.tool}({c.arguments})" for c in r.tool_calls if c.call_id in set(r.actions))
     lines.extend(f"- {agent}: no result before the deadline" for agent in missing)
     if decision.suggested_reply:
         lines.append("Suggested reply (drafts of the agents that answered) is attached.")

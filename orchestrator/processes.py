@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -57,29 +58,23 @@ class Supervisor:
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Kill a process (and its prefork children) the way a crash would."""
         proc = self.procs[name]
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
         proc.wait(timeout=10)
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM everything (Celery finishes running tasks), then SIGKILL stragglers."""
         for proc in self.procs.values():
             if proc.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
         end = time.monotonic() + timeout
         for proc in self.procs.values():
             try:
                 proc.wait(timeout=max(0.1, end - time.monotonic()))
             except subprocess.TimeoutExpired:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 proc.wait(timeout=5)
         self.procs.clear()
         for handle in self._logs:
@@ -90,7 +85,9 @@ class Supervisor:
 def wait_for_workers(roles: list[str], timeout: float = 60.0, app: Celery | None = None) -> None:
     """Block until a worker of every role answers a ping on the broker."""
     if app is None:
-        from shared.celery_app import app
+        from shared.celery_app import app as default_app
+
+        app = default_app
 
     wanted = set(roles)
     end = time.monotonic() + timeout

@@ -11,7 +11,7 @@ from shared.errors import ConfigurationError
 
 def _where(url: str) -> str:
     parts = urlsplit(url)
-    return parts.hostname and f"{parts.hostname}:{parts.port or ''}".rstrip(":") or parts.path or url
+    return (parts.hostname and f"{parts.hostname}:{parts.port or ''}".rstrip(":")) or parts.path or url
 
 
 def check_database(url: str) -> None:
@@ -35,10 +35,10 @@ def check_database(url: str) -> None:
 
 def check_broker(url: str) -> None:
     """Fail with one line when the broker (Redis or RabbitMQ) cannot be reached."""
-    from kombu import Connection
+    from kombu.connection import Connection
 
     try:
-        with Connection(broker_url_for_celery(url), connect_timeout=5) as conn:
+        with Connection(broker_url_for_celery(url), connect_timeout=5) as conn:  # type: ignore[no-untyped-call]
             conn.ensure_connection(max_retries=1, timeout=5)
     except Exception as exc:
         raise ConfigurationError(

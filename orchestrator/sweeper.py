@@ -45,8 +45,9 @@ def sweep(
                 .where(
                     Turn.id.in_(
                         select(Turn.id)
-                        .where(Turn.state == "queued",
-                               Turn.enqueued_at < now - timedelta(seconds=settings.requeue_after_s))
+                        .where(
+                            Turn.state == "queued", Turn.enqueued_at < now - timedelta(seconds=settings.requeue_after_s)
+                        )
                         .limit(BATCH)
                         .scalar_subquery()
                     )
@@ -60,16 +61,17 @@ def sweep(
         report.merged = list(
             s.execute(
                 select(Turn.id)
-                .where(Turn.state == "running",
-                       Turn.deadline_at < now - timedelta(seconds=settings.deadline_grace_s))
+                .where(Turn.state == "running", Turn.deadline_at < now - timedelta(seconds=settings.deadline_grace_s))
                 .limit(BATCH)
             ).scalars()
         )
         report.redelivered = list(
             s.execute(
                 select(Delivery.id)
-                .where(Delivery.state.in_(("pending", "sending")),
-                       Delivery.next_attempt_at < now - timedelta(seconds=settings.requeue_after_s))
+                .where(
+                    Delivery.state.in_(("pending", "sending")),
+                    Delivery.next_attempt_at < now - timedelta(seconds=settings.requeue_after_s),
+                )
                 .limit(BATCH)
             ).scalars()
         )
@@ -86,6 +88,8 @@ def sweep(
     if report.requeued or report.merged or report.redelivered:
         log.warning(
             "sweeper recovered work: requeued=%d merged=%d redelivered=%d",
-            len(report.requeued), len(report.merged), len(report.redelivered),
+            len(report.requeued),
+            len(report.merged),
+            len(report.redelivered),
         )
     return report

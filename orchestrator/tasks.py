@@ -30,8 +30,7 @@ BUSY_RETRY_S = 0.25
 
 
 def enqueue_turn(turn_id: str) -> None:
-    app.send_task(HANDLE_TURN, args=[turn_id], queue=ORCHESTRATOR_QUEUE,
-                  headers={"published_at": time.time()})
+    app.send_task(HANDLE_TURN, args=[turn_id], queue=ORCHESTRATOR_QUEUE, headers={"published_at": time.time()})
 
 
 def enqueue_delivery(delivery_id: str, countdown: float | None = None) -> None:

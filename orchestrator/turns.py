@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
 
 from orchestrator.merge import MergeDecision, decide, escalation_summary
 from shared.contracts import AgentResult, AgentTask, Customer, WindowMessage
@@ -111,8 +112,14 @@ def start_turn(turn_id: str, settings: Settings) -> StartedTurn | None:
             .limit(WINDOW_MESSAGES)
         ).all()
         window = [WindowMessage(role=r.role, body=r.body) for r in reversed(rows)]
-        s.add(Event(conversation_id=conversation.id, turn_id=turn_id, kind="turn.started",
-                    data={"agents": list(settings.agents), "deadline_at": deadline_at}))
+        s.add(
+            Event(
+                conversation_id=conversation.id,
+                turn_id=turn_id,
+                kind="turn.started",
+                data={"agents": list(settings.agents), "deadline_at": deadline_at},
+            )
+        )
         customer = Customer.model_validate(conversation.customer)
     tasks = [
         AgentTask(
@@ -174,8 +181,13 @@ def record_result(result: AgentResult, started_at: float) -> bool:
         if counted is None:
             # The merge already ran: keep the result for the record, but it changes nothing.
             s.execute(update(AgentRun).where(AgentRun.id == run_id).values(late=True))
-            s.add(Event(turn_id=result.turn_id, kind="agent.late", data={"agent": result.agent,
-                                                                          "status": result.status.value}))
+            s.add(
+                Event(
+                    turn_id=result.turn_id,
+                    kind="agent.late",
+                    data={"agent": result.agent, "status": result.status.value},
+                )
+            )
             AGENT_LATE_RESULTS.labels(result.agent).inc()
             return False
         return bool(counted[0] >= counted[1])
@@ -214,8 +226,15 @@ def merge_turn(turn_id: str, trigger: str, settings: Settings) -> Merged | None:
             .values(outcome=decision.outcome, reply=decision.reply, escalation_reason=decision.reason)
         )
         if decision.reply is not None:
-            s.add(Message(id=new_id("msg"), conversation_id=conversation.id, role="assistant",
-                          body=decision.reply, turn_id=turn_id))
+            s.add(
+                Message(
+                    id=new_id("msg"),
+                    conversation_id=conversation.id,
+                    role="assistant",
+                    body=decision.reply,
+                    turn_id=turn_id,
+                )
+            )
         if decision.outcome == "escalated":
             assert decision.reason is not None
             s.add(
@@ -228,9 +247,14 @@ def merge_turn(turn_id: str, trigger: str, settings: Settings) -> Merged | None:
                     suggested_reply=decision.suggested_reply,
                 )
             )
-        s.add(Event(conversation_id=conversation.id, turn_id=turn_id, kind="turn.merged",
-                    data={"trigger": trigger, "outcome": decision.outcome, "reason": decision.reason,
-                          "missing": missing}))
+        s.add(
+            Event(
+                conversation_id=conversation.id,
+                turn_id=turn_id,
+                kind="turn.merged",
+                data={"trigger": trigger, "outcome": decision.outcome, "reason": decision.reason, "missing": missing},
+            )
+        )
         delivery_id = _queue_delivery(s, settings, conversation, turn_id, decision)
         s.execute(text("SELECT pg_notify(:channel, :turn)"), {"channel": TURN_DONE_CHANNEL, "turn": turn_id})
         created_at = claimed.created_at.timestamp()
@@ -246,8 +270,9 @@ def merge_turn(turn_id: str, trigger: str, settings: Settings) -> Merged | None:
     return Merged(turn_id=turn_id, decision=decision, delivery_id=delivery_id)
 
 
-def _queue_delivery(s, settings: Settings, conversation: Conversation, turn_id: str,  # type: ignore[no-untyped-def]
-                    decision: MergeDecision) -> str | None:
+def _queue_delivery(
+    s: Session, settings: Settings, conversation: Conversation, turn_id: str, decision: MergeDecision
+) -> str | None:
     source = settings.source(conversation.source)
     if source.callback_url is None:
         return None

@@ -78,9 +78,7 @@ class Turn(Base):
     """
 
     __tablename__ = "turns"
-    __table_args__ = (
-        Index("ix_turns_open", "state", "deadline_at", postgresql_where=text("state <> 'done'")),
-    )
+    __table_args__ = (Index("ix_turns_open", "state", "deadline_at", postgresql_where=text("state <> 'done'")),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)

@@ -8,6 +8,7 @@ tests/support, so a test's ticket body says what each agent does.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -100,7 +101,7 @@ def helpdesk() -> Iterator[Helpdesk]:
     desk = Helpdesk(url=f"http://127.0.0.1:{port}/replies")
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             with desk.lock:
                 failing = desk.fail_next > 0
@@ -162,15 +163,11 @@ def _purge_broker(url: str) -> None:
             except Exception:  # a queue that does not exist yet has nothing to purge
                 pass
             finally:
-                try:
+                with contextlib.suppress(Exception):
                     channel.close()
-                except Exception:
-                    pass
 
 
-def start_stack(
-    database_url: str, broker_url: str, helpdesk: Helpdesk, tmp: Path, with_api: bool = True
-) -> Stack:
+def start_stack(database_url: str, broker_url: str, helpdesk: Helpdesk, tmp: Path, with_api: bool = True) -> Stack:
     if broker_url.startswith("redis"):
         import redis
 
@@ -191,8 +188,10 @@ def start_stack(
         "SWITCHBOARD_DEADLINE_GRACE_S": "1",
         "SWITCHBOARD_DELIVERY_BACKOFF_S": "0.2",
         "SWITCHBOARD_SOURCES": json.dumps(
-            {"helpdesk": {"callback_url": helpdesk.url, "secret": WEBHOOK_SECRET},
-             "signed": {"callback_url": helpdesk.url, "secret": WEBHOOK_SECRET, "require_signature": True}}
+            {
+                "helpdesk": {"callback_url": helpdesk.url, "secret": WEBHOOK_SECRET},
+                "signed": {"callback_url": helpdesk.url, "secret": WEBHOOK_SECRET, "require_signature": True},
+            }
         ),
         "SWITCHBOARD_LOG_LEVEL": "INFO",
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
@@ -218,8 +217,9 @@ def start_stack(
 def _wait_ready(stack: Stack, broker_url: str, with_api: bool) -> None:
     from shared.celery_app import create_app
 
-    wait_for_workers(["orchestrator", "billing", "knowledge", "account"], timeout=90,
-                     app=create_app(Settings(broker_url=broker_url)))
+    wait_for_workers(
+        ["orchestrator", "billing", "knowledge", "account"], timeout=90, app=create_app(Settings(broker_url=broker_url))
+    )
     if with_api:
         end = time.monotonic() + 60
         while time.monotonic() < end:
@@ -242,8 +242,9 @@ def stack(database_url: str, helpdesk: Helpdesk, tmp_path_factory: pytest.TempPa
 # --------------------------------------------------------------------------- helpers
 
 
-def ticket(body: str | dict[str, Any], *, source: str = "helpdesk", external_id: str | None = None,
-           **extra: Any) -> dict[str, Any]:
+def ticket(
+    body: str | dict[str, Any], *, source: str = "helpdesk", external_id: str | None = None, **extra: Any
+) -> dict[str, Any]:
     return {
         "source": source,
         "external_id": external_id or f"ext-{uuid.uuid4().hex[:10]}",
@@ -259,8 +260,10 @@ def script(**agents: list[dict[str, Any]]) -> dict[str, Any]:
     return {"script": agents}
 
 
-ANSWER = [{"call": "lookup_balance", "args": {}},
-          {"finish": "answered", "answer": "Your balance is 42.", "confidence": 0.9, "cite": True}]
+ANSWER = [
+    {"call": "lookup_balance", "args": {}},
+    {"finish": "answered", "answer": "Your balance is 42.", "confidence": 0.9, "cite": True},
+]
 
 
 def wait_done(turn_id: str, timeout: float = 20.0) -> dict[str, Any]:

@@ -11,8 +11,10 @@ pytestmark = pytest.mark.integration
 
 
 def counts() -> tuple[int, int, int]:
-    (r,) = rows("SELECT (SELECT count(*) FROM conversations) c, (SELECT count(*) FROM messages) m, "
-                "(SELECT count(*) FROM turns) t")
+    (r,) = rows(
+        "SELECT (SELECT count(*) FROM conversations) c, (SELECT count(*) FROM messages) m, "
+        "(SELECT count(*) FROM turns) t"
+    )
     return r["c"], r["m"], r["t"]
 
 
@@ -63,8 +65,9 @@ def test_one_megabyte_body_is_refused_with_413(stack: Stack) -> None:
 
 @pytest.mark.usefixtures("nothing_stored")
 def test_invalid_json_is_a_400(stack: Stack) -> None:
-    response = httpx.post(stack.api + "/v1/tickets", content=b'{"source": "helpdesk", ',
-                          headers={"content-type": "application/json"})
+    response = httpx.post(
+        stack.api + "/v1/tickets", content=b'{"source": "helpdesk", ', headers={"content-type": "application/json"}
+    )
     assert "not valid JSON" in problem(response, 400)
 
 

@@ -39,8 +39,9 @@ def merged_once(turn_id: str) -> None:
 
 
 def test_agent_worker_killed_mid_turn_still_finishes_once(stack: Stack, helpdesk: Helpdesk) -> None:
-    accepted = httpx.post(stack.api + "/v1/tickets",
-                          json=ticket(script(billing=[{"sleep": 30}], knowledge=ANSWER))).json()
+    accepted = httpx.post(
+        stack.api + "/v1/tickets", json=ticket(script(billing=[{"sleep": 30}], knowledge=ANSWER))
+    ).json()
     wait_state(accepted["turn_id"], "running")
     time.sleep(0.5)  # let the billing agent start hanging
     stack.supervisor.kill("billing")
@@ -55,8 +56,9 @@ def test_agent_worker_killed_mid_turn_still_finishes_once(stack: Stack, helpdesk
 
 
 def test_orchestrator_killed_after_fan_out_is_recovered_by_the_sweeper(stack: Stack, helpdesk: Helpdesk) -> None:
-    accepted = httpx.post(stack.api + "/v1/tickets",
-                          json=ticket(script(billing=[{"sleep": 30}], knowledge=ANSWER))).json()
+    accepted = httpx.post(
+        stack.api + "/v1/tickets", json=ticket(script(billing=[{"sleep": 30}], knowledge=ANSWER))
+    ).json()
     wait_state(accepted["turn_id"], "running")
     stack.supervisor.kill("orchestrator")  # its deadline clock dies with it
     stack.restart("orchestrator")
@@ -87,8 +89,9 @@ def rabbit_stack(database_url: str, helpdesk: Helpdesk, tmp_path: Path, stack: S
 
 
 def test_rabbitmq_broker_runs_the_same_turn_by_url_alone(rabbit_stack: Stack, helpdesk: Helpdesk) -> None:
-    accepted = httpx.post(rabbit_stack.api + "/v1/tickets",
-                          json=ticket(script(billing=[{"sleep": 30}], knowledge=ANSWER, account=ANSWER))).json()
+    accepted = httpx.post(
+        rabbit_stack.api + "/v1/tickets", json=ticket(script(billing=[{"sleep": 30}], knowledge=ANSWER, account=ANSWER))
+    ).json()
     turn = wait_done(accepted["turn_id"], timeout=20)
     assert (turn["outcome"], turn["merge_trigger"]) == ("resolved", "deadline")
     assert helpdesk.wait_for(accepted["turn_id"]).signature_ok

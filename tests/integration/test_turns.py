@@ -48,7 +48,10 @@ def test_ticket_is_answered_and_the_signed_reply_reaches_the_helpdesk(stack: Sta
     assert [m["role"] for m in view["messages"]] == ["customer", "assistant"]
     (turn_view,) = view["turns"]
     assert {a["agent"]: a["status"] for a in turn_view["agents"]} == {
-        "billing": "answered", "knowledge": "answered", "account": "not_applicable"}
+        "billing": "answered",
+        "knowledge": "answered",
+        "account": "not_applicable",
+    }
     assert turn_view["timings_ms"]["total"] is not None
     billing = next(a for a in turn_view["agents"] if a["agent"] == "billing")
     assert billing["facts"][0]["call_id"] == billing["tool_calls"][0]["call_id"]
@@ -63,8 +66,9 @@ def test_hung_agent_is_cut_off_at_deadline_and_the_others_answer(stack: Stack) -
     # The hung agent's slot is freed by the soft time limit; its late result is kept, flagged.
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        late = rows("SELECT status, late FROM agent_runs WHERE turn_id = :t AND agent = 'billing'",
-                    t=accepted["turn_id"])
+        late = rows(
+            "SELECT status, late FROM agent_runs WHERE turn_id = :t AND agent = 'billing'", t=accepted["turn_id"]
+        )
         if late:
             break
         time.sleep(0.1)
@@ -96,10 +100,10 @@ def test_duplicate_ticket_posts_create_one_conversation_and_one_turn(stack: Stac
     again = post(stack, payload).json()  # a retry after the turn finished changes nothing
     wait_done(again["turn_id"])
     assert again["created"] is False and again["turn_id"] == bodies[0]["turn_id"]
-    assert rows("SELECT count(*) AS n FROM conversations WHERE external_id = :e",
-                e=payload["external_id"]) == [{"n": 1}]
-    assert rows("SELECT count(*) AS n FROM turns WHERE conversation_id = :c",
-                c=again["conversation_id"]) == [{"n": 1}]
+    assert rows("SELECT count(*) AS n FROM conversations WHERE external_id = :e", e=payload["external_id"]) == [
+        {"n": 1}
+    ]
+    assert rows("SELECT count(*) AS n FROM turns WHERE conversation_id = :c", c=again["conversation_id"]) == [{"n": 1}]
     helpdesk.wait_for(again["turn_id"])
     time.sleep(0.5)
     assert len(helpdesk.for_turn(again["turn_id"])) == 1
@@ -110,28 +114,32 @@ def test_agent_calling_the_same_tool_twice_escalates_with_loop(stack: Stack) -> 
     accepted = post(stack, ticket(script(billing=looping, knowledge=ANSWER))).json()
     turn = wait_done(accepted["turn_id"])
     assert (turn["outcome"], turn["escalation_reason"]) == ("escalated", "loop")
-    (billing,) = rows("SELECT status, result FROM agent_runs WHERE turn_id = :t AND agent = 'billing'",
-                      t=accepted["turn_id"])
+    (billing,) = rows(
+        "SELECT status, result FROM agent_runs WHERE turn_id = :t AND agent = 'billing'", t=accepted["turn_id"]
+    )
     assert billing["status"] == "escalate"
     assert len(billing["result"]["tool_calls"]) == 1, "the repeated call must not run"
 
 
 def test_critical_tool_failure_escalates_with_tool_failure(stack: Stack) -> None:
-    failing = [{"call": "charge_backend", "args": {}},
-               {"finish": "answered", "answer": "Refunded!", "confidence": 0.99}]
+    failing = [
+        {"call": "charge_backend", "args": {}},
+        {"finish": "answered", "answer": "Refunded!", "confidence": 0.99},
+    ]
     accepted = post(stack, ticket(script(billing=failing, knowledge=ANSWER))).json()
     turn = wait_done(accepted["turn_id"])
     assert (turn["outcome"], turn["escalation_reason"]) == ("escalated", "tool_failure")
     assert "Refunded" not in (turn["reply"] or "")
-    (call,) = rows("SELECT tool, error FROM tool_calls WHERE turn_id = :t AND agent = 'billing'",
-                   t=accepted["turn_id"])
+    (call,) = rows("SELECT tool, error FROM tool_calls WHERE turn_id = :t AND agent = 'billing'", t=accepted["turn_id"])
     assert call["tool"] == "charge_backend" and "do not retry" in call["error"]
     assert "Traceback" not in call["error"]
 
 
 def test_agent_may_not_call_another_agents_tool(stack: Stack) -> None:
-    sneaky = [{"call": "billing_only_lookup", "args": {}},
-              {"finish": "answered", "answer": "done", "confidence": 0.9, "cite": True}]
+    sneaky = [
+        {"call": "billing_only_lookup", "args": {}},
+        {"finish": "answered", "answer": "done", "confidence": 0.9, "cite": True},
+    ]
     accepted = post(stack, ticket(script(account=sneaky))).json()
     wait_done(accepted["turn_id"])
     (call,) = rows("SELECT error FROM tool_calls WHERE turn_id = :t AND agent = 'account'", t=accepted["turn_id"])
@@ -139,8 +147,10 @@ def test_agent_may_not_call_another_agents_tool(stack: Stack) -> None:
 
 
 def test_low_confidence_answer_escalates(stack: Stack) -> None:
-    unsure = [{"call": "lookup_balance", "args": {}},
-              {"finish": "answered", "answer": "Maybe 42?", "confidence": 0.4, "cite": True}]
+    unsure = [
+        {"call": "lookup_balance", "args": {}},
+        {"finish": "answered", "answer": "Maybe 42?", "confidence": 0.4, "cite": True},
+    ]
     accepted = post(stack, ticket(script(billing=unsure))).json()
     turn = wait_done(accepted["turn_id"])
     assert (turn["outcome"], turn["escalation_reason"]) == ("escalated", "low_confidence")
@@ -159,13 +169,19 @@ def test_needs_info_asks_one_clarifying_question(stack: Stack, helpdesk: Helpdes
 def test_follow_up_message_runs_a_second_turn_that_sees_the_first(stack: Stack) -> None:
     first = post(stack, ticket("Hello there")).json()
     wait_done(first["turn_id"])
-    follow = httpx.post(f"{stack.api}/v1/conversations/{first['conversation_id']}/messages",
-                        json={"body": "And another thing", "external_id": "m-2"}, timeout=10)
+    follow = httpx.post(
+        f"{stack.api}/v1/conversations/{first['conversation_id']}/messages",
+        json={"body": "And another thing", "external_id": "m-2"},
+        timeout=10,
+    )
     assert follow.status_code == 202
     second = follow.json()
     assert second["conversation_id"] == first["conversation_id"] and second["turn_id"] != first["turn_id"]
-    retry = httpx.post(f"{stack.api}/v1/conversations/{first['conversation_id']}/messages",
-                       json={"body": "And another thing", "external_id": "m-2"}, timeout=10).json()
+    retry = httpx.post(
+        f"{stack.api}/v1/conversations/{first['conversation_id']}/messages",
+        json={"body": "And another thing", "external_id": "m-2"},
+        timeout=10,
+    ).json()
     assert retry["turn_id"] == second["turn_id"] and retry["created"] is False
     wait_done(second["turn_id"])
     view = httpx.get(f"{stack.api}/v1/conversations/{first['conversation_id']}", timeout=10).json()
@@ -179,8 +195,10 @@ def test_ticket_sent_as_the_celery_ingest_task_is_answered(stack: Stack) -> None
     app.send_task("switchboard.ingest", args=[payload], queue="orchestrator")
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        found = rows("SELECT t.id FROM turns t JOIN conversations c ON c.id = t.conversation_id "
-                     "WHERE c.external_id = :e", e=payload["external_id"])
+        found = rows(
+            "SELECT t.id FROM turns t JOIN conversations c ON c.id = t.conversation_id WHERE c.external_id = :e",
+            e=payload["external_id"],
+        )
         if found:
             break
         time.sleep(0.1)
@@ -220,8 +238,9 @@ def test_signed_source_rejects_an_unsigned_ticket(stack: Stack) -> None:
 def test_events_explain_the_turn(stack: Stack) -> None:
     accepted = post(stack, ticket(script(knowledge=ANSWER))).json()
     wait_done(accepted["turn_id"])
-    helpdesk_kinds = [r["kind"] for r in rows("SELECT kind FROM events WHERE turn_id = :t ORDER BY id",
-                                               t=accepted["turn_id"])]
+    helpdesk_kinds = [
+        r["kind"] for r in rows("SELECT kind FROM events WHERE turn_id = :t ORDER BY id", t=accepted["turn_id"])
+    ]
     assert helpdesk_kinds[:3] == ["turn.queued", "turn.started", "turn.merged"]
     merged = rows("SELECT data FROM events WHERE turn_id = :t AND kind = 'turn.merged'", t=accepted["turn_id"])
     assert json.loads(json.dumps(merged[0]["data"]))["outcome"] == "resolved"

@@ -59,8 +59,10 @@ class ScriptedBrain:
         try:
             doc = json.loads(last)
         except ValueError:
-            return [{**s, "answer": s["answer"].format(agent=view.task.agent)} if "answer" in s else s
-                    for s in DEFAULT_SCRIPT]
+            return [
+                {**s, "answer": s["answer"].format(agent=view.task.agent)} if "answer" in s else s
+                for s in DEFAULT_SCRIPT
+            ]
         steps: list[dict[str, Any]] = doc.get("script", {}).get(view.task.agent, [])
         return steps
 
@@ -68,8 +70,11 @@ class ScriptedBrain:
         status = AgentStatus(step["finish"])
         facts = []
         if step.get("cite"):
-            facts = [Fact(statement=f"{c.tool} returned {c.output}", call_id=c.call_id)
-                     for c in view.history if c.error is None]
+            facts = [
+                Fact(statement=f"{c.tool} returned {c.output}", call_id=c.call_id)
+                for c in view.history
+                if c.error is None
+            ]
         reason = step.get("reason")
         return Finish(
             status=status,

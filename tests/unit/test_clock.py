@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import threading
+import time
+
+from orchestrator.clock import TurnClock
+from shared.settings import Settings
+
+
+def test_deadlines_fire_in_deadline_order_not_schedule_order() -> None:
+    fired: list[str] = []
+    done = threading.Event()
+
+    def on_deadline(turn_id: str) -> None:
+        fired.append(turn_id)
+        if len(fired) == 3:
+            done.set()
+
+    clock = TurnClock(Settings(sweep_interval_s=60), on_deadline)
+    now = time.time()
+    clock.schedule("late", now + 0.15)
+    clock.schedule("early", now + 0.05)
+    clock.schedule("middle", now + 0.10)
+    assert done.wait(5)
+    clock.stop()
+    assert fired == ["early", "middle", "late"]
+
+
+def test_a_failing_merge_does_not_stop_the_clock() -> None:
+    fired: list[str] = []
+    done = threading.Event()
+
+    def on_deadline(turn_id: str) -> None:
+        fired.append(turn_id)
+        if turn_id == "bad":
+            raise RuntimeError("database down")
+        done.set()
+
+    clock = TurnClock(Settings(sweep_interval_s=60), on_deadline)
+    clock.schedule("bad", time.time())
+    clock.schedule("good", time.time() + 0.05)
+    assert done.wait(5)
+    clock.stop()
+    assert fired == ["bad", "good"]
