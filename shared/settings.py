@@ -26,6 +26,22 @@ class SourceConfig(BaseModel):
     )
 
 
+class ToolBackend(BaseModel):
+    """A company's own REST service that serves one tool instead of the sandbox."""
+
+    url: HttpUrl
+    timeout_s: float = 2.0
+    headers: dict[str, str] = Field(default_factory=dict, description="e.g. an Authorization header")
+
+
+class ModelPrice(BaseModel):
+    """USD per million tokens."""
+
+    input: float = 0.0
+    output: float = 0.0
+    cached_input: float = 0.0
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_", env_file=None, extra="ignore")
 
@@ -53,6 +69,31 @@ class Settings(BaseSettings):
     deadline_grace_s: float = 2.0
     sweep_interval_s: float = 2.0
     max_turn_attempts: int = 5
+
+    # Policy (POLICY.md): refunds up to this amount are automatic, within this window
+    max_auto_refund: float = 100.0
+    refund_window_days: int = 30
+    # Tools served by a company's own HTTP service instead of the sandbox, by tool name
+    tool_backends: dict[str, ToolBackend] = Field(default_factory=dict)
+
+    # Knowledge base
+    kb_top_k: int = 3
+    kb_min_score: float = 0.45
+
+    # OpenAI-compatible brain (used when brain = "openai"; falls back to local)
+    openai_base_url: str | None = None
+    openai_api_key: str = Field(default="", repr=False)
+    openai_router_model: str = "gpt-4o-mini"
+    openai_agent_model: str = "gpt-4o"
+    openai_timeout_s: float = 2.5
+    openai_max_retries: int = 2
+    openai_prices: dict[str, ModelPrice] = Field(
+        default_factory=lambda: {
+            "gpt-4o-mini": ModelPrice(input=0.15, output=0.60, cached_input=0.075),
+            "gpt-4o": ModelPrice(input=2.50, output=10.0, cached_input=1.25),
+        }
+    )
+    openai_daily_budget_usd: float = 50.0
 
     # Outbound replies
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
