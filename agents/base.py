@@ -120,6 +120,7 @@ class Agent:
                 arguments=decision.arguments,
                 error=exc.message,
                 critical=exc.critical,
+                error_kind=exc.kind,
                 duration_ms=(time.perf_counter() - start) * 1000,
             )
         TOOL_CALLS.labels(self.name, decision.tool, "ok").inc()

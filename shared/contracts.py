@@ -107,6 +107,7 @@ class ToolCallRecord(BaseModel):
     output: Any = None
     error: str | None = None
     critical: bool = Field(default=False, description="a failure the agent must not answer past")
+    error_kind: str | None = Field(default=None, description="invalid | not_found | policy | backend | error")
     duration_ms: float = 0.0
 
 

@@ -24,16 +24,27 @@ class NotFound(SwitchboardError):
 
 
 class ToolError(SwitchboardError):
-    """A tool could not do its job. ``message`` is for the model: say what to try next."""
+    """A tool could not do its job. ``message`` is for the model: say what to try next.
 
-    def __init__(self, message: str, *, critical: bool = False) -> None:
+    ``kind`` lets a playbook react without parsing prose: ``invalid`` (fix the arguments),
+    ``not_found``, ``policy`` (a human must decide), ``backend`` (the system behind the
+    tool failed) or ``error``.
+    """
+
+    kind = "error"
+
+    def __init__(self, message: str, *, critical: bool = False, kind: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.critical = critical
+        if kind is not None:
+            self.kind = kind
 
 
 class PolicyViolation(ToolError):
     """A tool call that policy forbids (wrong agent, over a ceiling, another customer)."""
+
+    kind = "policy"
 
 
 class BrainUnavailable(SwitchboardError):

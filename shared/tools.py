@@ -116,7 +116,7 @@ class ToolRegistry:
         tool = self._tools.get(name)
         if tool is None:
             known = ", ".join(sorted(t.name for t in self.for_agent(ctx.agent))) or "none"
-            raise ToolError(f"There is no tool named {name!r}. Tools you can call: {known}.")
+            raise ToolError(f"There is no tool named {name!r}. Tools you can call: {known}.", kind="invalid")
         if ctx.agent not in tool.owners:
             raise PolicyViolation(
                 f"The {ctx.agent} agent may not call {name}; it belongs to {', '.join(sorted(tool.owners))}. "
@@ -126,7 +126,9 @@ class ToolRegistry:
             args = tool.args.model_validate(arguments)
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors())
-            raise ToolError(f"Invalid arguments for {name}: {problems}. Fix them and call {name} again.") from None
+            raise ToolError(
+                f"Invalid arguments for {name}: {problems}. Fix them and call {name} again.", kind="invalid"
+            ) from None
         try:
             output = tool.fn(ctx, args)
         except ToolError as exc:
@@ -137,6 +139,7 @@ class ToolRegistry:
                 f"{name} failed ({type(exc).__name__}). The system behind it may be down; "
                 "do not retry with the same arguments.",
                 critical=tool.critical,
+                kind="backend",
             ) from exc
         return bound_output(output)
 
