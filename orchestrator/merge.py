@@ -28,6 +28,12 @@ class MergeDecision:
     answered_by: tuple[str, ...] = ()
 
 
+def escalated(
+    reason: EscalationReason | str, suggested: str | None = None, answered_by: tuple[str, ...] = ()
+) -> MergeDecision:
+    return MergeDecision("escalated", HOLDING_REPLY, str(reason), suggested, answered_by)
+
+
 def _ordered(results: dict[str, AgentResult | None]) -> list[tuple[str, AgentResult | None]]:
     rank = {a: i for i, a in enumerate(AGENT_ORDER)}
     return sorted(results.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
@@ -41,7 +47,7 @@ def decide(results: dict[str, AgentResult | None], threshold: float) -> MergeDec
     suggested = "\n\n".join(r.answer for _, r in answered if r.answer) or None
 
     def escalate(reason: EscalationReason | str) -> MergeDecision:
-        return MergeDecision("escalated", HOLDING_REPLY, str(reason), suggested, tuple(a for a, _ in answered))
+        return escalated(reason, suggested, tuple(a for a, _ in answered))
 
     for _, r in present:
         if r.status is AgentStatus.escalate:

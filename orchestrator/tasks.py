@@ -72,6 +72,9 @@ def fan_out(turn_id: str) -> bool:
     started = start_turn(turn_id, get_settings())
     if started is None:
         return False
+    if started.guardrail is not None:
+        after_merge(merge_turn(turn_id, "guardrail", get_settings(), guardrail=started.guardrail))
+        return True
     # The clock is armed before publishing so even instant agents race a live timer.
     clock().schedule(started.turn_id, started.deadline_at)
     for task in started.tasks:

@@ -20,9 +20,11 @@ from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from orchestrator.merge import MergeDecision, decide, escalation_summary
-from shared.contracts import AgentResult, AgentTask, Customer, WindowMessage
+from orchestrator.merge import MergeDecision, decide, escalated, escalation_summary
+from orchestrator.window import model_window
+from shared.contracts import AgentResult, AgentTask, Customer, EscalationReason
 from shared.db import session_scope
+from shared.guardrails import screen
 from shared.metrics import (
     AGENT_LATE_RESULTS,
     AGENT_TIMEOUTS,
@@ -63,6 +65,17 @@ class StartedTurn:
     turn_id: str
     deadline_at: float
     tasks: list[AgentTask]
+    guardrail: str | None = None  # an escalation reason decided before any agent ran
+
+
+def _screen(body: str, customer: Customer) -> tuple[str, list[str]] | None:
+    """Injection first (security wants to know), then a request for a human."""
+    screening = screen(body, customer_email=customer.email, customer_id=customer.id)
+    if screening.injection.flagged:
+        return EscalationReason.injection.value, list(screening.injection.rules)
+    if screening.wants_human:
+        return EscalationReason.human_requested.value, []
+    return None
 
 
 def start_turn(turn_id: str, settings: Settings) -> StartedTurn | None:
@@ -111,7 +124,22 @@ def start_turn(turn_id: str, settings: Settings) -> StartedTurn | None:
             .order_by(Message.created_at.desc())
             .limit(WINDOW_MESSAGES)
         ).all()
-        window = [WindowMessage(role=r.role, body=r.body) for r in reversed(rows)]
+        customer = Customer.model_validate(conversation.customer)
+        latest = s.execute(select(Message.body).where(Message.id == claimed.message_id)).scalar_one()
+        verdict = _screen(latest, customer)
+        window = model_window([(r.role, r.body) for r in reversed(rows)], customer.email)
+        if verdict is not None:
+            # Guardrails decide before any agent runs: no tool is called on this turn.
+            s.execute(update(Turn).where(Turn.id == turn_id).values(agents=[]))
+            s.add(
+                Event(
+                    conversation_id=conversation.id,
+                    turn_id=turn_id,
+                    kind="guardrail.flagged",
+                    data={"reason": verdict[0], "rules": verdict[1]},
+                )
+            )
+            return StartedTurn(turn_id=turn_id, deadline_at=now, tasks=[], guardrail=verdict[0])
         s.add(
             Event(
                 conversation_id=conversation.id,
@@ -120,7 +148,6 @@ def start_turn(turn_id: str, settings: Settings) -> StartedTurn | None:
                 data={"agents": list(settings.agents), "deadline_at": deadline_at},
             )
         )
-        customer = Customer.model_validate(conversation.customer)
     tasks = [
         AgentTask(
             turn_id=turn_id,
@@ -200,8 +227,11 @@ class Merged:
     delivery_id: str | None
 
 
-def merge_turn(turn_id: str, trigger: str, settings: Settings) -> Merged | None:
-    """Merge a running turn exactly once. None when another caller merged it first."""
+def merge_turn(turn_id: str, trigger: str, settings: Settings, *, guardrail: str | None = None) -> Merged | None:
+    """Merge a running turn exactly once. None when another caller merged it first.
+
+    ``guardrail`` is an escalation reason the guardrails decided before fan-out.
+    """
     now = time.time()
     with session_scope() as s:
         claimed = s.execute(
@@ -216,7 +246,11 @@ def merge_turn(turn_id: str, trigger: str, settings: Settings) -> Merged | None:
         results = {r.agent: AgentResult.model_validate(r.result) for r in runs}
         expected: list[str] = list(claimed.agents)
         missing = [a for a in expected if a not in results]
-        decision = decide({a: results.get(a) for a in expected}, settings.confidence_threshold)
+        decision = (
+            escalated(guardrail)
+            if guardrail is not None
+            else decide({a: results.get(a) for a in expected}, settings.confidence_threshold)
+        )
         conversation = s.get_one(Conversation, claimed.conversation_id)
         message = s.get_one(Message, claimed.message_id)
 

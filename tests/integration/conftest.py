@@ -74,11 +74,11 @@ class Received:
 
 @dataclass
 class Helpdesk:
-    """A local helpdesk that receives replies; can be told to fail the next N posts."""
+    """A local helpdesk that receives replies; can be told to fail a ticket's next N posts."""
 
     url: str
     received: list[Received] = field(default_factory=list)
-    fail_next: int = 0
+    failures: dict[str, int] = field(default_factory=dict)  # external ticket id -> posts to refuse
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def for_turn(self, turn_id: str) -> list[Received]:
@@ -103,10 +103,11 @@ def helpdesk() -> Iterator[Helpdesk]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            external_id = json.loads(raw).get("external_id", "")
             with desk.lock:
-                failing = desk.fail_next > 0
+                failing = desk.failures.get(external_id, 0) > 0
                 if failing:
-                    desk.fail_next -= 1
+                    desk.failures[external_id] -= 1
                 else:
                     desk.received.append(
                         Received(
