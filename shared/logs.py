@@ -8,6 +8,8 @@ import sys
 import time
 from typing import Any
 
+from shared.guardrails import redact_mapping
+
 _STANDARD = set(vars(logging.makeLogRecord({})))
 
 
@@ -23,7 +25,8 @@ class JsonFormatter(logging.Formatter):
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")})
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        # Whatever a log call passed, cards, emails, phones and secrets leave redacted.
+        return json.dumps(redact_mapping(entry), default=str)
 
 
 def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:

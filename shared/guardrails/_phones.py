@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from shared.guardrails._text import compile_alternation
+
 # A run of digits with the separators phone numbers use; newlines are deliberately excluded so
 # two numbers on consecutive lines stay two candidates.
 _CANDIDATE = re.compile(
@@ -41,8 +43,11 @@ _BLOCKER_WORDS = (
     r"|pedido|factura|cuenta|commande|facture|compte|bestellung|rechnung|sendung|konto"
     r"|kundennummer|auftrag"
 )
-_CUE = re.compile(rf"\b(?:{_CUE_WORDS})\b", re.IGNORECASE)
-_BLOCKER = re.compile(rf"(?:\b(?:{_BLOCKER_WORDS})\b|[$€£])", re.IGNORECASE)
+# One pass over the words before the number; the last phone word or id word wins.
+_CONTEXT = compile_alternation(
+    (rf"\b(?P<cue>{_CUE_WORDS})\b", rf"\b(?P<blocker>{_BLOCKER_WORDS})\b", r"(?P<currency>[$€£])"),
+    re.IGNORECASE,
+)
 _RIGHT_CUE = re.compile(
     r"^\s*[-–(]?\s*(?:office|fax|mobile|cell|home|work|phone|tel|landline|m[oó]vil|portable|handy)\b",  # noqa: RUF001
     re.IGNORECASE,
@@ -62,11 +67,12 @@ def _starts_with_date(core: str) -> bool:
     return False
 
 
-def _last_end(pattern: re.Pattern[str], window: str) -> int:
-    last = -1
-    for match in pattern.finditer(window):
-        last = match.end()
-    return last
+def _nearest_context(window: str) -> str | None:
+    """'cue' or 'blocker' for the context word closest to the number, None if there is none."""
+    nearest = None
+    for match in _CONTEXT.finditer(window):
+        nearest = "cue" if match.group("cue") else "blocker"
+    return nearest
 
 
 def _is_phone(text: str, start: int, end: int) -> bool:
@@ -75,14 +81,12 @@ def _is_phone(text: str, start: int, end: int) -> bool:
     digits = sum(ch.isdigit() for ch in core)
     if not 7 <= digits <= 15 or _starts_with_date(core):
         return False
-    window = text[max(0, start - _LEFT_WINDOW) : start]
-    cue_at = _last_end(_CUE, window)
-    blocker_at = _last_end(_BLOCKER, window)
-    if _RIGHT_CUE.match(text[end : end + 16]):
-        cue_at = max(cue_at, len(window))
-    if core.startswith("+") or core.startswith("(+"):
+    if core.startswith(("+", "(+")):
         return digits >= 8
-    if blocker_at > cue_at:
+    nearest = _nearest_context(text[max(0, start - _LEFT_WINDOW) : start])
+    if _RIGHT_CUE.match(text[end : end + 16]):
+        nearest = "cue"
+    if nearest == "blocker":
         return False
     has_separator = bool(_SEPARATOR.search(core.strip("()")))
     international_00 = core.startswith("00") and core[2:3] not in ("", "0")
@@ -93,7 +97,7 @@ def _is_phone(text: str, start: int, end: int) -> bool:
         return True
     if national_trunk_0 and has_separator and 9 <= digits <= 12:
         return True
-    return cue_at >= 0
+    return nearest == "cue"
 
 
 def find_phones(text: str) -> Iterator[tuple[int, int]]:

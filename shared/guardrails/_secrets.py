@@ -12,6 +12,8 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Literal
 
+from shared.guardrails._text import compile_alternation, fold
+
 SecretKind = Literal["secret", "api_key"]
 
 _VERB = r"(?:is|was|is now|now is|will be|would be|=|es|era|est|etait|était|ist|lautet|war)"
@@ -27,10 +29,7 @@ _PASSWORD_WORDS = (
     r"|api[ _-]?key|secret(?: key)?|client secret|access token|auth token|token"
     r"|clave api|cl[ée] (?:api|secr[èe]te)|api-schl[üu]ssel|geheimer schl[üu]ssel"
 )
-_PASSWORD = re.compile(
-    rf"\b(?:{_PASSWORD_WORDS})\b{_CONNECTOR}{_VALUE}",
-    re.IGNORECASE,
-)
+_PASSWORD = compile_alternation((rf"\b(?:{_PASSWORD_WORDS})\b{_CONNECTOR}{_VALUE}",), re.IGNORECASE)
 
 # Numeric secrets: short digit strings after a code/PIN word; no connector needed ("pin 1234").
 _CODE_WORDS = (
@@ -42,8 +41,8 @@ _CODE_WORDS = (
     r"|best[äa]tigungscode|bestaetigungscode|sicherheitscode|einmalcode|einmalpasswort"
     r"|pr[üu]fcode|verifizierungscode"
 )
-_CODE = re.compile(
-    rf"\b(?:{_CODE_WORDS})\b(?:\s+{_VERB})?\s*[:=#]?\s*(?P<value>\d(?:[ -]?\d){{2,9}})(?![\w.,]?\d|\w)",
+_CODE = compile_alternation(
+    (rf"\b(?:{_CODE_WORDS})\b(?:\s+{_VERB})?\s*[:=#]?\s*(?P<value>\d(?:[ -]?\d){{2,9}})(?![\w.,]?\d|\w)",),
     re.IGNORECASE,
 )
 # "promo code 123456", "error code 404", "zip code 94107" are not secrets.
@@ -62,7 +61,7 @@ _NOT_A_PASSWORD = frozenset(
     on for to of and or but because so if when what which where how why always never already just
     only definitely probably correcto correcta incorrecta incorrecto mala malo no la el mi tu muy
     demasiado caducada bloqueada pas ne faux fausse trop le la mon ton incorrecte expire bloque
-    nicht falsch zu kein keine mein das der die ungultig abgelaufen gesperrt richtig
+    nicht falsch zu kein keine mein das der die ungultig abgelaufen gesperrt richtig out safe mine yours
     """.split()  # noqa: SIM905 - a word list reads better as prose
 )
 _PREFIXED_KEYS = re.compile(
@@ -98,7 +97,7 @@ _KEY_MARKERS = (
     "eyJ",
     "earer ",
 )
-_LONG_TOKEN = re.compile(r"(?<![\w\-])[A-Za-z0-9_\-]{32,}(?![\w\-])")
+_LONG_TOKEN = re.compile(r"(?<![\w\-@.])[A-Za-z0-9_\-]{32,}(?![\w\-@])")
 _ALNUM_RUN = re.compile(r"[A-Za-z0-9]{20,}")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 _MIN_ENTROPY_BITS = 3.5
@@ -131,7 +130,7 @@ def _password_value(match: re.Match[str]) -> tuple[int, int] | None:
         stripped = value.rstrip(".,;)")
         end -= len(value) - len(stripped)
         value = stripped
-        word = value.casefold()
+        word = fold(value)  # accent-free, so the stop list needs one spelling per word
         if not value or word in _NOT_A_PASSWORD:
             return None
         if value.isalpha() and value.islower() and word.endswith(("ing", "ed")):

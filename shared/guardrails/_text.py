@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u00b4": "'", "`": "'", "\u02bc": "'"})
 _SPACES = re.compile(r"[ \t\u00a0\u2009\u202f]+")
@@ -12,6 +13,20 @@ _SENTENCE_BREAK = re.compile(r"(?:[.!?;]+(?=\s|$)|\n)+")
 # The detectors only ever read the first part of a very long paste: what a customer asks for,
 # or tries to inject, sits near the top, and the cost must stay bounded per message.
 DETECTION_WINDOW = 8000
+
+
+def compile_alternation(patterns: Iterable[str], flags: int = 0) -> re.Pattern[str]:
+    r"""One regex matching any of ``patterns``.
+
+    Branches that start with ``\b`` (before a letter) share one leading ``(?<!\w)`` instead:
+    CPython's engine scans a long message several times faster that way than with a ``\b``
+    at the head of every branch, and the matches are the same.
+    """
+    patterns = list(patterns)
+    worded = [p[2:] for p in patterns if p.startswith(r"\b")]
+    other = [f"(?:{p})" for p in patterns if not p.startswith(r"\b")]
+    parts = [r"(?<!\w)(?:" + "|".join(f"(?:{p})" for p in worded) + ")"] if worded else []
+    return re.compile("|".join(parts + other), flags)
 
 
 def fold(text: str) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from shared.guardrails._text import fold, sentences
+from shared.guardrails._text import compile_alternation, fold, sentences
 
 # --- English -------------------------------------------------------------------------------
 _EN_QUAL = (
@@ -31,7 +31,7 @@ _EN_STAFF = (
     r"(?:human(?: being| agent)?s?|agent|rep|representative|operator|supervisor|manager"
     r"|live (?:agent|person|chat)|real person|actual person|real human|staff member"
     r"|customer (?:service|support|care) (?:agent|rep|representative|person)|support agent"
-    r"|team member|employee)(?!'s|\w)"
+    r"|team member|employee|boss)(?!'s|\w)"
 )
 # Person words: only a request after a verb of talking or connecting.
 _EN_PERSON = (
@@ -54,6 +54,8 @@ _EN_RULES = (
     r"(?: (?:there|available|anywhere|at all|i can talk to))?\s*$",
     rf"\b(?:have|let|get) {_EN_QUAL}{_EN_PERSON} (?:call|contact|phone|ring|email) (?:me|us)\b",
     r"\b(?:someone|somebody) (?:please )?(?:call|contact|ring) me\b",
+    r"\b(?:can|could) (?:a |an |some |any )?(?:real |live |actual )?(?:human|real person|agent|representative"
+    r"|supervisor|manager) (?:please )?(?:help|assist|call|contact|look at|check|handle)\b",
     r"\b(?:do not|don't|dont|not) want (?:to (?:talk|speak|chat) (?:to|with) )?(?:a |the |this |your |another )?"
     r"(?:bot|robot|machine|chatbot|ai|automated (?:system|assistant|reply|response))s?\b",
     r"\b(?:no more|stop the|enough with the|enough of the) (?:bots?|robots?|machines?|chatbots?|automated replies)\b",
@@ -80,6 +82,7 @@ _ES_RULES = (
     r"\b(?:pasame|pasenme|paseme|comuniqueme|comunicame|transfiereme|transfierame|conecteme|conectame"
     rf"|ponme|ponganme|pongame)\s+(?:con|a|al|en contacto con)\s+{_ES_QUAL}{_ES_PERSON}",
     r"\batencion (?:humana|personal|personalizada)\b",
+    r"\b(?:hay|existe) (?:algun|alguna|un|una) (?:persona|humano|agente|asesor|operador)\b.{0,30}\bhablar\b",
     r"\bno quiero (?:hablar con )?(?:un |una |el |la )?(?:bot|robot|maquina|contestador)\b",
 )
 _ES_BARE = r"(?:por favor )?(?:un )?(?:humano|agente|operador|asesor|persona real)(?: por favor| ya| ahora)*"
@@ -99,6 +102,7 @@ _FR_RULES = (
     r"\b(?:passez-moi|passe-moi|passez moi|passe moi|mettez-moi en relation avec|mets-moi en relation avec"
     r"|mettez moi en relation avec|transferez-moi (?:a|vers)|transfere-moi (?:a|vers)|joindre|contacter)\s+"
     rf"{_FR_QUAL}{_FR_PERSON}",
+    rf"\ben relation avec {_FR_QUAL}{_FR_PERSON}",
     r"\bje ne veux pas (?:parler a )?(?:un |une |le |la )?(?:bot|robot|machine)\b",
 )
 _FR_BARE = (
@@ -124,6 +128,7 @@ _DE_RULES = (
     rf"\b{_DE_VERB}\b.{{0,40}}\bmit\s+{_DE_QUAL}(?:{_DE_STAFF}|jemandem)",
     r"\b(?:ich will|ich mochte|ich moechte|ich brauche|ich hatte gern|ich hatte gerne|ich verlange|bitte)\s+"
     rf"{_DE_QUAL}(?:{_DE_STAFF})(?!\s+(?:hat|war|ist|sagte|meinte))",
+    rf"\bgibt es (?:einen|eine|jemanden)\s+(?:echten\s+)?(?:{_DE_STAFF}|jemanden)\b.{{0,30}}\b(?:sprechen|reden)\b",
     r"\b(?:ich will|ich mochte|ich moechte) (?:nicht|keinen|keine) (?:mit (?:einem|einer|dem) )?"
     r"(?:bot|roboter|maschine|chatbot)\b",
 )
@@ -131,7 +136,9 @@ _DE_BARE = (
     r"(?:bitte )?(?:einen |ein )?(?:mensch|menschen|mitarbeiter|berater|operator|agent)(?: bitte| sofort| jetzt)*"
 )
 
-_REQUEST = re.compile("|".join((*_EN_RULES, *_ES_RULES, *_FR_RULES, *_DE_RULES)))
+_REQUEST = compile_alternation((*_EN_RULES, *_ES_RULES, *_FR_RULES, *_DE_RULES))
+# "am I talking to a real person?" asks what the assistant is; the reply can say so.
+_IDENTITY_QUESTION = re.compile(r"\b(?:am i|are we) (?:talking|speaking|chatting) (?:to|with)\b")
 _BARE = re.compile(rf"^(?:{_EN_BARE}|{_ES_BARE}|{_FR_BARE}|{_DE_BARE})$")
 _EDGE_PUNCTUATION = re.compile(r"^[\s,!.?¡¿:;\-\"'*]+|[\s,!.?¡¿:;\-\"'*]+$")
 
@@ -143,6 +150,6 @@ def wants_human(text: str) -> bool:
         bare = _EDGE_PUNCTUATION.sub("", sentence)
         if _BARE.match(bare):
             return True
-        if _REQUEST.search(sentence):
+        if _REQUEST.search(sentence) and not _IDENTITY_QUESTION.search(sentence):
             return True
     return False

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from shared.guardrails._text import compile_alternation
+
 # --- override: ignore / forget the instructions ---------------------------------------------
 # The object must be the assistant's instructions. "my" is not allowed before it: "ignore my
 # previous instructions, ship to the office" is a customer correcting a delivery note.
@@ -27,7 +29,7 @@ _ASSISTANT_QUALIFIER = (
 )
 _SECONDARY_INSTRUCTIONS = (
     r"(?:rules?|restrictions?|constraints?|polic(?:y|ies)|safeguards?|filters?|training"
-    r"|directions?|guidance|orders|commands?)\b"
+    r"|directions?|guidance|orders|commands)\b"
 )
 # Weaker objects still: only with a "previous / all / above" quantifier in front.
 _CONTEXT_QUALIFIER = (
@@ -37,6 +39,12 @@ _CONTEXT_QUALIFIER = (
 )
 _CONTEXT_NOUNS = r"(?:context|information|info|documents?|articles?|tasks?|assignments?)\b"
 _NOT_MINE = r"(?!\s+(?:i|we)\s+(?:gave|sent|wrote|made|left|provided|put|mentioned|added))"
+_DE_FORGET = r"(?:ignoriere|ignorier|ignorieren|vergiss|vergessen|missachte|missachten|uberspringe|verwirf)"
+_DE_EARLIER = r"(?:vorherigen|bisherigen|obigen|vorangehenden|vorangegangenen|fruheren|vorigen|gesamten)"
+_DE_QUALIFIER = (
+    r"(?:alle|alles|deine|ihre|die|den|das|vorherigen|bisherigen|obigen|vorangehenden|vorangegangenen"
+    r"|fruheren|vorigen|gesamten|gegebenen|vorher|nun|jetzt|einfach)"
+)
 _OVERRIDE = (
     r"\b(?:ignore|ignoring|disregard|disregarding|forget|bypass|override|overrule|abandon"
     r"|discard|neglect|drop|erase)\s+(?:about\s+)?"
@@ -55,20 +63,20 @@ _OVERRIDE = (
     # es
     r"\b(?:ignora|ignore|ignorar|ignoren|olvida|olvide|olvidar|olviden|omite|omitir|descarta"
     r"|salta|saltate)\s+(?:(?:todas?|todos?|las|los|tus|sus|el|la|anteriores?|previas?|previos?"
-    r"|de|del|sistema|lo)\s+){0,4}(?:instrucciones|reglas|indicaciones|directrices|ordenes"
-    r"|prompt|restricciones|politicas|anterior)\b",
+    r"|de|del|sistema)\s+){0,4}(?:instrucciones|reglas|indicaciones|directrices|prompt"
+    r"|restricciones|politicas)\b",
     # fr
     r"\b(?:ignore[sz]?|ignorer|oublie[sz]?|oublier|neglige[sz]?|fais abstraction de"
     r"|faites abstraction de)\s+(?:(?:toutes?|tous|les|tes|vos|la|le|des|precedentes?"
     r"|anterieures?|du|systeme|ce qui precede)\s+){0,4}(?:instructions|regles|consignes"
     r"|directives|ordres|prompt|restrictions)\b",
     # de
-    r"\b(?:ignoriere|ignorier|ignorieren|vergiss|vergessen|missachte|missachten|uberspringe"
-    r"|verwirf)\s+(?:sie\s+)?(?:(?:alle|alles|deine|ihre|die|den|das|vorherigen|bisherigen"
-    r"|obigen|vorangehenden|vorangegangenen|fruheren|vorigen|gesamten|gegebenen|vorher|nun|jetzt"
-    r"|einfach)\s+){0,4}"
-    r"(?:anweisungen|instruktionen|regeln|befehle|auftrage|aufgaben|vorgaben|richtlinien|prompt"
-    r"|angaben|informationen|ausfuhrungen|einschrankungen)\b",
+    rf"\b{_DE_FORGET}\s+(?:sie\s+)?(?:{_DE_QUALIFIER}\s+){{0,4}}"
+    r"(?:anweisungen|instruktionen|regeln|befehle|vorgaben|richtlinien|prompt|einschrankungen)\b",
+    # "Vergessen Sie die Angaben" is a customer correcting details: these need "alle / vorherigen".
+    rf"\b{_DE_FORGET}\s+(?:sie\s+)?(?:nun\s+|jetzt\s+|einfach\s+)?(?:die\s+|alle\s+)?{_DE_EARLIER}\s+"
+    rf"(?:{_DE_QUALIFIER}\s+){{0,2}}(?:auftrage|aufgaben|angaben|informationen|ausfuhrungen)\b",
+    rf"\b{_DE_FORGET}\s+(?:sie\s+)?(?:nun\s+|jetzt\s+)?alle\s+(?:auftrage|aufgaben|angaben|informationen)\b",
     r"\b(?:obigen|vorherigen|bisherigen|vorangegangenen)\s+(?:anweisungen|instruktionen"
     r"|ausfuhrungen|befehle|regeln|informationen|aufgaben)\s+(?:zu\s+)?(?:ignorieren|vergessen)",
     r"\babweichend (?:zu|von) (?:den )?(?:vorherigen|bisherigen) (?:anweisungen|instruktionen)",
@@ -94,7 +102,12 @@ _FORGET_EVERYTHING = (
     r"\bvergiss (?:nun )?alles(?:,)? (?:davor|bisher|vorher|gesagte|was (?:wir|ich|du))",
 )
 # "please ignore the above, I sorted it" is a normal e-mail reply: weak on its own.
-_IGNORE_ABOVE = (r"\b(?:ignore|disregard|forget)\s+(?:the\s+|everything\s+)?above\b",)
+_IGNORE_ABOVE = (
+    r"\b(?:ignore|disregard|forget)\s+(?:the\s+|everything\s+)?above\b",
+    r"\b(?:olvida|olvide|ignora|ignore) lo anterior\b",
+    r"\b(?:oublie[sz]?|ignore[sz]?) ce qui precede\b",
+    r"\b(?:vergiss|vergessen sie|ignoriere|ignorieren sie) (?:das obige|alles obige)\b",
+)
 _FORGET_BARE = (
     r"\b(?:(?:forget|ignore|disregard) (?:about )?everything|vergiss alles|olvida todo"
     r"|oublie tout)\b",
@@ -198,10 +211,11 @@ _JAILBREAK = (
 
 # --- role-play set-ups (medium: flag alone) ---------------------------------------------------
 _ROLE_PLAY = (
-    r"\bi want you to (?:act|behave|pretend|play|be)\b",
+    r"\bi want you to (?:act (?:as|like)|behave (?:as|like)|pretend|play (?:the|a) (?:role|game|character)"
+    r"|role-?play|be my|become)\b",
     r"\bi would like you to act as\b",
     r"\b(?:from now on|now|starting now),? you (?:are|will be|will act as|act as) (?!\w+ing\b)",
-    r"\byou are now (?:a|an|the|my|called|known as) ",
+    r"\byou are now (?:called|known as|named) ",
     r"\b(?:play|take) the role of\b",
     r"\byou are role-?playing\b|\brole-?play(?:ing)? as (?:a|an)\b",
     r"\bfrom now (?:on )?(?:known|called|referred to) as\b",
@@ -256,6 +270,8 @@ _SUPPRESS_ANSWER = (
     r"|the documents|the articles)",
 )
 _PERSONA_CUES = (
+    # "you are now my favourite shop" is praise; "you are now TranslatorBot, a forked…" is not.
+    r"\byou are now (?:a|an|the|my) ",
     r"\b(?:pretend|imagine|suppose) (?:that )?(?:you are|you're|you can)\b",
     r"\bact as (?:a|an|my)\b",
     r"\bstell dir vor,? du bist\b",
@@ -288,7 +304,7 @@ TARGET_LINK = re.compile(
 
 
 def _compile(patterns: tuple[str, ...]) -> re.Pattern[str]:
-    return re.compile("|".join(f"(?:{p})" for p in patterns))
+    return compile_alternation(patterns)
 
 
 # (rule name, weight, pattern). Weights: >= 0.5 flags alone; 0.3 needs a second cue.

@@ -15,7 +15,7 @@ from typing import Literal, TypeVar, cast
 from shared.guardrails._phones import find_phones
 from shared.guardrails._secrets import find_secrets
 
-PiiKind = Literal["api_key", "iban", "card", "email", "secret", "phone"]
+PiiKind = Literal["api_key", "iban", "card", "ssn", "email", "secret", "phone"]
 
 # When two findings overlap the more specific one wins: a Luhn-valid card is not also a phone
 # number, an IBAN's digits are not a card.
@@ -23,13 +23,15 @@ _PRIORITY: dict[PiiKind, int] = {
     "api_key": 0,
     "iban": 1,
     "card": 2,
-    "email": 3,
-    "secret": 4,
-    "phone": 5,
+    "ssn": 3,
+    "email": 4,
+    "secret": 5,
+    "phone": 6,
 }
 _PLACEHOLDER: dict[PiiKind, str] = {
     "api_key": "[secret]",
     "iban": "[iban]",
+    "ssn": "[ssn]",
     "email": "[email]",
     "secret": "[secret]",
     "phone": "[phone]",
@@ -61,9 +63,19 @@ class Redaction:
 
 
 _CARD = re.compile(r"(?<![\w+\-.,/])\d(?:[ -]?\d){12,18}(?![\w\-]|[.,]\d)")
+# An id word right before the number means an order or ticket id, even glued to the word
+# before it ("theorder 4242…"): masking an order id as a card breaks the conversation.
 _CARD_ID_CONTEXT = re.compile(
-    r"\b(?:order|invoice|tracking|ticket|ref|reference|pedido|factura|commande|facture"
-    r"|bestellung|rechnung|sendung)\b\s*(?:number|no\.?|nr\.?|id|#|n[º°o]\.?)?\s*[:#]?\s*$",
+    r"(?:order|purchase|invoice|tracking|ticket|ref|reference|booking|reservation|confirmation"
+    r"|shipment|parcel|package|case|claim|pedido|compra|factura|commande|achat|facture|bestellung"
+    r"|kauf|rechnung|sendung|auftrag)\b\s*(?:number|no\.?|nr\.?|id|#|n[º°o]\.?)?\s*[:#]?\s*$",
+    re.IGNORECASE,
+)
+# US social security numbers: the dashed form is distinctive enough alone; nine bare or spaced
+# digits only count after an SSN word.
+_SSN_DASHED = re.compile(r"(?<![\w\-])(\d{3})-(\d{2})-(\d{4})(?![\w\-])")
+_SSN_WORDED = re.compile(
+    r"\b(?:ssn|social security(?: number| no\.?)?|itin)\b\W{0,12}(?:is\W{1,3})?((\d{3})[ ]?(\d{2})[ ]?(\d{4}))\b",
     re.IGNORECASE,
 )
 _EMAIL = re.compile(
@@ -121,6 +133,19 @@ def _find_cards(text: str) -> Iterator[tuple[int, int, str]]:
             candidate = candidate[:cut] if cut > 0 else ""
 
 
+def _ssn_plausible(area: str, group: str, serial: str) -> bool:
+    return area not in ("000", "666") and group != "00" and serial != "0000"
+
+
+def _find_ssns(text: str) -> Iterator[tuple[int, int]]:
+    for match in _SSN_DASHED.finditer(text):
+        if _ssn_plausible(*match.groups()):
+            yield match.span()
+    for match in _SSN_WORDED.finditer(text):
+        if _ssn_plausible(match.group(2), match.group(3), match.group(4)):
+            yield match.span(1)
+
+
 def _find_ibans(text: str) -> Iterator[tuple[int, int]]:
     for match in _IBAN.finditer(text):
         # The pattern may have eaten words after the IBAN ("… 3000 please"); try shorter
@@ -142,6 +167,8 @@ def _findings(text: str, customer_email: str | None) -> list[RedactedSpan]:
         found.append(RedactedSpan("iban", start, end, _PLACEHOLDER["iban"]))
     for start, end, last_four in _find_cards(text):
         found.append(RedactedSpan("card", start, end, f"[card ending {last_four}]"))
+    for start, end in _find_ssns(text):
+        found.append(RedactedSpan("ssn", start, end, _PLACEHOLDER["ssn"]))
     own_email = customer_email.strip().casefold() if customer_email else None
     for match in _EMAIL.finditer(text):
         if match.group().casefold() != own_email:
@@ -160,7 +187,7 @@ def _without_overlaps(found: list[RedactedSpan]) -> list[RedactedSpan]:
 
 
 def redact(text: str, *, customer_email: str | None = None) -> Redaction:
-    """Replace cards, IBANs, other people's emails, phones and secrets with placeholders.
+    """Replace cards, IBANs, SSNs, other people's emails, phones and secrets with placeholders.
 
     The customer's own email (compared case-insensitively) is kept: agents need it to find
     the account, and it is already on the ticket.

@@ -29,3 +29,17 @@ def test_long_conversation_keeps_the_last_three_verbatim_and_summarises_the_rest
 def test_short_conversation_is_passed_whole() -> None:
     messages = [("customer", "a"), ("assistant", "b"), ("customer", "c")]
     assert [m.body for m in model_window(messages, None)] == ["a", "b", "c"]
+
+
+def test_log_lines_never_carry_a_card_number_or_a_password() -> None:
+    import json
+    import logging
+
+    from shared.logs import JsonFormatter
+
+    record = logging.makeLogRecord(
+        {"msg": "customer wrote: card 4111 1111 1111 1111, my password is hunter2!", "levelname": "INFO"}
+    )
+    line = json.loads(JsonFormatter().format(record))
+    assert "4111 1111 1111 1111" not in line["msg"] and "hunter2" not in line["msg"]
+    assert "1111" in line["msg"]

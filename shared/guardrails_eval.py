@@ -1,0 +1,349 @@
+"""Measure the guardrails on public datasets and on our own support cases; print JSON.
+
+    python -m shared.guardrails_eval [--datasets DIR] [--cases FILE] [--failures N]
+    switchboard guardrails eval --json [same options]
+
+Datasets (each read from DIR, skipped with a note when absent): deepset-prompt-injections
+(injection precision/recall), notinject (over-blocking), presidio-synth-pii (redaction
+recall on the entity types we claim), bitext-customer-support (human-request detection on
+`contact_human_agent`, and injection false positives on real support phrasing), banking77
+(injection and human-request false positives), bipia (task-hijack attacks and billing
+e-mails). Wired as `switchboard guardrails eval --json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from shared.guardrails import detect_injection, redact, screen, wants_human
+
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+_DEFAULT_DATASET_DIRS = (_REPO_ROOT / "datasets", Path("/work/shared/datasets"))
+_DEFAULT_CASES = _REPO_ROOT / "tests" / "data" / "guardrails_support_cases.yaml"
+# Presidio entity type -> our redaction kind, for the types we claim to catch.
+_CLAIMED_PII = {
+    "CREDIT_CARD": "card",
+    "EMAIL_ADDRESS": "email",
+    "PHONE_NUMBER": "phone",
+    "IBAN_CODE": "iban",
+    "US_SSN": "ssn",
+}
+_GERMAN_HINTS = frozenset({"der", "die", "das", "und", "ist", "nicht", "ich", "sie", "wie", "was", "mit", "für", "ein"})
+
+
+def _binary_metrics(pairs: Iterable[tuple[bool, bool]]) -> dict[str, Any]:
+    """pairs of (expected, predicted)."""
+    counts = Counter(pairs)
+    tp, fp = counts[(True, True)], counts[(False, True)]
+    fn, tn = counts[(True, False)], counts[(False, False)]
+    precision = tp / (tp + fp) if tp + fp else None
+    recall = tp / (tp + fn) if tp + fn else None
+    f1 = (
+        2 * precision * recall / (precision + recall)
+        if precision is not None and recall is not None and precision + recall
+        else None
+    )
+    return {
+        "n": tp + fp + fn + tn,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
+        "precision": None if precision is None else round(precision, 3),
+        "recall": None if recall is None else round(recall, 3),
+        "f1": None if f1 is None else round(f1, 3),
+        "false_positive_rate": round(fp / (fp + tn), 3) if fp + tn else None,
+    }
+
+
+def _is_german(text: str) -> bool:
+    words = set(text.lower().split())
+    return len(words & _GERMAN_HINTS) >= 2
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def _examples(items: list[tuple[str, bool, bool]], limit: int) -> dict[str, list[str]]:
+    missed = [text[:160] for text, expected, got in items if expected and not got]
+    wrong = [text[:160] for text, expected, got in items if got and not expected]
+    return {"false_negatives": missed[:limit], "false_positives": wrong[:limit]}
+
+
+def eval_deepset(root: Path, failures: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"source": "deepset/prompt-injections (Apache-2.0)"}
+    for split in ("train", "test"):
+        rows = _read_jsonl(root / f"{split}.jsonl")
+        results = [(r["text"], r["label"] == 1, detect_injection(r["text"]).flagged) for r in rows]
+        split_out = _binary_metrics((e, g) for _, e, g in results)
+        split_out["german"] = _binary_metrics((e, g) for t, e, g in results if _is_german(t))
+        split_out["not_german"] = _binary_metrics((e, g) for t, e, g in results if not _is_german(t))
+        if failures:
+            split_out["examples"] = _examples(results, failures)
+        out[split] = split_out
+    out["note"] = (
+        "Rules were written from the train split; test is reported as held out. Many positives "
+        "are off-topic tasks (essays, political opinions, 'act as a linux terminal') with no "
+        "override phrasing; a support bot routes those to out-of-scope rather than 'injection'."
+    )
+    return out
+
+
+def eval_notinject(root: Path, failures: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"source": "InjecGuard NotInject (MIT); every prompt is benign"}
+    total_fp = total = 0
+    flagged_examples: list[str] = []
+    for name, words in (("one", 1), ("two", 2), ("three", 3)):
+        rows = json.loads((root / f"NotInject_{name}.json").read_text(encoding="utf-8"))
+        flagged = [r["prompt"] for r in rows if detect_injection(r["prompt"]).flagged]
+        out[f"trigger_words_{words}"] = {
+            "n": len(rows),
+            "false_positives": len(flagged),
+            "false_positive_rate": round(len(flagged) / len(rows), 3),
+        }
+        total += len(rows)
+        total_fp += len(flagged)
+        flagged_examples.extend(flagged)
+    out["overall"] = {
+        "n": total,
+        "false_positives": total_fp,
+        "false_positive_rate": round(total_fp / total, 3),
+    }
+    if failures:
+        out["examples"] = [text[:160] for text in flagged_examples[:failures]]
+    return out
+
+
+def eval_presidio(root: Path, failures: int) -> dict[str, Any]:
+    samples = json.loads((root / "synth_dataset_v2.json").read_text(encoding="utf-8"))
+    per_type: dict[str, Counter[str]] = {t: Counter() for t in _CLAIMED_PII}
+    missed: dict[str, list[str]] = {t: [] for t in _CLAIMED_PII}
+    # Redactions that hit no span of a claimed type: what they hit instead (or "nothing").
+    stray: Counter[str] = Counter()
+    for sample in samples:
+        text = sample["full_text"]
+        result = redact(text)
+        all_spans = [(s.start, s.end) for s in result.spans]
+        for gold in sample["spans"]:
+            entity = gold["entity_type"]
+            if entity not in _CLAIMED_PII:
+                continue
+            start, end = gold["start_position"], gold["end_position"]
+            typed = [(s.start, s.end) for s in result.spans if s.kind == _CLAIMED_PII[entity]]
+            counts = per_type[entity]
+            counts["spans"] += 1
+            if entity == "CREDIT_CARD" and not 13 <= sum(c.isdigit() for c in text[start:end]) <= 19:
+                counts["out_of_scope_length"] += 1
+            if _covers(typed, start, end):
+                counts["found_as_type"] += 1
+            if _covers(all_spans, start, end):
+                counts["hidden"] += 1
+            elif len(missed[entity]) < failures:
+                missed[entity].append(text[start:end])
+        for span in result.spans:
+            overlapped = [
+                g["entity_type"]
+                for g in sample["spans"]
+                if span.start < g["end_position"] and g["start_position"] < span.end
+            ]
+            if not any(entity in _CLAIMED_PII for entity in overlapped):
+                stray[f"{span.kind} on {'/'.join(overlapped) or 'nothing'}"] += 1
+    out: dict[str, Any] = {"source": "microsoft/presidio-research synth_dataset_v2 (MIT)"}
+    for entity, counts in per_type.items():
+        entry: dict[str, Any] = {
+            "spans": counts["spans"],
+            "recall_as_type": round(counts["found_as_type"] / counts["spans"], 3),
+            "hidden": round(counts["hidden"] / counts["spans"], 3),
+        }
+        if entity == "CREDIT_CARD":
+            in_scope = counts["spans"] - counts["out_of_scope_length"]
+            entry["spans_13_to_19_digits"] = in_scope
+            entry["recall_13_to_19_digits"] = round(counts["found_as_type"] / in_scope, 3)
+            entry["note"] = "12-digit Maestro-style numbers are outside the claimed 13-19 range"
+        if failures:
+            entry["missed_examples"] = missed[entity]
+        out[entity] = entry
+    out["redactions_not_on_a_claimed_span"] = dict(stray)
+    return out
+
+
+def _covers(spans: list[tuple[int, int]], start: int, end: int) -> bool:
+    return all(any(s <= i < e for s, e in spans) for i in range(start, end))
+
+
+def eval_bitext(root: Path, failures: int) -> dict[str, Any]:
+    with (root / "bitext_customer_support_4514.csv").open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    human = [(r["instruction"], r["intent"] == "contact_human_agent", wants_human(r["instruction"])) for r in rows]
+    human_out = _binary_metrics((e, g) for _, e, g in human)
+    human_out["fired_on_contact_customer_service"] = sum(
+        fired for row, (_, _, fired) in zip(rows, human, strict=True) if row["intent"] == "contact_customer_service"
+    )
+    if failures:
+        human_out["examples"] = _examples(human, failures)
+    flagged = [r["instruction"] for r in rows if detect_injection(r["instruction"]).flagged]
+    redacted = Counter(span.kind for r in rows for span in redact(r["instruction"]).spans)
+    return {
+        "source": "Bitext customer-support 4,514 (CDLA-Sharing-1.0)",
+        "wants_human": human_out,
+        "injection_false_positives": {
+            "n": len(rows),
+            "flagged": len(flagged),
+            "examples": [t[:160] for t in flagged[:failures]],
+        },
+        "redactions_on_pii_free_text": dict(redacted),
+    }
+
+
+def eval_banking77(root: Path, failures: int) -> dict[str, Any]:
+    with (root / "test.csv").open(encoding="utf-8", newline="") as f:
+        texts = [r["text"] for r in csv.DictReader(f)]
+    flagged = [t for t in texts if detect_injection(t).flagged]
+    humans = [t for t in texts if wants_human(t)]
+    redacted = Counter(span.kind for t in texts for span in redact(t).spans)
+    return {
+        "source": "Banking77 test (CC-BY-4.0); no intent asks for a human",
+        "n": len(texts),
+        "injection_flagged": len(flagged),
+        "wants_human_fired": len(humans),
+        "redactions": dict(redacted),
+        "examples": {"injection": flagged[:failures], "wants_human": humans[:failures]},
+    }
+
+
+def eval_bipia(root: Path, failures: int) -> dict[str, Any]:
+    attacks = [
+        text
+        for split in ("train", "test")
+        for items in json.loads((root / f"text_attack_{split}.json").read_text(encoding="utf-8")).values()
+        for text in items
+    ]
+    emails = [row["context"] for split in ("train", "test") for row in _read_jsonl(root / "email" / f"{split}.jsonl")]
+    flagged_attacks = [t for t in attacks if detect_injection(t).flagged]
+    flagged_emails = [t for t in emails if detect_injection(t).flagged]
+    return {
+        "source": "microsoft/BIPIA text attacks and EmailQA contexts (MIT)",
+        "text_attacks": {"n": len(attacks), "flagged": len(flagged_attacks)},
+        "email_contexts": {"n": len(emails), "flagged": len(flagged_emails)},
+        "note": (
+            "BIPIA attacks are task hijacks ('write a poem', 'recommend this site') with no override "
+            "phrasing; the detector is not meant to catch them. Indirect injection is contained by tool "
+            "permissions and evidence checks, not by this filter."
+        ),
+        "examples": [t[:160] for t in flagged_emails[:failures]],
+    }
+
+
+def eval_support_cases(path: Path, failures: int) -> dict[str, Any]:
+    import yaml  # only the eval needs it; the guardrails themselves stay dependency-free
+
+    cases = yaml.safe_load(path.read_text(encoding="utf-8"))
+    human = [(c["text"], bool(c["expect"]), wants_human(c["text"])) for c in cases["human"]]
+    injection = [
+        (
+            c["text"],
+            bool(c["expect"]),
+            detect_injection(
+                c["text"],
+                customer_email=c.get("customer_email"),
+                customer_id=c.get("customer_id"),
+            ).flagged,
+        )
+        for c in cases["injection"]
+    ]
+    redaction_failures = [
+        c["text"][:160]
+        for c in cases["redaction"]
+        if redact(c["text"], customer_email=c.get("customer_email")).text != c["expect"]
+    ]
+    human_out = _binary_metrics((e, g) for _, e, g in human)
+    injection_out = _binary_metrics((e, g) for _, e, g in injection)
+    if failures:
+        human_out["examples"] = _examples(human, failures)
+        injection_out["examples"] = _examples(injection, failures)
+    return {
+        "source": str(path.relative_to(_REPO_ROOT) if path.is_relative_to(_REPO_ROOT) else path),
+        "wants_human": human_out,
+        "injection": injection_out,
+        "redaction": {
+            "n": len(cases["redaction"]),
+            "exact_match": len(cases["redaction"]) - len(redaction_failures),
+            "failures": redaction_failures[:failures],
+        },
+    }
+
+
+def _latency(root: Path | None) -> dict[str, Any]:
+    texts: list[str] = []
+    if root is not None and (root / "bitext-customer-support").is_dir():
+        path = root / "bitext-customer-support" / "bitext_customer_support_4514.csv"
+        with path.open(encoding="utf-8", newline="") as f:
+            texts = [r["instruction"] for r in csv.DictReader(f)]
+    texts = texts or ["I want to talk to a human about my card 4242 4242 4242 4242"] * 1000
+    started = time.perf_counter()
+    for text in texts:
+        screen(text, customer_email="customer@example.com", customer_id="cust_1")
+    elapsed = time.perf_counter() - started
+    long_text = " ".join(texts[:200])
+    started = time.perf_counter()
+    screen(long_text)
+    long_elapsed = time.perf_counter() - started
+    return {
+        "messages": len(texts),
+        "mean_us_per_message_screen": round(elapsed / len(texts) * 1e6, 1),
+        "chars_in_long_message": len(long_text),
+        "long_message_ms": round(long_elapsed * 1e3, 2),
+    }
+
+
+def _find_datasets(explicit: str | None) -> Path | None:
+    candidates = (Path(explicit),) if explicit else _DEFAULT_DATASET_DIRS
+    return next((p for p in candidates if p.is_dir()), None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="switchboard guardrails eval", description=__doc__)
+    # `switchboard guardrails eval --json` passes its arguments through: accept both words.
+    parser.add_argument("command", nargs="?", choices=["eval"], default="eval", help=argparse.SUPPRESS)
+    parser.add_argument("--json", action="store_true", help="JSON output (the only format; accepted for the CLI)")
+    parser.add_argument("--datasets", help="directory holding the public datasets")
+    parser.add_argument("--cases", default=str(_DEFAULT_CASES), help="support-domain cases YAML")
+    parser.add_argument("--failures", type=int, default=0, help="include up to N misclassified examples per set")
+    args = parser.parse_args(argv)
+    root = _find_datasets(args.datasets)
+    report: dict[str, Any] = {"datasets_dir": str(root) if root else None}
+    suites: tuple[tuple[str, str, Callable[[Path, int], dict[str, Any]]], ...] = (
+        ("deepset_prompt_injections", "deepset-prompt-injections", eval_deepset),
+        ("notinject", "notinject", eval_notinject),
+        ("presidio_synth_pii", "presidio-synth-pii", eval_presidio),
+        ("bitext_customer_support", "bitext-customer-support", eval_bitext),
+        ("banking77", "banking77", eval_banking77),
+        ("bipia", "bipia", eval_bipia),
+    )
+    for key, folder, evaluate in suites:
+        if root is None or not (root / folder).is_dir():
+            report[key] = {"skipped": f"{folder} not found"}
+        else:
+            report[key] = evaluate(root / folder, args.failures)
+    cases = Path(args.cases)
+    report["support_cases"] = (
+        eval_support_cases(cases, args.failures) if cases.is_file() else {"skipped": f"{cases} not found"}
+    )
+    report["latency"] = _latency(root)
+    json.dump(report, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
