@@ -15,7 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from shared.brains import AgentView, Brain, CallTool, Finish
+from shared.brains import AgentProfile, AgentView, Brain, CallTool, Finish
 from shared.contracts import (
     AgentResult,
     AgentStatus,
@@ -33,10 +33,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Agent:
-    """An agent is a name, the tools it owns and the brain that drives them."""
+    """An agent is a name, the tools it owns, and the intents and playbooks a brain reads."""
 
     name: str
     registry: ToolRegistry
+    profile: AgentProfile | None = None
 
     def run(self, task: AgentTask, brain: Brain) -> AgentResult:
         started = time.time()

@@ -30,7 +30,7 @@ _brain: Brain | None = None
 def brain() -> Brain:
     global _brain
     if _brain is None:
-        _brain = load_brain(get_settings())
+        _brain = load_brain(get_settings(), {a.name: a.profile for a in AGENTS.values() if a.profile})
     return _brain
 
 

@@ -1,8 +1,135 @@
-"""The billing agent: its name and the tools it owns."""
+"""The billing agent: payments, invoices, refunds and subscriptions.
+
+The pickers and predicates below are what its playbooks (playbooks.yaml) call by name.
+"""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
 from agents.base import Agent
+from agents.records import age_days, amount, records, when
+from shared.brains import AgentProfile
+from shared.brains.playbooks import Scope
 from shared.tools import registry
 
-agent = Agent(name="billing", registry=registry)
+HERE = Path(__file__).parent
+
+# "refund everything", "my balance", "all my money": a refund with nothing to point to.
+_UNSPECIFIED = re.compile(
+    r"\b(everything|all (of )?my money|(my|the) (whole |entire )?balance|all (the )?payments|"
+    r"every (payment|charge)|todo|tout|alles)\b",
+    re.IGNORECASE,
+)
+
+
+def _succeeded(payments: Any) -> list[dict[str, Any]]:
+    return [
+        p for p in records(payments, "payments") if p.get("status") in ("succeeded", "refunded", "partially_refunded")
+    ]
+
+
+def duplicate_payment(payments: Any, scope: Scope) -> dict[str, Any] | None:
+    """The later of two succeeded payments for the same invoice (policy rule 2)."""
+    by_invoice: dict[str, list[dict[str, Any]]] = {}
+    for p in _succeeded(payments):
+        if p.get("invoice_id"):
+            by_invoice.setdefault(str(p["invoice_id"]), []).append(p)
+    groups = [g for g in by_invoice.values() if len(g) > 1]
+    if not groups:
+        return None
+    # ISO timestamps of one store sort as text; the latest group, then its latest payment
+    group = max(groups, key=lambda g: max(str(p.get("created_at")) for p in g))
+    return max(group, key=lambda p: str(p.get("created_at")))
+
+
+def referenced_payment(payments: Any, scope: Scope) -> dict[str, Any] | None:
+    """The payment the customer means: by id, then amount, then date; the only one otherwise."""
+    candidates = _succeeded(payments)
+    entities: dict[str, Any] = scope.get("entities") or {}
+    ids = {str(i) for i in entities.get("payment_ids", [])}
+    if ids:
+        return next((p for p in candidates if str(p.get("id")) in ids), None)
+    amounts = [amount(a) for a in entities.get("amounts", [])]
+    if amounts:
+        matching = [p for p in candidates if any(abs(amount(p.get("amount")) - a) < 0.005 for a in amounts)]
+        if matching:
+            candidates = matching
+    invoices = {str(i) for i in entities.get("invoice_ids", [])}
+    if invoices:
+        candidates = [p for p in candidates if str(p.get("invoice_id")) in invoices] or candidates
+    dates = [d for d in (when(x) for x in entities.get("dates", [])) if d is not None]
+    if dates and candidates:
+        target = dates[0]
+        return min(candidates, key=lambda p: abs(((when(p.get("created_at")) or target) - target).total_seconds()))
+    if len(candidates) == 1 or (candidates and amounts):
+        return max(candidates, key=lambda p: str(p.get("created_at")))
+    if candidates and len({p.get("invoice_id") for p in candidates}) == 1:
+        return max(candidates, key=lambda p: str(p.get("created_at")))
+    return None
+
+
+def active_subscription(subscription: Any, scope: Scope) -> dict[str, Any] | None:
+    subs = records(subscription, "subscriptions") or records(subscription, "subscription")
+    live = [s for s in subs if s.get("status") in ("active", "trialing", "past_due", "cancel_at_period_end")]
+    return live[0] if live else None
+
+
+def payments_summary(payments: Any, scope: Scope) -> str | None:
+    rows = records(payments, "payments")[:5]
+    if not rows:
+        return None
+    return "\n".join(
+        f"- {p.get('id')}: {amount(p.get('amount')):,.2f} {p.get('currency', '')} on "
+        f"{str(p.get('created_at', ''))[:10]} ({p.get('status')}), invoice {p.get('invoice_id')}"
+        for p in rows
+    )
+
+
+def already_refunded(payment: dict[str, Any], *, scope: Scope) -> bool:
+    return (
+        payment.get("status") == "refunded"
+        or bool(payment.get("refunded"))
+        or (amount(payment.get("refunded_amount")) >= amount(payment.get("amount")) > 0)
+    )
+
+
+def outside_refund_window(payment: dict[str, Any], *, scope: Scope) -> bool:
+    days = age_days(payment.get("created_at"))
+    return days is not None and days > float(scope.get("refund_window_days") or 30)
+
+
+def cancelling_already(sub: dict[str, Any], *, scope: Scope) -> bool:
+    return sub.get("status") == "cancel_at_period_end"
+
+
+def unspecified_amount(text: str, entities: dict[str, Any] | None, *, scope: Scope) -> bool:
+    entities = entities or {}
+    pointed = entities.get("payment_ids") or entities.get("amounts") or entities.get("invoice_ids")
+    return bool(_UNSPECIFIED.search(text or "")) and not pointed
+
+
+profile = AgentProfile(
+    name="billing",
+    intents=yaml.safe_load((HERE / "intents.yaml").read_text()),
+    playbooks_file=HERE / "playbooks.yaml",
+    pickers={
+        "duplicate_payment": duplicate_payment,
+        "referenced_payment": referenced_payment,
+        "active_subscription": active_subscription,
+        "payments_summary": payments_summary,
+    },
+    predicates={
+        "already_refunded": already_refunded,
+        "outside_refund_window": outside_refund_window,
+        "cancelling_already": cancelling_already,
+        "unspecified_amount": unspecified_amount,
+    },
+    instructions="You are the billing agent: payments, invoices, refunds and subscriptions of this customer.",
+)
+
+agent = Agent(name="billing", registry=registry, profile=profile)

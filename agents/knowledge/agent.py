@@ -1,8 +1,37 @@
-"""The knowledge agent: its name and the tools it owns."""
+"""The knowledge agent: product questions from the knowledge base, and the front door's questions."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import yaml
+
 from agents.base import Agent
+from agents.records import records
+from shared.brains import AgentProfile
+from shared.brains.playbooks import Scope
 from shared.tools import registry
 
-agent = Agent(name="knowledge", registry=registry)
+HERE = Path(__file__).parent
+
+
+def confident_section(kb: Any, scope: Scope) -> dict[str, Any] | None:
+    """The best section, if the knowledge base is sure enough; never a guess (policy rule 11)."""
+    hits = records(kb, "results")
+    threshold = float(scope.get("kb_min_score") or 0.0)
+    if not hits or float(hits[0].get("score") or 0.0) < threshold:
+        return None
+    return hits[0]
+
+
+profile = AgentProfile(
+    name="knowledge",
+    intents=yaml.safe_load((HERE / "intents.yaml").read_text()),
+    playbooks_file=HERE / "playbooks.yaml",
+    pickers={"confident_section": confident_section},
+    predicates={},
+    instructions="You are the knowledge agent: answer product questions from the knowledge base only, citing it.",
+)
+
+agent = Agent(name="knowledge", registry=registry, profile=profile)

@@ -9,12 +9,30 @@ scripted one by import path (``SWITCHBOARD_BRAIN=package.module:Class``).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from shared.contracts import AgentStatus, AgentTask, EscalationReason, Fact, ToolCallRecord
 from shared.settings import Settings
 from shared.tools import Tool
+
+
+@dataclass(frozen=True)
+class AgentProfile:
+    """What a brain knows about an agent besides its tools: intents and playbooks.
+
+    Both brains read the same profile: the local brain executes the playbooks, the OpenAI
+    brain receives them (and POLICY) as instructions.
+    """
+
+    name: str
+    intents: Mapping[str, list[str]]
+    playbooks_file: Path
+    pickers: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
+    predicates: Mapping[str, Callable[..., bool]] = field(default_factory=dict)
+    instructions: str = ""
 
 
 @dataclass(frozen=True)
@@ -52,15 +70,18 @@ class Brain(Protocol):
     def decide(self, view: AgentView) -> Decision: ...
 
 
-BUILTIN = {"local": "shared.brains.local:LocalBrain"}
+BUILTIN = {"local": "shared.brains.local:LocalBrain", "openai": "shared.brains.openai:create_openai_brain"}
 
 
-def load_brain(settings: Settings) -> Brain:
-    """Build the configured brain: a built-in name or ``module:Class``."""
+def load_brain(settings: Settings, profiles: Mapping[str, AgentProfile] | None = None) -> Brain:
+    """Build the configured brain: a built-in name or ``module:Class``.
+
+    A brain factory is called as ``factory(settings, profiles)``.
+    """
     spec = BUILTIN.get(settings.brain, settings.brain)
     module_name, _, attr = spec.partition(":")
     if not attr:
         raise ValueError(f"SWITCHBOARD_BRAIN={settings.brain!r}: use one of {sorted(BUILTIN)} or 'module:Class'")
     factory = getattr(importlib.import_module(module_name), attr)
-    brain: Brain = factory(settings)
+    brain: Brain = factory(settings, dict(profiles or {}))
     return brain

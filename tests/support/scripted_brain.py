@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
-from shared.brains import AgentView, CallTool, Decision, Finish
+from shared.brains import AgentProfile, AgentView, CallTool, Decision, Finish
 from shared.contracts import AgentStatus, EscalationReason, Fact
 from shared.settings import Settings
 from tests.support import test_tools  # noqa: F401  (registers the test tools)
@@ -32,7 +33,7 @@ DEFAULT_SCRIPT = [
 class ScriptedBrain:
     name = "scripted"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, profiles: Mapping[str, AgentProfile] | None = None) -> None:
         self.settings = settings
 
     def decide(self, view: AgentView) -> Decision:

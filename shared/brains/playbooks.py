@@ -1,0 +1,206 @@
+"""Playbooks as data: per intent, the tools in order, the checks, and what to say.
+
+A playbook is a list of steps (YAML, one file per agent):
+
+- ``call: TOOL`` with ``args`` (templates) and ``as: NAME`` binds the tool's output; an
+  error is handled by ``on: {policy|not_found|invalid|backend|error: HANDLER}`` (default:
+  escalate ``tool_failure`` for a critical tool, else ask the customer for what is missing);
+- ``pick: PICKER`` ``from: NAME`` ``as: NAME`` ``none: HANDLER`` chooses a record (the
+  duplicate payment, the payment the customer means, ...);
+- ``when: PREDICATE`` ``args: [NAME, ...]`` ``then: HANDLER`` stops with the handler when
+  the predicate holds (older than the refund window, over the ceiling, ...);
+- a HANDLER or a final step is ``reply: TEMPLATE`` | ``ask: TEMPLATE`` |
+  ``escalate: REASON`` (with an optional ``detail``).
+
+The interpreter is re-run from the top on every decision with the tool calls made so far,
+so it needs no state of its own: the n-th ``call`` step is answered by the n-th call in
+the history. Templates read ``{name.field}`` with optional filters ``|money``, ``|date``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from shared.brains import CallTool, Decision, Finish
+from shared.contracts import AgentStatus, EscalationReason, Fact, ToolCallRecord
+from shared.tools import Tool
+
+Picker = Callable[[Any, "Scope"], Any]
+Predicate = Callable[..., bool]
+
+_FIELD = re.compile(r"\{([a-zA-Z_][\w.]*)(?:\|(\w+))?\}")
+HANDLER_KEYS = ("reply", "ask", "escalate")
+
+
+class PlaybookError(ValueError):
+    """A playbook file that cannot run: the message names the file, intent and step."""
+
+
+@dataclass
+class Scope:
+    """What templates, pickers and predicates can read."""
+
+    values: dict[str, Any]
+    settings: Mapping[str, Any]
+
+    def get(self, path: str) -> Any:
+        head, *rest = path.split(".")
+        value: Any = self.values.get(head, self.settings.get(head))
+        for part in rest:
+            if isinstance(value, Mapping):
+                value = value.get(part)
+            elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+                value = value[int(part)]
+            else:
+                value = getattr(value, part, None)
+        return value
+
+
+def render(template: str, scope: Scope) -> str:
+    def field(m: re.Match[str]) -> str:
+        value = scope.get(m.group(1))
+        return _filter(value, m.group(2))
+
+    return _FIELD.sub(field, template)
+
+
+def _filter(value: Any, name: str | None) -> str:
+    if value is None:
+        return ""
+    if name == "money":
+        try:
+            return f"{float(value):,.2f}"
+        except (TypeError, ValueError):
+            return str(value)
+    if name == "date":
+        text = str(value)
+        try:
+            return datetime.fromisoformat(text.replace("Z", "+00:00")).strftime("%-d %B %Y")
+        except ValueError:
+            return text
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Playbook:
+    intent: str
+    steps: list[dict[str, Any]]
+
+
+def load_playbooks(
+    path: Path, pickers: Mapping[str, Picker], predicates: Mapping[str, Predicate]
+) -> dict[str, Playbook]:
+    """Load and check a playbook file, so a typo fails at start-up, not mid-turn."""
+    raw = yaml.safe_load(path.read_text()) or {}
+    books: dict[str, Playbook] = {}
+    for intent, steps in raw.items():
+        if not isinstance(steps, list) or not steps:
+            raise PlaybookError(f"{path}: playbook {intent!r} needs a list of steps")
+        for i, step in enumerate(steps):
+            where = f"{path}: {intent} step {i + 1}"
+            if "pick" in step and step["pick"] not in pickers:
+                raise PlaybookError(f"{where}: unknown picker {step['pick']!r}; known: {sorted(pickers)}")
+            if "when" in step and step["when"] not in predicates:
+                raise PlaybookError(f"{where}: unknown predicate {step['when']!r}; known: {sorted(predicates)}")
+            kinds = [k for k in ("call", "pick", "when", *HANDLER_KEYS) if k in step]
+            if len(kinds) != 1:
+                raise PlaybookError(f"{where}: a step is exactly one of call/pick/when/reply/ask/escalate, got {kinds}")
+            if "escalate" in step:
+                EscalationReason(step["escalate"])
+        books[intent] = Playbook(intent=intent, steps=steps)
+    return books
+
+
+@dataclass(frozen=True)
+class Run:
+    """One interpretation of a playbook against the calls made so far."""
+
+    playbook: Playbook
+    tools: Mapping[str, Tool]
+    pickers: Mapping[str, Picker]
+    predicates: Mapping[str, Predicate]
+    confidence: float
+
+    def next(self, history: list[ToolCallRecord], scope: Scope) -> Decision:
+        calls = iter(history)
+        for step in self.playbook.steps:
+            if "call" in step:
+                args = {k: _arg(v, scope) for k, v in (step.get("args") or {}).items()}
+                done = next(calls, None)
+                if done is None:
+                    return CallTool(tool=step["call"], arguments={k: v for k, v in args.items() if v is not None})
+                if done.error is not None:
+                    return self._on_error(step, done, history, scope)
+                if "as" in step:
+                    scope.values[step["as"]] = done.output
+            elif "pick" in step:
+                chosen = self.pickers[step["pick"]](scope.get(step.get("from", "")), scope)
+                if chosen is None:
+                    return self._handle(step.get("none") or {"escalate": "low_confidence"}, history, scope)
+                scope.values[step.get("as", step["pick"])] = chosen
+            elif "when" in step:
+                values = [scope.get(a) for a in step.get("args", [])]
+                if self.predicates[step["when"]](*values, scope=scope):
+                    return self._handle(step["then"], history, scope)
+            else:
+                return self._handle(step, history, scope)
+        return Finish(
+            status=AgentStatus.not_applicable, detail=f"playbook {self.playbook.intent} ended without an answer"
+        )
+
+    def _on_error(
+        self, step: dict[str, Any], call: ToolCallRecord, history: list[ToolCallRecord], scope: Scope
+    ) -> Decision:
+        handlers: dict[str, Any] = step.get("on") or {}
+        scope.values["error"] = call.error
+        handler = handlers.get(call.error_kind or "error") or handlers.get("error")
+        if handler is None:
+            handler = {"escalate": "policy"} if call.error_kind == "policy" else {"escalate": "tool_failure"}
+        return self._handle(handler, history, scope, detail=call.error)
+
+    def _handle(
+        self, handler: dict[str, Any], history: list[ToolCallRecord], scope: Scope, detail: str | None = None
+    ) -> Finish:
+        ok = [c for c in history if c.error is None]
+        facts = [Fact(statement=_fact(c), call_id=c.call_id) for c in ok]
+        actions = [c.call_id for c in ok if self.tools.get(c.tool) and self.tools[c.tool].side_effect != "read"]
+        if "reply" in handler:
+            return Finish(
+                AgentStatus.answered, render(handler["reply"], scope).strip(), self.confidence, facts, actions
+            )
+        if "ask" in handler:
+            return Finish(
+                AgentStatus.needs_info, render(handler["ask"], scope).strip(), self.confidence, facts, actions
+            )
+        reason = EscalationReason(handler["escalate"])
+        why = render(handler["detail"], scope) if "detail" in handler else detail
+        return Finish(
+            AgentStatus.escalate,
+            render(handler["suggest"], scope).strip() if "suggest" in handler else None,
+            self.confidence,
+            facts,
+            actions,
+            escalation_reason=reason,
+            detail=why or f"playbook {self.playbook.intent}: {reason.value}",
+        )
+
+
+def _arg(value: Any, scope: Scope) -> Any:
+    if isinstance(value, str):
+        whole = _FIELD.fullmatch(value)
+        if whole and whole.group(2) is None:
+            return scope.get(whole.group(1))  # keep the type: numbers stay numbers
+        return render(value, scope)
+    return value
+
+
+def _fact(call: ToolCallRecord) -> str:
+    args = ", ".join(f"{k}={v}" for k, v in call.arguments.items() if k != "query")
+    return f"{call.tool}({args}) succeeded"
