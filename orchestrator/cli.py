@@ -36,6 +36,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    import os
+    import tempfile
+
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # Prefork children write their samples here; without it /metrics shows the parent only.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"switchboard-{args.role}-metrics-")
     from orchestrator.stack import worker_argv
     from shared.celery_app import app
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from orchestrator.merge import MergeDecision, decide, escalated, escalation_summary
 from orchestrator.window import model_window
-from shared.contracts import AgentResult, AgentTask, Customer, EscalationReason
+from shared.contracts import AgentResult, AgentStatus, AgentTask, Customer, EscalationReason
 from shared.db import session_scope
 from shared.guardrails import screen
 from shared.metrics import (
@@ -296,8 +296,9 @@ def merge_turn(turn_id: str, trigger: str, settings: Settings, *, guardrail: str
     MERGES.labels(trigger).inc()
     TURNS.labels(decision.outcome).inc()
     TURN_LATENCY.labels(decision.outcome).observe(max(0.0, now - created_at))
-    for agent in missing:
-        AGENT_TIMEOUTS.labels(agent).inc()
+    for agent in expected:
+        if agent in missing or results[agent].status is AgentStatus.timed_out:
+            AGENT_TIMEOUTS.labels(agent).inc()
     if decision.reason:
         ESCALATIONS.labels(decision.reason).inc()
     log.info("turn %s merged by %s: %s %s", turn_id, trigger, decision.outcome, decision.reason or "")

@@ -38,8 +38,8 @@ def configure(settings: Settings) -> Engine:
         _engine.dispose(close=False)
     _engine = create_engine(
         normalise_database_url(settings.database_url),
-        pool_size=5,
-        max_overflow=10,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
         pool_pre_ping=True,
         connect_args={"application_name": f"switchboard-{os.getpid()}"},
     )

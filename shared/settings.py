@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     database_url: str | None = None
     broker_url: str | None = None
     data_dir: Path = Path(".switchboard")
+    # Connections per process: mind Postgres max_connections across prefork children and hosts.
+    db_pool_size: int = 5
+    db_max_overflow: int = 5
 
     # HTTP API
     api_host: str = "127.0.0.1"
