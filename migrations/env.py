@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from shared.db import normalise_database_url
+import shared.sandbox.models  # noqa: F401  (the sandbox tables share Base.metadata)
 from shared.models import Base
 
 config = context.config

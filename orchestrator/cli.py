@@ -120,6 +120,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("guardrails", help="offline evaluation of the guardrails")
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(fn=_external("shared.guardrails_eval"))
+
+    p = sub.add_parser("sandbox", help="load, reset or show the sandbox company's records (demo, eval fixtures)")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=_external("shared.sandbox.cli"))
+
+    p = sub.add_parser("kb", help="import, search and evaluate the knowledge base")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=_external("agents.knowledge.cli"))
+
+    p = sub.add_parser("eval", help="run scenario cases through the whole system")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=_external("orchestrator.evaluate"))
     return parser
 
 

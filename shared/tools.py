@@ -7,6 +7,7 @@ only run tools that name it as an owner.
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from collections.abc import Callable
@@ -93,7 +94,7 @@ class ToolRegistry:
             self.register(
                 Tool(
                     name=name or fn.__name__,
-                    description=(fn.__doc__ or "").strip(),
+                    description=" ".join(inspect.cleandoc(fn.__doc__ or "").split()),
                     args=args_model,
                     fn=fn,
                     owners=frozenset(owners),
@@ -132,9 +133,13 @@ class ToolRegistry:
         try:
             output = tool.fn(ctx, args)
         except ToolError as exc:
-            exc.critical = exc.critical or tool.critical
+            # A refusal or a fixable argument is the model's to handle, not a failed backend.
+            if exc.kind not in ("policy", "invalid", "not_found"):
+                exc.critical = exc.critical or tool.critical
             raise
         except Exception as exc:  # a backend failure: never a stack trace to the model
+            if type(exc).__name__ == "SoftTimeLimitExceeded":
+                raise  # the deadline cut the agent off: not the tool's failure
             raise ToolError(
                 f"{name} failed ({type(exc).__name__}). The system behind it may be down; "
                 "do not retry with the same arguments.",

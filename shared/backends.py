@@ -1,0 +1,186 @@
+"""Tool backends: the sandbox store by default, a company's own HTTP service by setting.
+
+``@backend_tool(...)`` registers a tool like ``registry.tool`` does and puts one adapter
+in front of it: when ``settings.tool_backends`` names the tool, the call is POSTed to
+that URL instead of running the sandbox implementation. The contract of that service:
+
+    POST <url>   headers: the configured ones, plus Idempotency-Key for changing tools
+    {"tool": "refund_payment", "customer_id": "cust_1", "turn_id": "turn_…",
+     "arguments": {...}, "idempotency_key": "turn_…:refund_payment:pay_1" | null}
+
+    2xx → the JSON body is the tool's output
+    4xx → {"error": "a message for the model", "kind": "not_found" | "policy" | "invalid"}
+          (kind is optional: 404 means not_found, 403/409 policy, 400/422 invalid)
+    5xx, a timeout, no connection → the tool failed; critical for money tools
+
+The service owns its side of idempotency (a repeated key returns the first result) and
+its policy; the agent still only ever acts for the ticket's own customer.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from sqlalchemy.exc import SQLAlchemyError
+
+from shared.db import session_scope
+from shared.errors import PolicyViolation, ToolError
+from shared.idempotency import audit, idempotency_key
+from shared.settings import ToolBackend, get_settings
+from shared.tools import SideEffect, ToolArgs, ToolContext, ToolFn, ToolRegistry, registry
+
+log = logging.getLogger(__name__)
+
+MAX_ERROR_CHARS = 500
+_KIND_BY_STATUS = {400: "invalid", 403: "policy", 404: "not_found", 409: "policy", 422: "invalid"}
+
+
+def backend_tool(
+    *,
+    owners: tuple[str, ...],
+    side_effect: SideEffect = "read",
+    key: tuple[str, ...] = (),
+    critical: bool | None = None,
+    name: str | None = None,
+    tools: ToolRegistry = registry,
+) -> Callable[[ToolFn], ToolFn]:
+    """Register ``fn(ctx, args)`` as a tool whose backend can be swapped by configuration.
+
+    ``key`` names the arguments that, with the turn and the tool, identify one action (a
+    refund of *this* payment): the idempotency key sent to an HTTP backend. A failure of
+    the backend is critical (the turn escalates) when ``critical`` is true, which is the
+    default for money tools. Policy refusals are never critical: a human decides those.
+    """
+    is_critical = side_effect == "money" if critical is None else critical
+
+    def decorate(fn: ToolFn) -> ToolFn:
+        tool_name = name or fn.__name__
+        # The registry reads the argument model from the annotations; resolve them here,
+        # because the wrapper's globals are this module's, not the tool module's.
+        args_model = typing.get_type_hints(fn)["args"]
+
+        @functools.wraps(fn)
+        def run(ctx: ToolContext, args: Any) -> Any:
+            backend = get_settings().tool_backends.get(tool_name)
+            if backend is not None:
+                action = None if side_effect == "read" else idempotency_key(ctx.turn_id, tool_name, *_parts(args, key))
+                return call_backend(backend, tool_name, ctx, args, action, critical=is_critical)
+            try:
+                return fn(ctx, args)
+            except SQLAlchemyError as exc:  # only the store: a timeout signal or a bug must propagate as is
+                log.exception("tool %s failed on the sandbox store (turn %s)", tool_name, ctx.turn_id)
+                raise ToolError(
+                    f"{tool_name} failed: the sandbox store did not answer ({type(exc).__name__}). "
+                    "Do not retry; escalate to a human.",
+                    critical=is_critical,
+                    kind="backend",
+                ) from exc
+
+        run.__annotations__ = {"ctx": ToolContext, "args": args_model, "return": Any}
+        # What the model reads: one paragraph, without the source's indentation.
+        run.__doc__ = " ".join(inspect.cleandoc(fn.__doc__ or "").split())
+        tools.tool(owners=owners, side_effect=side_effect, name=tool_name)(run)
+        return run
+
+    return decorate
+
+
+def _parts(args: ToolArgs, fields: tuple[str, ...]) -> list[str]:
+    # An omitted target (cancel "my subscription") leaves the key at turn + tool.
+    return [str(value) for value in (getattr(args, f) for f in fields) if value is not None]
+
+
+def _error_message(response: httpx.Response) -> tuple[str | None, str | None]:
+    """The ``error`` message and ``kind`` of a 4xx JSON body, if it has them."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None, None
+    if not isinstance(body, dict):
+        return None, None
+    error = body.get("error")
+    if isinstance(error, dict):  # {"error": {"message": ..., "kind": ...}} is common too
+        body = {**body, **error}
+        error = error.get("message")
+    kind = body.get("kind")
+    return (str(error)[:MAX_ERROR_CHARS] if error else None), (str(kind) if kind else None)
+
+
+def call_backend(
+    backend: ToolBackend,
+    tool: str,
+    ctx: ToolContext,
+    args: ToolArgs,
+    action_key: str | None,
+    *,
+    critical: bool,
+) -> Any:
+    """POST one tool call to a company's service and map its answer to output or ToolError."""
+    payload = {
+        "tool": tool,
+        "customer_id": ctx.customer_id,
+        "turn_id": ctx.turn_id,
+        "arguments": args.model_dump(mode="json"),
+        "idempotency_key": action_key,
+    }
+    headers = dict(backend.headers)
+    if action_key is not None:
+        headers.setdefault("Idempotency-Key", action_key)
+    unsure = " It may or may not have taken effect; a human must check." if action_key is not None else ""
+    try:
+        response = httpx.post(str(backend.url), json=payload, headers=headers, timeout=backend.timeout_s)
+    except httpx.TimeoutException:
+        raise ToolError(
+            f"{tool} did not answer in {backend.timeout_s:g}s; do not retry, escalate to a human.{unsure}",
+            critical=critical,
+            kind="backend",
+        ) from None
+    except httpx.HTTPError as exc:
+        raise ToolError(
+            f"{tool} could not be reached ({type(exc).__name__}): the service behind it is down. "
+            "Do not retry; escalate to a human.",
+            critical=critical,
+            kind="backend",
+        ) from None
+    status = response.status_code
+    if 400 <= status < 500:
+        message, kind = _error_message(response)
+        kind = kind or _KIND_BY_STATUS.get(status, "error")
+        message = message or f"{tool} was refused by the service (HTTP {status}). Do not retry with the same arguments."
+        if kind == "policy":
+            raise PolicyViolation(message)
+        raise ToolError(message, kind=kind)
+    if not 200 <= status < 300:
+        raise ToolError(
+            f"{tool} is down: the service answered HTTP {status}. Do not retry; escalate to a human.{unsure}",
+            critical=critical,
+            kind="backend",
+        )
+    try:
+        output = response.json()
+    except ValueError:
+        raise ToolError(
+            f"{tool} answered with something that is not JSON. Do not retry; escalate to a human.{unsure}",
+            critical=critical,
+            kind="backend",
+        ) from None
+    if action_key is not None:
+        _audit_remote(ctx, tool, action_key, str(backend.url), status)
+    return output
+
+
+def _audit_remote(ctx: ToolContext, tool: str, action_key: str, url: str, status: int) -> None:
+    """The audit row for a change a company's service made: after the fact, in its own unit of work."""
+    try:
+        with session_scope() as session:
+            audit(session, ctx, tool, {"backend": url, "idempotency_key": action_key, "http_status": status})
+    except Exception:
+        # The change happened at the company's service; a missing audit row must not hide
+        # that from the agent, but it must not go unnoticed either.
+        log.exception("could not record the audit event for %s on turn %s", tool, ctx.turn_id)

@@ -1,0 +1,69 @@
+"""Once-only side effects for tools, and the audit row that goes with each.
+
+A Celery task can be redelivered and a model can repeat itself, so every money-moving or
+account-changing tool call is keyed by (turn, tool, target). The key is claimed with
+``INSERT … ON CONFLICT DO NOTHING`` in the same transaction as the side effect and its
+audit event: either all three commit or none does. A concurrent retry with the same key
+blocks on the unique index until the first transaction ends, then reads its result
+instead of acting again; if the first one rolled back, the retry acts itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from shared.models import Event
+from shared.sandbox.models import SandboxIdempotency
+from shared.tools import ToolContext
+
+MAX_KEY_LENGTH = 255
+
+
+def idempotency_key(turn_id: str, tool: str, *parts: str) -> str:
+    """The key of one action in one turn: ``turn:tool[:part…]``, hashed if it is too long."""
+    key = ":".join((turn_id, tool, *parts))
+    if len(key) <= MAX_KEY_LENGTH:
+        return key
+    return f"{tool}:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+def once(session: Session, key: str, tool: str, action: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run ``action`` at most once per key; a repeat returns the first run's result.
+
+    Must run inside the caller's transaction, and ``action`` must do its writes on the
+    same ``session``, so that the claim, the side effect and the stored result commit
+    together. An exception from ``action`` rolls the claim back with everything else, so
+    a refused call is evaluated afresh next time rather than replayed.
+    """
+    claimed = session.execute(
+        insert(SandboxIdempotency)
+        .values(key=key, tool=tool, result={})
+        .on_conflict_do_nothing(index_elements=[SandboxIdempotency.key])
+        .returning(SandboxIdempotency.key)
+    ).scalar_one_or_none()
+    if claimed is None:
+        first: dict[str, Any] = session.execute(
+            select(SandboxIdempotency.result).where(SandboxIdempotency.key == key)
+        ).scalar_one()
+        return first
+    result = action()
+    session.execute(update(SandboxIdempotency).where(SandboxIdempotency.key == key).values(result=result))
+    return result
+
+
+def audit(session: Session, ctx: ToolContext, tool: str, data: dict[str, Any]) -> None:
+    """Record a state change made by a tool, in the caller's transaction."""
+    session.add(
+        Event(
+            conversation_id=ctx.conversation_id,
+            turn_id=ctx.turn_id,
+            kind=f"tool.{tool}",
+            data={"agent": ctx.agent, "customer_id": ctx.customer_id, **data},
+        )
+    )

@@ -1,0 +1,117 @@
+"""The sandbox company's account system: the account on file, password resets, orders.
+
+This is the sandbox backend of the account agent's tools (agents/account/tools.py).
+Everything is scoped to one customer. A reset link goes to the email address on file
+and nowhere else (POLICY.md §5): an address that differs is refused here, whatever the
+model was persuaded to ask for.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shared.errors import PolicyViolation, ToolError
+from shared.idempotency import audit
+from shared.sandbox.models import SandboxCustomer, SandboxOrder, SandboxPasswordReset, money
+from shared.tools import ToolContext
+
+MAX_ORDERS = 10
+MAX_ITEMS = 20
+RESET_LINK_MINUTES = 60
+
+
+def masked(email: str) -> str:
+    """``dev.patel@example.com`` → ``d***@example.com``: enough to recognise, not to reuse."""
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+def customer(session: Session, customer_id: str) -> SandboxCustomer:
+    found = session.get(SandboxCustomer, customer_id)
+    if found is None:
+        raise ToolError(
+            "There is no account on file for this customer. Do not guess; escalate to a human if the "
+            "customer needs anything changed on their account.",
+            kind="not_found",
+        )
+    return found
+
+
+def account_view(c: SandboxCustomer) -> dict[str, Any]:
+    return {"customer_id": c.id, "name": c.name, "email": c.email, "plan": c.plan, "status": c.status,
+            "verified": c.verified}  # fmt: skip
+
+
+def reset_address(c: SandboxCustomer, requested: str | None) -> str:
+    """The address a reset link may go to: the one on file, and only if that is what was asked."""
+    if not c.email:
+        raise PolicyViolation(
+            "This account has no email address on file, so a reset link cannot be sent. "
+            "Escalate to a human (reason: sensitive)."
+        )
+    if requested is not None and requested.strip().casefold() != c.email.strip().casefold():
+        raise PolicyViolation(
+            "A reset link can only be sent to the email address on file for this account, never to another "
+            "address. Do not send it; escalate to a human (reason: sensitive)."
+        )
+    return c.email
+
+
+def send_reset(session: Session, ctx: ToolContext, c: SandboxCustomer, email: str, key: str) -> dict[str, Any]:
+    reset = SandboxPasswordReset(id=f"pr_{uuid.uuid4().hex[:12]}", customer_id=c.id, sent_to=email)
+    session.add(reset)
+    # The audit row names the address masked: events are read by people who need not see it.
+    audit(session, ctx, "send_password_reset", {"reset_id": reset.id, "sent_to": masked(email), "idempotency_key": key})
+    session.flush()
+    return {
+        "sent": True,
+        "reset_id": reset.id,
+        "sent_to": masked(email),
+        "expires_in_minutes": RESET_LINK_MINUTES,
+        "message": f"A password reset link was sent to the email address on file ({masked(email)}); "
+        f"it expires in {RESET_LINK_MINUTES} minutes.",
+    }
+
+
+def _order_view(o: SandboxOrder, max_items: int, prices: bool) -> dict[str, Any]:
+    items = [
+        {k: v for k, v in item.items() if prices or k != "price"}
+        for item in o.items[:max_items]
+        if isinstance(item, dict)
+    ]
+    return {
+        "id": o.id,
+        "status": o.status,
+        "placed_on": o.placed_on.isoformat(),
+        "delivered_on": o.delivered_on.isoformat() if o.delivered_on else None,
+        "total": money(o.total),
+        "currency": o.currency,
+        "items": items,
+        "items_count": len(o.items),
+    }
+
+
+def orders(session: Session, customer_id: str, *, limit: int) -> dict[str, Any]:
+    mine = SandboxOrder.customer_id == customer_id
+    total = session.execute(select(func.count()).select_from(SandboxOrder).where(mine)).scalar_one()
+    rows = session.execute(
+        select(SandboxOrder).where(mine).order_by(SandboxOrder.placed_on.desc(), SandboxOrder.id.desc()).limit(limit)
+    ).scalars()
+    # The listing names the items without prices; get_order has the detail.
+    views = [_order_view(o, max_items=5, prices=False) for o in rows]
+    return {"orders": views, "shown": len(views), "total": total}
+
+
+def order(session: Session, customer_id: str, order_id: str) -> dict[str, Any]:
+    found = session.execute(
+        select(SandboxOrder).where(SandboxOrder.id == order_id, SandboxOrder.customer_id == customer_id)
+    ).scalar_one_or_none()
+    if found is None:
+        raise ToolError(
+            f"No order {order_id} for this customer. Call list_orders to see the customer's orders.", kind="not_found"
+        )
+    return {"order": _order_view(found, max_items=MAX_ITEMS, prices=True)}

@@ -1,0 +1,77 @@
+"""The policy limits the sandbox tools enforce: Settings, overridden per case.
+
+A scenario case may carry ``policy: {max_auto_refund: 20.00}``; the eval harness stores it
+in ``sandbox_policy`` and the tools read it here before falling back to Settings, so a
+case changes the limits of the store it runs against without restarting any worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from shared.errors import SwitchboardError
+from shared.sandbox.models import SandboxPolicy
+from shared.settings import Settings
+
+
+class FixtureError(SwitchboardError):
+    """A fixture or policy that cannot be loaded; the message names the record and field."""
+
+
+@dataclass(frozen=True)
+class RefundPolicy:
+    max_auto_refund: Decimal
+    refund_window_days: int
+
+
+def _money(key: str, value: Any) -> Decimal:
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise FixtureError(f"policy: {key}: {value!r} is not an amount; write it like 100.00") from None
+    if not amount.is_finite() or amount < 0 or amount != amount.quantize(Decimal("0.01")):
+        raise FixtureError(f"policy: {key}: {value!r} must be a non-negative amount with at most two decimals")
+    return amount
+
+
+def _days(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise FixtureError(f"policy: {key}: {value!r} must be a whole, non-negative number of days")
+    return value
+
+
+# The keys the tools read, and how each is checked. Other keys are stored as given, for
+# whoever else reads the case's policy (they are not this module's business).
+_CHECKS = {"max_auto_refund": _money, "refund_window_days": _days}
+
+
+def set_policy(session: Session, overrides: Mapping[str, Any]) -> None:
+    """Make ``overrides`` the only policy overrides (an empty mapping restores the defaults)."""
+    rows = []
+    for key, value in overrides.items():
+        check = _CHECKS.get(key)
+        stored = value if check is None else check(key, value)
+        rows.append(SandboxPolicy(key=str(key), value=f"{stored:.2f}" if isinstance(stored, Decimal) else stored))
+    session.execute(delete(SandboxPolicy))
+    session.add_all(rows)
+    session.flush()
+
+
+def policy_overrides(session: Session) -> dict[str, Any]:
+    return {key: value for key, value in session.execute(select(SandboxPolicy.key, SandboxPolicy.value))}
+
+
+def read_policy(session: Session, settings: Settings) -> RefundPolicy:
+    overrides = policy_overrides(session)
+    return RefundPolicy(
+        max_auto_refund=_money("max_auto_refund", overrides.get("max_auto_refund", settings.max_auto_refund)),
+        refund_window_days=_days(
+            "refund_window_days", overrides.get("refund_window_days", settings.refund_window_days)
+        ),
+    )
