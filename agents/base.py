@@ -52,14 +52,14 @@ class Agent:
             customer_email=task.customer.email,
         )
 
-        def finish(status: AgentStatus, **fields: object) -> AgentResult:
+        def finish(status: AgentStatus, decided_by: str | None = None, **fields: object) -> AgentResult:
             return AgentResult.model_validate(
                 {
                     "turn_id": task.turn_id,
                     "agent": self.name,
                     "status": status,
                     "tool_calls": history,
-                    "brain": brain.name,
+                    "brain": decided_by or brain.name,
                     "timings": Timings(
                         queue_wait_ms=max(0.0, (started - task.published_at) * 1000),
                         run_ms=(time.time() - started) * 1000,
@@ -75,6 +75,7 @@ class Agent:
             if isinstance(decision, Finish):
                 return finish(
                     decision.status,
+                    decision.brain,
                     answer=decision.answer,
                     confidence=decision.confidence,
                     facts=decision.facts,

@@ -56,6 +56,18 @@ QUEUE_WAIT = Histogram(
 DELIVERIES = Counter("switchboard_deliveries_total", "Outbound reply attempts, by result", ["result"])
 SWEEPS = Counter("switchboard_sweeper_actions_total", "Recoveries done by the sweeper", ["action"])
 TOOL_CALLS = Counter("switchboard_tool_calls_total", "Tool calls, by tool and result", ["agent", "tool", "result"])
+BRAIN_FALLBACKS = Counter(
+    "switchboard_brain_fallbacks_total",
+    "Decisions the local brain made because the model endpoint could not",
+    ["reason"],
+)
+MODEL_CALLS = Counter(
+    "switchboard_model_calls_total", "Chat completion attempts, by model and result", ["model", "result"]
+)
+MODEL_TOKENS = Counter(
+    "switchboard_model_tokens_total", "Tokens reported by the model endpoint, by model and kind", ["model", "kind"]
+)
+MODEL_COST = Counter("switchboard_model_cost_usd_total", "Model spend in USD from usage and the price table", ["model"])
 
 
 def registry() -> CollectorRegistry:

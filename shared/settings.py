@@ -97,6 +97,8 @@ class Settings(BaseSettings):
         }
     )
     openai_daily_budget_usd: float = 50.0
+    # The policy the model reads as instructions; unset: the shipped copy (shared/brains/openai_policy.py)
+    openai_policy_file: Path | None = None
 
     # Outbound replies
     sources: dict[str, SourceConfig] = Field(default_factory=dict)

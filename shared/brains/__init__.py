@@ -59,6 +59,8 @@ class Finish:
     detail: str | None = None
     tokens: int = 0
     cost: float = 0.0
+    # The brain that actually decided, when not the configured one ("openai→local" on a fallback).
+    brain: str | None = None
 
 
 Decision = CallTool | Finish
