@@ -1,4 +1,4 @@
-"""The ``switchboard`` command: run, migrate, worker, api, bench and the offline evals.
+"""The ``switchboard`` command: run, migrate, worker, api, bench, and the data and eval tools.
 
 Configuration errors (an unreachable server, a missing setting) print one line that says
 what to do and exit 2; they never print a stack trace.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from shared.errors import ConfigurationError
 
@@ -71,16 +71,13 @@ def _bench(args: argparse.Namespace) -> int:
     return bench_main(args)
 
 
-def _external(module: str) -> Callable[[argparse.Namespace], int]:
-    """Subcommands implemented as ``main(argv)`` in their own module."""
-
-    def call(args: argparse.Namespace) -> int:
-        import importlib
-
-        main: Callable[[list[str]], int] = importlib.import_module(module).main
-        return int(main(list(args.rest)))
-
-    return call
+EXTERNAL_HELP = {
+    "nlu": "offline evaluation of the intent engine (Banking77)",
+    "guardrails": "offline evaluation of the guardrails",
+    "sandbox": "load, reset or show the sandbox company's records (demo, eval fixtures)",
+    "kb": "import, search and evaluate the knowledge base",
+    "eval": "run scenario cases through the whole system and judge them",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,29 +110,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hung", type=int, default=30, help="turns with a hung agent for the overshoot")
     p.set_defaults(fn=_bench)
 
-    p = sub.add_parser("nlu", help="offline evaluation of the intent engine")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(fn=_external("shared.nlu.evaluate"))
-
-    p = sub.add_parser("guardrails", help="offline evaluation of the guardrails")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(fn=_external("shared.guardrails_eval"))
-
-    p = sub.add_parser("sandbox", help="load, reset or show the sandbox company's records (demo, eval fixtures)")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(fn=_external("shared.sandbox.cli"))
-
-    p = sub.add_parser("kb", help="import, search and evaluate the knowledge base")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(fn=_external("agents.knowledge.cli"))
-
-    p = sub.add_parser("eval", help="run scenario cases through the whole system")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(fn=_external("orchestrator.evaluate"))
+    for name, help_text in EXTERNAL_HELP.items():
+        sub.add_parser(name, help=help_text, add_help=False)  # they parse their own arguments (main)
     return parser
 
 
+# Subcommands that parse their own arguments: everything after the name is theirs, so
+# `switchboard eval --json cases.yaml` works as well as `switchboard eval cases.yaml --json`.
+EXTERNAL = {
+    "nlu": "shared.nlu.evaluate",
+    "guardrails": "shared.guardrails_eval",
+    "sandbox": "shared.sandbox.cli",
+    "kb": "agents.knowledge.cli",
+    "eval": "orchestrator.evaluate",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in EXTERNAL:
+        import importlib
+
+        try:
+            return int(importlib.import_module(EXTERNAL[argv[0]]).main(argv[1:]))
+        except ConfigurationError as exc:
+            print(f"switchboard: {exc}", file=sys.stderr)
+            return 2
     args = build_parser().parse_args(argv)
     try:
         code: int = args.fn(args)
