@@ -1,11 +1,46 @@
-"""Starting the stack: worker command lines now; `switchboard run` follows."""
+"""`switchboard run`: the whole stack on one machine, started and stopped as one.
+
+With no URLs configured it starts its own Postgres and Redis in the data folder
+(orchestrator/embedded.py); with URLs it checks and uses those servers. Then it migrates,
+starts the API and one worker per role, waits until each answers, prints where
+everything is, and stops it all on Ctrl-C or SIGTERM. A child that dies on its own stops
+the stack with a non-zero exit and the path of that child's log.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-from shared.celery_app import DELIVERY_QUEUE, ORCHESTRATOR_QUEUE, agent_queue
-from shared.settings import AGENTS, get_settings
+from celery import Celery
+
+from orchestrator.embedded import (
+    EmbeddedPostgres,
+    EmbeddedRedis,
+    lock_data_dir,
+    record_children,
+    stop_leftover_children,
+)
+from orchestrator.processes import ROLES, Supervisor, switchboard_argv, wait_for_workers
+from shared.celery_app import DELIVERY_QUEUE, ORCHESTRATOR_QUEUE, agent_queue, create_app
+from shared.errors import ConfigurationError
+from shared.settings import AGENTS, Settings, get_settings
+
+# Worker metrics ports follow in ROLES order from this one (9101 orchestrator … 9104
+# account). SWITCHBOARD_METRICS_PORT given to `switchboard run` moves the whole block.
+FIRST_WORKER_METRICS_PORT = 9101
+READY_TIMEOUT_S = 60.0
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def worker_queues(role: str) -> list[str]:
@@ -31,5 +66,276 @@ def worker_argv(role: str, concurrency: int | None, loglevel: str = "INFO") -> l
     ]
 
 
+def load_sandbox(database_url: str) -> None:
+    """Hook: load the demo sandbox store and knowledge base into the database.
+
+    Empty until the sandbox issue lands. `switchboard run` calls it after migrating and
+    before the workers start, on every start unless --no-sandbox, so it must be idempotent.
+    """
+
+
+@dataclass
+class _Stack:
+    """What one run started, so that whatever happens it all stops, in reverse order."""
+
+    data_dir: Path
+    postgres: EmbeddedPostgres | None = None
+    redis: EmbeddedRedis | None = None
+    supervisor: Supervisor | None = None
+    metrics_ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    def log_of(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def stop(self) -> None:
+        """Stop whatever was started, each part even if another fails."""
+        supervisor, redis, postgres = self.supervisor, self.redis, self.postgres
+        self.supervisor = self.redis = self.postgres = None
+        if supervisor is not None and _try_to(f"stop the API and the workers (see {self.log_dir})", supervisor.stop):
+            record_children(self.data_dir, {})  # else the next run stops what is left
+        if redis is not None:
+            _try_to(f"stop the embedded Redis (see {redis.log_path})", redis.stop)
+        if postgres is not None:
+            _try_to(f"stop the embedded Postgres (see {postgres.log_path})", postgres.stop)
+
+    def first_death(self) -> str | None:
+        """A line naming the first process that died on its own, or None."""
+        if self.supervisor is not None:
+            for name, code in self.supervisor.exited().items():
+                return f"the {_title(name)} exited unexpectedly (code {code}); its log: {self.log_of(name)}"
+        if self.redis is not None and not self.redis.alive():
+            return f"the embedded Redis exited unexpectedly; its log: {self.redis.log_path}"
+        if self.postgres is not None and not self.postgres.alive():
+            return f"the embedded Postgres exited unexpectedly; its log: {self.postgres.log_path}"
+        return None
+
+
+class _StartupFailed(Exception):
+    pass
+
+
 def run_stack(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    settings = get_settings()
+    data_dir = settings.data_dir.expanduser().resolve()
+    lock = lock_data_dir(data_dir)
+    stack = _Stack(data_dir)
+    previous = _set_stop_signals(_raise_keyboard_interrupt)
+    code: int | None = None  # stays None when a ConfigurationError ends the run: the CLI prints it
+    try:
+        code = _run(stack, settings, args)
+        return code
+    finally:
+        # A second Ctrl-C must not cut the shutdown short and leave orphans behind.
+        _set_stop_signals(signal.SIG_IGN)
+        try:
+            stack.stop()
+            if code is not None:
+                _say("stopped")
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            lock.close()
+
+
+def _run(stack: _Stack, settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        _start(stack, settings, args)
+        _announce(stack, settings)
+        while (death := stack.first_death()) is None:
+            time.sleep(0.25)
+        _say(f"{death}. Stopping the rest.", err=True)
+        return 1
+    except _StartupFailed as exc:
+        _say(f"{exc}. Stopping the rest.", err=True)
+        return 1
+    except KeyboardInterrupt:
+        _say("stopping...")
+        return 0
+
+
+def _start(stack: _Stack, settings: Settings, args: argparse.Namespace) -> None:
+    from orchestrator.servers import check_broker, check_database, migrate_database
+    from shared.metrics import prepare_multiprocess_dir
+
+    leftovers = stop_leftover_children(stack.data_dir)
+    if leftovers:
+        _say(f"stopped {', '.join(leftovers)} left running by an earlier run that did not stop cleanly")
+
+    first_metrics_port = settings.metrics_port or FIRST_WORKER_METRICS_PORT
+    stack.metrics_ports = {role: first_metrics_port + i for i, role in enumerate(ROLES)}
+    _check_port_free(settings.api_host, settings.api_port, "SWITCHBOARD_API_PORT")
+    for port in stack.metrics_ports.values():
+        _check_port_free(settings.metrics_host, port, "SWITCHBOARD_METRICS_PORT (the first of four worker ports)")
+
+    # Configured servers first: a wrong URL fails in a second, before anything starts.
+    if settings.database_url:
+        check_database(settings.database_url)
+    if settings.broker_url:
+        check_broker(settings.broker_url)
+
+    database_url = settings.database_url
+    if database_url:
+        _say(f"Postgres: {_redact(database_url)}")
+    else:
+        stack.postgres = EmbeddedPostgres(stack.data_dir / "postgres")
+        database_url = stack.postgres.start()
+        _say(f"Postgres: embedded (18 + pgvector), data in {stack.postgres.pgdata}, log {stack.postgres.log_path}")
+        check_database(database_url)
+    broker_url = settings.broker_url
+    if broker_url:
+        _say(f"Broker:   {_redact(broker_url)}")
+    else:
+        stack.redis = EmbeddedRedis(stack.data_dir / "redis", stack.log_of("redis"))
+        broker_url = stack.redis.start()
+        _say(f"Broker:   embedded Redis 6.2 on {stack.redis.socket_path}, log {stack.redis.log_path}")
+        check_broker(broker_url)
+
+    migrate_database(database_url)
+    _say("Database: at the latest schema")
+    if not args.no_sandbox:
+        load_sandbox(database_url)
+
+    env = {
+        **os.environ,
+        "SWITCHBOARD_DATABASE_URL": database_url,
+        "SWITCHBOARD_BROKER_URL": broker_url,
+        "SWITCHBOARD_DATA_DIR": str(stack.data_dir),
+        "PYTHONUNBUFFERED": "1",  # logs reach the files as they happen
+    }
+    env.pop("SWITCHBOARD_METRICS_PORT", None)  # each worker gets its own below
+    stack.supervisor = Supervisor(env=env, log_dir=stack.log_dir)
+    _say(f"Logs:     {stack.log_dir}/<name>.log")
+
+    # One multiprocess directory per process tree: each /metrics reports its own process
+    # (and prefork children) only, so Prometheus summing over targets counts once.
+    def metrics_env(name: str) -> dict[str, str]:
+        directory = stack.data_dir / "metrics" / name
+        prepare_multiprocess_dir(directory)
+        return {"PROMETHEUS_MULTIPROC_DIR": str(directory)}
+
+    stack.supervisor.start("api", switchboard_argv("api"), metrics_env("api"))
+    concurrency = args.concurrency or settings.worker_concurrency
+    for role in ROLES:
+        metrics_port = {"SWITCHBOARD_METRICS_PORT": str(stack.metrics_ports[role])}
+        stack.supervisor.start_worker(role, concurrency, {**metrics_env(role), **metrics_port})
+    record_children(stack.data_dir, {name: proc.pid for name, proc in stack.supervisor.procs.items()})
+
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    _wait_for_api(stack, settings, deadline)
+    _wait_for_all_workers(stack, create_app(settings.model_copy(update={"broker_url": broker_url})), deadline)
+
+
+def _wait_for_api(stack: _Stack, settings: Settings, deadline: float) -> None:
+    import httpx
+
+    url = f"{_base_url(settings)}/healthz"
+    while time.monotonic() < deadline:
+        _fail_if_died(stack)
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise _StartupFailed(f"the API did not answer {url} within {READY_TIMEOUT_S:.0f}s; its log: {stack.log_of('api')}")
+
+
+def _wait_for_all_workers(stack: _Stack, app: Celery, deadline: float) -> None:
+    while True:
+        _fail_if_died(stack)
+        try:
+            wait_for_workers(list(ROLES), timeout=1.0, app=app)
+            return
+        except TimeoutError:
+            if time.monotonic() >= deadline:
+                raise _StartupFailed(
+                    f"not every worker answered a ping within {READY_TIMEOUT_S:.0f}s; see the logs in {stack.log_dir}"
+                ) from None
+
+
+def _fail_if_died(stack: _Stack) -> None:
+    death = stack.first_death()
+    if death is not None:
+        raise _StartupFailed(death)
+
+
+def _announce(stack: _Stack, settings: Settings) -> None:
+    api = _base_url(settings)
+    metrics_host = _reachable_host(settings.metrics_host)
+    lines = [
+        "",
+        "Switchboard is running.",
+        f"  API      {api}",
+        f"  OpenAPI  {api}/docs",
+        f"  metrics  {api}/metrics  (api)",
+        *(f"           http://{metrics_host}:{port}/metrics  ({role})" for role, port in stack.metrics_ports.items()),
+        f"  logs     {stack.log_dir}/<name>.log  (api, {', '.join(ROLES)}{', redis' if stack.redis else ''})",
+        "Press Ctrl-C to stop.",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def _base_url(settings: Settings) -> str:
+    return f"http://{_reachable_host(settings.api_host)}:{settings.api_port}"
+
+
+def _reachable_host(host: str) -> str:
+    """Where a browser on this machine reaches a server bound to ``host``."""
+    if host in ("0.0.0.0", "", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def _check_port_free(host: str, port: int, setting: str) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # as the servers will: a port in TIME_WAIT is free to them
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigurationError(
+                f"Port {port} on {host} is not free ({exc.strerror}); is another Switchboard running? "
+                f"Stop what holds it, or set {setting}."
+            ) from None
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{netloc[-1]}"))
+
+
+def _try_to(what: str, step: Callable[[], None]) -> bool:
+    try:
+        step()
+    except Exception as exc:
+        _say(f"could not {what}: {type(exc).__name__}: {exc}", err=True)
+        return False
+    return True
+
+
+def _title(name: str) -> str:
+    return "API" if name == "api" else f"{name} worker"
+
+
+def _say(line: str, err: bool = False) -> None:
+    print(f"switchboard: {line}", file=sys.stderr if err else sys.stdout, flush=True)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+_Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+
+
+def _set_stop_signals(handler: _Handler) -> dict[signal.Signals, _Handler]:
+    """SIGTERM (a service manager) and SIGHUP (the terminal closed) stop like Ctrl-C."""
+    return {sig: signal.signal(sig, handler) for sig in _STOP_SIGNALS}
