@@ -190,6 +190,19 @@ class EmbeddedPostgres:
             ) from None
         return f"postgresql://postgres@/{DATABASE}?host={quote(socket_dir)}"
 
+    def running_url(self) -> str | None:
+        """The URL of the server a `switchboard run` keeps running on this PGDATA, if any.
+
+        What another command on this machine (the eval) uses to reach that run's database.
+        """
+        if self._postmaster() is None:
+            return None
+        # postmaster.pid: pid, data dir, start time, port, socket dir, ...
+        lines = (self.pgdata / "postmaster.pid").read_text().splitlines()
+        if len(lines) < 5 or not lines[4].strip():
+            return None
+        return f"postgresql://postgres@/{DATABASE}?host={quote(lines[4].strip())}&port={lines[3].strip()}"
+
     def _postmaster(self) -> Any | None:
         """The running postmaster of our PGDATA, if any (whoever started it)."""
         pid = _read_pid(self.pgdata / "postmaster.pid")

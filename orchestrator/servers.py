@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from shared.celery_app import broker_url_for_celery
 from shared.db import normalise_database_url
@@ -11,7 +11,10 @@ from shared.errors import ConfigurationError
 
 def _where(url: str) -> str:
     parts = urlsplit(url)
-    return (parts.hostname and f"{parts.hostname}:{parts.port or ''}".rstrip(":")) or parts.path or url
+    if parts.hostname:
+        return f"{parts.hostname}:{parts.port or ''}".rstrip(":")
+    socket_dir = parse_qs(parts.query).get("host")  # postgresql://user@/db?host=/socket/dir
+    return socket_dir[0] if socket_dir else parts.path or url
 
 
 def check_database(url: str) -> None:

@@ -10,12 +10,13 @@ the stack with a non-zero exit and the path of that child's log.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -141,6 +142,65 @@ def run_stack(args: argparse.Namespace) -> int:
             lock.close()
 
 
+@dataclass(frozen=True)
+class StartedStack:
+    """A stack that `started_stack` runs: where it is, and whether one of its processes died."""
+
+    api_url: str
+    database_url: str
+    broker_url: str
+    problem: Callable[[], str | None]  # a line naming a process that died on its own, or None
+
+
+def api_base_url(settings: Settings) -> str:
+    """Where a client on this machine reaches the API these settings describe."""
+    return _base_url(settings)
+
+
+@contextlib.contextmanager
+def started_stack(
+    settings: Settings,
+    *,
+    concurrency: int | None = None,
+    sandbox: bool = True,
+    extra_env: Mapping[str, str] | None = None,
+) -> Iterator[StartedStack]:
+    """The stack as `switchboard run` starts it, for a command that needs one for a while (the eval).
+
+    It stops when the block ends, on Ctrl-C and SIGTERM too. What starting and stopping
+    print goes to stderr: the command's stdout stays its own (``eval --json``). A start
+    that fails raises ConfigurationError; ``extra_env`` goes to every child.
+    """
+    data_dir = settings.data_dir.expanduser().resolve()
+    lock = lock_data_dir(data_dir)
+    stack = _Stack(data_dir)
+    previous = _set_stop_signals(_raise_keyboard_interrupt)
+    try:
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                args = argparse.Namespace(no_sandbox=not sandbox, concurrency=concurrency)
+                _start(stack, settings, args, extra_env)
+        except _StartupFailed as exc:
+            raise ConfigurationError(f"the stack did not start: {exc}") from None
+        assert stack.supervisor is not None
+        env = stack.supervisor.env
+        yield StartedStack(
+            api_url=_base_url(settings),
+            database_url=env["SWITCHBOARD_DATABASE_URL"],
+            broker_url=env["SWITCHBOARD_BROKER_URL"],
+            problem=stack.first_death,
+        )
+    finally:
+        _set_stop_signals(signal.SIG_IGN)  # a second Ctrl-C must not leave orphans behind
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                stack.stop()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            lock.close()
+
+
 def _run(stack: _Stack, settings: Settings, args: argparse.Namespace) -> int:
     try:
         _start(stack, settings, args)
@@ -157,7 +217,9 @@ def _run(stack: _Stack, settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
 
-def _start(stack: _Stack, settings: Settings, args: argparse.Namespace) -> None:
+def _start(
+    stack: _Stack, settings: Settings, args: argparse.Namespace, extra_env: Mapping[str, str] | None = None
+) -> None:
     from orchestrator.servers import check_broker, check_database, migrate_database
     from shared.metrics import prepare_multiprocess_dir
 
@@ -205,6 +267,7 @@ def _start(stack: _Stack, settings: Settings, args: argparse.Namespace) -> None:
         "SWITCHBOARD_BROKER_URL": broker_url,
         "SWITCHBOARD_DATA_DIR": str(stack.data_dir),
         "PYTHONUNBUFFERED": "1",  # logs reach the files as they happen
+        **(extra_env or {}),
     }
     env.pop("SWITCHBOARD_METRICS_PORT", None)  # each worker gets its own below
     stack.supervisor = Supervisor(env=env, log_dir=stack.log_dir)
