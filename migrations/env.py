@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from shared.db import normalise_database_url
 import shared.sandbox.models  # noqa: F401  (the sandbox tables share Base.metadata)
+from shared.db import normalise_database_url
 from shared.models import Base
 
 config = context.config
