@@ -5,7 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-import shared.sandbox.models  # noqa: F401  (the sandbox tables share Base.metadata)
+import agents.knowledge.models  # noqa: F401  (the KB and sandbox tables share Base.metadata)
+import shared.sandbox.models  # noqa: F401
 from shared.db import normalise_database_url
 from shared.models import Base
 
@@ -18,7 +19,13 @@ def run_migrations_online() -> None:
     assert url, "migrations need sqlalchemy.url (set by `switchboard migrate`)"
     connectable = create_engine(normalise_database_url(url), poolclass=pool.NullPool)
     with connectable.connect() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            compare_type=True,
+            # The KB tables exist only where pgvector does (0003): never autogenerate them.
+            include_object=lambda obj, name, type_, *_: not (type_ == "table" and str(name).startswith("kb_")),
+        )
         with context.begin_transaction():
             context.run_migrations()
 

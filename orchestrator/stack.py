@@ -41,6 +41,7 @@ from shared.settings import AGENTS, Settings, get_settings
 # account). SWITCHBOARD_METRICS_PORT given to `switchboard run` moves the whole block.
 FIRST_WORKER_METRICS_PORT = 9101
 READY_TIMEOUT_S = 60.0
+DEMO_KB = Path(__file__).resolve().parent.parent / "shared" / "sandbox" / "kb"
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -67,12 +68,31 @@ def worker_argv(role: str, concurrency: int | None, loglevel: str = "INFO") -> l
     ]
 
 
-def load_sandbox(database_url: str) -> None:
-    """Hook: load the demo sandbox store and knowledge base into the database.
+def load_sandbox(database_url: str, settings: Settings) -> None:
+    """Load the demo sandbox company and its knowledge base: idempotent, on every start.
 
-    Empty until the sandbox issue lands. `switchboard run` calls it after migrating and
-    before the workers start, on every start unless --no-sandbox, so it must be idempotent.
+    A Postgres without pgvector still runs everything else: the knowledge base is then
+    skipped with one line that says how to get it.
     """
+    from sqlalchemy import create_engine, pool
+    from sqlalchemy.orm import Session
+
+    from agents.knowledge.kb import KnowledgeBaseUnavailable, import_directory
+    from shared.db import normalise_database_url
+    from shared.sandbox.cli import load_demo_into
+
+    loaded = load_demo_into(database_url)
+    _say(f"Sandbox:  demo company loaded ({sum(loaded.values())} records)")
+    corpus = settings.kb_dir or DEMO_KB
+    engine = create_engine(normalise_database_url(database_url), poolclass=pool.NullPool)
+    try:
+        with Session(engine) as session, session.begin():
+            report = import_directory(session, corpus)
+        _say(f"KB:       {corpus} ({report.articles} articles, {report.skipped} unchanged)")
+    except KnowledgeBaseUnavailable as exc:
+        _say(f"KB:       skipped: {exc}")
+    finally:
+        engine.dispose()
 
 
 @dataclass
@@ -259,7 +279,7 @@ def _start(
     migrate_database(database_url)
     _say("Database: at the latest schema")
     if not args.no_sandbox:
-        load_sandbox(database_url)
+        load_sandbox(database_url, settings)
 
     env = {
         **os.environ,

@@ -18,6 +18,7 @@ from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
 _consumes_orchestrator = False
+_consumes_agents = False
 
 
 @signals.setup_logging.connect
@@ -28,9 +29,10 @@ def _logging(**_: Any) -> None:
 
 @signals.celeryd_after_setup.connect
 def _remember_queues(sender: str, instance: Any, **_: Any) -> None:
-    global _consumes_orchestrator
+    global _consumes_orchestrator, _consumes_agents
     queues = instance.app.amqp.queues.consume_from or instance.app.amqp.queues
     _consumes_orchestrator = ORCHESTRATOR_QUEUE in queues
+    _consumes_agents = any(str(q).startswith("agent.") for q in queues)
 
 
 @signals.worker_init.connect
@@ -49,6 +51,17 @@ def _child_process(**_: Any) -> None:
         from orchestrator.tasks import clock
 
         clock()
+    if _consumes_agents:
+        # Load the brain's models now: a cold embedding model takes seconds, and the first
+        # turn after a deploy must not spend its 3-second deadline on it.
+        from agents.tasks import brain
+
+        warm_up = getattr(brain(), "warm_up", None)
+        if callable(warm_up):
+            try:
+                warm_up()
+            except Exception:  # the first turn will try again and fail visibly if it must
+                log.exception("warming up the brain failed")
 
 
 @signals.worker_process_shutdown.connect

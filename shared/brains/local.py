@@ -71,6 +71,10 @@ class LocalBrain:
                 self._router = build_router(examples, self.settings.data_dir / "cache")
             return self._router
 
+    def warm_up(self) -> None:
+        """Train or load the classifier and run the embedding model once."""
+        self.router.classify("warm up")
+
     def understand(self, task: AgentTask) -> Understanding:
         """Classify the turn once per process, whichever agent asks first."""
         cached = self._understood.get(task.turn_id)

@@ -80,6 +80,12 @@ class OpenAIBrain:
         self._routes: OrderedDict[str, Route] = OrderedDict()
         self._runs: OrderedDict[tuple[str, str], RunState] = OrderedDict()
 
+    def warm_up(self) -> None:
+        """The fallback must be ready the moment the endpoint is not."""
+        warm = getattr(self.fallback, "warm_up", None)
+        if callable(warm):
+            warm()
+
     def decide(self, view: AgentView) -> Decision:
         task = view.task
         # A run's first step has no history: start afresh even if a redelivered task left
