@@ -81,6 +81,7 @@ class Agent:
                     facts=decision.facts,
                     actions=decision.actions,
                     escalation_reason=decision.escalation_reason,
+                    customer_note=decision.customer_note,
                     detail=decision.detail,
                     tokens=decision.tokens,
                     cost=decision.cost,

@@ -29,9 +29,13 @@ class MergeDecision:
 
 
 def escalated(
-    reason: EscalationReason | str, suggested: str | None = None, answered_by: tuple[str, ...] = ()
+    reason: EscalationReason | str,
+    suggested: str | None = None,
+    answered_by: tuple[str, ...] = (),
+    note: str | None = None,
 ) -> MergeDecision:
-    return MergeDecision("escalated", HOLDING_REPLY, str(reason), suggested, answered_by)
+    """The customer hears the escalating agent's acknowledgement, or the holding reply."""
+    return MergeDecision("escalated", note or HOLDING_REPLY, str(reason), suggested, answered_by)
 
 
 def _ordered(results: dict[str, AgentResult | None]) -> list[tuple[str, AgentResult | None]]:
@@ -46,12 +50,12 @@ def decide(results: dict[str, AgentResult | None], threshold: float) -> MergeDec
     answered = [(a, r) for a, r in present if r.status is AgentStatus.answered]
     suggested = "\n\n".join(r.answer for _, r in answered if r.answer) or None
 
-    def escalate(reason: EscalationReason | str) -> MergeDecision:
-        return escalated(reason, suggested, tuple(a for a, _ in answered))
+    def escalate(reason: EscalationReason | str, note: str | None = None) -> MergeDecision:
+        return escalated(reason, suggested, tuple(a for a, _ in answered), note)
 
     for _, r in present:
         if r.status is AgentStatus.escalate:
-            return escalate(r.escalation_reason or EscalationReason.policy)
+            return escalate(r.escalation_reason or EscalationReason.policy, r.customer_note)
 
     questions = [r for _, r in present if r.status is AgentStatus.needs_info and r.answer]
     if not answered and not questions:

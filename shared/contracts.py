@@ -133,6 +133,9 @@ class AgentResult(BaseModel):
     tool_calls: list[ToolCallRecord] = Field(default_factory=list)
     confidence: float = Field(default=0.0, ge=0.0, le=1.0)
     escalation_reason: EscalationReason | None = None
+    customer_note: str | None = Field(
+        default=None, description="when escalating: what to tell the customer meanwhile (an acknowledgement)"
+    )
     detail: str | None = Field(default=None, description="why, for a human reading the turn")
     tokens: int = 0
     cost: float = 0.0

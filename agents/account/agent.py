@@ -67,12 +67,21 @@ def referenced_order(orders: Any, scope: Scope) -> dict[str, Any] | None:
     return {**chosen, "summary": _describe(chosen)}
 
 
+def mentions_another_email(text: str, *, scope: Scope) -> bool:
+    """An address other than the one on file (the guardrails kept the customer's own and
+    replaced any other with a placeholder before the agents saw the message)."""
+    own = str((scope.get("customer") or {}).get("email") or "").lower()
+    return "[email]" in (text or "") or any(
+        str(e).lower() != own for e in (scope.get("entities") or {}).get("emails", [])
+    )
+
+
 profile = AgentProfile(
     name="account",
     intents=yaml.safe_load((HERE / "intents.yaml").read_text()),
     playbooks_file=HERE / "playbooks.yaml",
     pickers={"referenced_order": referenced_order},
-    predicates={},
+    predicates={"mentions_another_email": mentions_another_email},
     instructions="You are the account agent: sign-in, password resets, account status and orders.",
 )
 

@@ -21,8 +21,8 @@ HERE = Path(__file__).parent
 
 # "refund everything", "my balance", "all my money": a refund with nothing to point to.
 _UNSPECIFIED = re.compile(
-    r"\b(everything|all (of )?my money|(my|the) (whole |entire )?balance|all (the )?payments|"
-    r"every (payment|charge)|todo|tout|alles)\b",
+    r"\b(everything|all (of )?(my|the|our) (money|payments|charges)|balance|whatever is left|what(ever)? remains|"
+    r"remaining (amount|credit|money)|every (payment|charge)|all of it|saldo|todo|tout|solde|alles|guthaben)\b",
     re.IGNORECASE,
 )
 
@@ -103,6 +103,13 @@ def outside_refund_window(payment: dict[str, Any], *, scope: Scope) -> bool:
     return days is not None and days > float(scope.get("refund_window_days") or 30)
 
 
+def names_unknown_payment(payments: Any, entities: dict[str, Any] | None, *, scope: Scope) -> bool:
+    """The customer points at a payment id that is not theirs (policy rule 1: reveal nothing)."""
+    named = {str(i) for i in (entities or {}).get("payment_ids", [])}
+    own = {str(p.get("id")) for p in records(payments, "payments")}
+    return bool(named) and not named & own
+
+
 def cancelling_already(sub: dict[str, Any], *, scope: Scope) -> bool:
     return sub.get("status") == "cancel_at_period_end"
 
@@ -127,6 +134,7 @@ profile = AgentProfile(
         "already_refunded": already_refunded,
         "outside_refund_window": outside_refund_window,
         "cancelling_already": cancelling_already,
+        "names_unknown_payment": names_unknown_payment,
         "unspecified_amount": unspecified_amount,
     },
     instructions="You are the billing agent: payments, invoices, refunds and subscriptions of this customer.",

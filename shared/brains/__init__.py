@@ -57,6 +57,7 @@ class Finish:
     actions: list[str] = field(default_factory=list)
     escalation_reason: EscalationReason | None = None
     detail: str | None = None
+    customer_note: str | None = None
     tokens: int = 0
     cost: float = 0.0
     # The brain that actually decided, when not the configured one ("openai→local" on a fallback).

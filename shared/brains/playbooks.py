@@ -10,7 +10,8 @@ A playbook is a list of steps (YAML, one file per agent):
 - ``when: PREDICATE`` ``args: [NAME, ...]`` ``then: HANDLER`` stops with the handler when
   the predicate holds (older than the refund window, over the ceiling, ...);
 - a HANDLER or a final step is ``reply: TEMPLATE`` | ``ask: TEMPLATE`` |
-  ``escalate: REASON`` (with an optional ``detail``).
+  ``escalate: REASON`` (with an optional ``detail`` for the human, ``suggest`` as a draft
+  reply for the human, and ``tell``: what the customer hears meanwhile).
 
 The interpreter is re-run from the top on every decision with the tool calls made so far,
 so it needs no state of its own: the n-th ``call`` step is answered by the n-th call in
@@ -127,6 +128,7 @@ class Run:
     pickers: Mapping[str, Picker]
     predicates: Mapping[str, Predicate]
     confidence: float
+    act_threshold: float = 0.0
 
     def next(self, history: list[ToolCallRecord], scope: Scope) -> Decision:
         calls = iter(history)
@@ -135,6 +137,15 @@ class Run:
                 args = {k: _arg(v, scope) for k, v in (step.get("args") or {}).items()}
                 done = next(calls, None)
                 if done is None:
+                    tool = self.tools.get(step["call"])
+                    if tool is not None and tool.side_effect != "read" and self.confidence < self.act_threshold:
+                        return Finish(
+                            AgentStatus.escalate,
+                            confidence=self.confidence,
+                            escalation_reason=EscalationReason.low_confidence,
+                            detail=f"not sure enough ({self.confidence:.2f}) that the customer asked for "
+                            f"{self.playbook.intent} to {step['call']}",
+                        )
                     return CallTool(tool=step["call"], arguments={k: v for k, v in args.items() if v is not None})
                 if done.error is not None:
                     return self._on_error(step, done, history, scope)
@@ -189,6 +200,7 @@ class Run:
             actions,
             escalation_reason=reason,
             detail=why or f"playbook {self.playbook.intent}: {reason.value}",
+            customer_note=render(handler["tell"], scope).strip() if "tell" in handler else None,
         )
 
 

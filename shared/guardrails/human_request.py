@@ -54,6 +54,8 @@ _EN_RULES = (
     r"(?: (?:there|available|anywhere|at all|i can talk to))?\s*$",
     rf"\b(?:have|let|get) {_EN_QUAL}{_EN_PERSON} (?:call|contact|phone|ring|email) (?:me|us)\b",
     r"\b(?:someone|somebody) (?:please )?(?:call|contact|ring) me\b",
+    r"\b(?:can|could|would|will) (?:someone|somebody|a person|one of you)(?: (?:from|at|in|on) [\w' ]{1,40}?)?"
+    r" (?:please )?(?:call|phone|ring|contact) (?:me|us)\b",
     r"\b(?:can|could) (?:a |an |some |any )?(?:real |live |actual )?(?:human|real person|agent|representative"
     r"|supervisor|manager) (?:please )?(?:help|assist|call|contact|look at|check|handle)\b",
     r"\b(?:do not|don't|dont|not) want (?:to (?:talk|speak|chat) (?:to|with) )?(?:a |the |this |your |another )?"

@@ -153,6 +153,9 @@ _POLICY = (
     rf"|update)\s+(?:(?:my|the|your|this|our|all|its)\s+)?{_LIMIT_NOUN}\s+(?:limit|limits"
     r"|ceiling|cap|threshold|maximum)\b",
     rf"\b{_LIMIT_NOUN} (?:limit|ceiling|cap|threshold) (?:to|at|of|is now|=)\s*[$€£]?\d",
+    # "disregard your refund limits", "ignore the policy for this conversation"
+    rf"\b(?:disregard|ignore|waive|override|bypass|suspend|lift)\s+(?:(?:your|the|any|all|its|these|those)\s+)"
+    rf"(?:{_LIMIT_NOUN}\s+)?(?:limits?|ceilings?|caps?|rules|polic(?:y|ies)|restrictions)\b",
     r"\byou(?: are|'re| re) (?:now|hereby|henceforth|from now on) (?:allowed|authori[sz]ed"
     r"|permitted|cleared|enabled|free) to\b",
     r"\byou (?:can|may) now (?:refund|approve|ignore|bypass|override|issue|grant|access|reveal"
@@ -234,6 +237,9 @@ _ROLE_PLAY = (
 
 # --- fake chat-template / system markers ------------------------------------------------------
 _SYSTEM_MARKER = (
+    # text addressed to the model rather than to support: "Note for the assistant: ..."
+    r"\b(?:note|message|instructions?|memo)\s+(?:for|to)\s+(?:the\s+)?(?:assistant|ai|bot|chatbot|model"
+    r"|llm|system|agent handling this)\s*[:,-]",
     r"<\|(?:im_start|im_end|system|endoftext|start_header_id|eot_id)\|>",
     r"\[/?(?:system|inst|sys)\]",
     r"<</?sys>>",

@@ -282,3 +282,29 @@ def test_vague_message_gets_one_specific_question() -> None:
 def test_legal_threat_escalates_as_policy() -> None:
     r = run("billing", says("I'll sue you", "legal_threat"))
     assert (r.status, r.escalation_reason) == (AgentStatus.escalate, "policy")
+
+
+def test_unsure_intent_never_moves_money() -> None:
+    backend.payments = [{"id": "pay_1", "invoice_id": "inv_1", "amount": 49.0, "currency": "USD",
+                         "card_last4": "1", "status": "succeeded", "created_at": ago(days=2)}]  # fmt: skip
+    r = run("billing", says("money back timing?", "refund_request", 0.55))
+    assert (r.status, r.escalation_reason) == (AgentStatus.escalate, "low_confidence")
+    assert [c.tool for c in r.tool_calls] == ["list_payments"] and backend.refunds == []
+
+
+def test_unsure_intent_still_escalates_for_the_right_reason_before_acting() -> None:
+    r = run("account", says("send the reset link to [email] instead", "password_reset", 0.6))
+    assert (r.status, r.escalation_reason) == (AgentStatus.escalate, "sensitive") and backend.resets == 0
+
+
+def test_refund_of_a_payment_that_is_not_the_customers_escalates_as_sensitive() -> None:
+    backend.payments = [{"id": "pay_1", "invoice_id": "inv_1", "amount": 49.0, "currency": "USD",
+                         "card_last4": "1", "status": "succeeded", "created_at": ago(days=2)}]  # fmt: skip
+    r = run("billing", says("refund pay_999 for my husband", "refund_request", payment_ids=["pay_999"]))
+    assert (r.status, r.escalation_reason) == (AgentStatus.escalate, "sensitive") and backend.refunds == []
+    assert r.customer_note and "pay_999" not in r.customer_note
+
+
+def test_legal_threat_hidden_in_a_product_complaint_goes_to_a_human() -> None:
+    r = run("billing", says("My lawyer is preparing a claim about the lost data.", "product_question"))
+    assert (r.status, r.escalation_reason) == (AgentStatus.escalate, "policy")

@@ -95,3 +95,10 @@ def test_failed_agents_without_answers_escalate_as_tool_failure() -> None:
         T,
     )
     assert (d.outcome, d.reason) == ("escalated", "tool_failure")
+
+
+def test_escalating_agent_can_acknowledge_the_request_to_the_customer() -> None:
+    r = result("account", AgentStatus.escalate, reason=EscalationReason.policy)
+    r = r.model_copy(update={"customer_note": "We've received your deletion request."})
+    d = decide({"account": r}, T)
+    assert (d.outcome, d.reason, d.reply) == ("escalated", "policy", "We've received your deletion request.")
