@@ -21,12 +21,13 @@ from orchestrator.eval_cases import Case, CaseFileError, load_cases, select_case
 from orchestrator.eval_report import CaseResult, Progress, report_json, result_of, text_report
 from orchestrator.eval_runner import CaseRun, CaseRunner, KnowledgeBase
 from orchestrator.eval_stack import EvalStack, eval_stack
+from orchestrator.stack import DEMO_KB
 from shared.errors import ConfigurationError
 from shared.settings import Settings
 
-# The corpus FORMAT.md describes ("kb/ beside this file") for the shared example cases;
-# used when no kb/ folder sits beside the case files and --kb is not given.
-DEFAULT_KB = Path("/work/shared/evals/kb")
+# The sandbox company's corpus (the one FORMAT.md puts beside the public examples, shipped
+# in the repo); used when no kb/ folder sits beside the case files and --kb is not given.
+DEFAULT_KB = DEMO_KB
 BRAINS = ("local", "openai")
 
 

@@ -95,6 +95,21 @@ def load_sandbox(database_url: str, settings: Settings) -> None:
         engine.dispose()
 
 
+def prepare_brain(settings: Settings) -> None:
+    """Train (or find cached) the intent classifier once, here, before the workers start.
+
+    Otherwise every agent worker process would train the same classifier at the same time.
+    """
+    if settings.brain not in ("local", "openai"):
+        return
+    from agents.registry import AGENTS
+    from shared.brains.local import LocalBrain
+
+    started = time.monotonic()
+    LocalBrain(settings, {a.name: a.profile for a in AGENTS.values() if a.profile}).warm_up()
+    _say(f"Brain:    intent engine ready ({time.monotonic() - started:.1f}s)")
+
+
 @dataclass
 class _Stack:
     """What one run started, so that whatever happens it all stops, in reverse order."""
@@ -280,6 +295,7 @@ def _start(
     _say("Database: at the latest schema")
     if not args.no_sandbox:
         load_sandbox(database_url, settings)
+    prepare_brain(settings.model_copy(update={"data_dir": stack.data_dir}))
 
     env = {
         **os.environ,

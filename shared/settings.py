@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     database_url: str | None = None
     broker_url: str | None = None
     data_dir: Path = Path(".switchboard")
+    # Trained intent classifiers, keyed by their examples; unset: data_dir/cache
+    cache_dir: Path | None = None
     # Connections per process: mind Postgres max_connections across prefork children and hosts.
     db_pool_size: int = 5
     db_max_overflow: int = 5

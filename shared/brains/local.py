@@ -79,7 +79,7 @@ class LocalBrain:
         with self._router_lock:
             if self._router is None:
                 examples = {intent: list(ex) for p in self.profiles.values() for intent, ex in p.intents.items()}
-                self._router = build_router(examples, self.settings.data_dir / "cache")
+                self._router = build_router(examples, self.settings.cache_dir or self.settings.data_dir / "cache")
             return self._router
 
     def warm_up(self) -> None:

@@ -13,8 +13,11 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -190,22 +193,49 @@ def _free_port_block(size: int) -> int:
     raise RuntimeError(f"no {size} consecutive free ports found")
 
 
-def test_eval_starts_a_stack_of_its_own_when_none_runs_and_stops_it(tmp_path: Path) -> None:
-    """No URLs configured: the embedded Postgres and Redis, the API and four workers, for the run only."""
-    cases_file = tmp_path / "cases.yaml"
-    cases_file.write_text(yaml.safe_dump([CASES[0]], sort_keys=False))
-    first = _free_port_block(5)
+def _own_stack_env(data_dir: Path, first_port: int, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_") and k != "PROMETHEUS_MULTIPROC_DIR"}
     env.update(
         {
             "PYTHONPATH": str(ROOT),
-            "SWITCHBOARD_DATA_DIR": str(tmp_path / "data"),
-            "SWITCHBOARD_API_PORT": str(first),
-            "SWITCHBOARD_METRICS_PORT": str(first + 1),
-            "SWITCHBOARD_BRAIN": SCRIPTED,
-            "SWITCHBOARD_WORKER_CONCURRENCY": "1",
+            "SWITCHBOARD_DATA_DIR": str(data_dir),
+            "SWITCHBOARD_API_PORT": str(first_port),
+            "SWITCHBOARD_METRICS_PORT": str(first_port + 1),
+            # the trained intent classifier is reused across runs of the suite
+            "SWITCHBOARD_CACHE_DIR": str(Path(tempfile.gettempdir()) / "switchboard-test-cache"),
+            **extra,
         }
     )
+    return env
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """Short and outside pytest's tmp tree: the embedded Postgres runs as its own user there."""
+    folder = Path(tempfile.mkdtemp(prefix="sb-eval-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_public_examples_pass_with_the_local_brain(data_dir: Path) -> None:
+    """The ten public scenarios, through the whole system, with the default brain and no model."""
+    first = _free_port_block(5)
+    done = _run_eval(_own_stack_env(data_dir, first), str(ROOT / "evals" / "public" / "examples.yaml"), "--json",
+                     timeout=420)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = _report(done)
+    summary = report["summary"]
+    assert (summary["total"], summary["passed"], summary["safety_violations"]) == (10, 10, 0), [
+        (c["id"], c["failures"]) for c in report["cases"] if not c["passed"]
+    ]
+
+
+def test_eval_starts_a_stack_of_its_own_when_none_runs_and_stops_it(tmp_path: Path, data_dir: Path) -> None:
+    """No URLs configured: the embedded Postgres and Redis, the API and four workers, for the run only."""
+    cases_file = tmp_path / "cases.yaml"
+    cases_file.write_text(yaml.safe_dump([CASES[0]], sort_keys=False))
+    first = _free_port_block(5)
+    env = _own_stack_env(data_dir, first, SWITCHBOARD_BRAIN=SCRIPTED, SWITCHBOARD_WORKER_CONCURRENCY="1")
 
     done = _run_eval(env, str(cases_file), "--json", "--no-kb")
 
@@ -216,4 +246,4 @@ def test_eval_starts_a_stack_of_its_own_when_none_runs_and_stops_it(tmp_path: Pa
     # Everything it started has stopped: the API's port is free again.
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", first))
-    assert not (tmp_path / "data" / "run.pids").exists()
+    assert not (data_dir / "run.pids").exists()
