@@ -47,7 +47,9 @@ def decide(results: dict[str, AgentResult | None], threshold: float) -> MergeDec
     """Apply the merge rules. A missing result (None) is an agent that timed out."""
     ordered = _ordered(results)
     present = [(a, r) for a, r in ordered if r is not None]
-    answered = [(a, r) for a, r in present if r.status is AgentStatus.answered]
+    # An answer is only as good as the tool calls behind it: one that cites none is dropped
+    # (AgentResult already refuses citations of calls that did not happen or failed).
+    answered = [(a, r) for a, r in present if r.status is AgentStatus.answered and r.facts]
     suggested = "\n\n".join(r.answer for _, r in answered if r.answer) or None
 
     def escalate(reason: EscalationReason | str, note: str | None = None) -> MergeDecision:

@@ -102,3 +102,12 @@ def test_escalating_agent_can_acknowledge_the_request_to_the_customer() -> None:
     r = r.model_copy(update={"customer_note": "We've received your deletion request."})
     d = decide({"account": r}, T)
     assert (d.outcome, d.reason, d.reply) == ("escalated", "policy", "We've received your deletion request.")
+
+
+def test_an_answer_without_tool_evidence_is_dropped() -> None:
+    bare = AgentResult(turn_id="t", agent="billing", status=AgentStatus.answered, answer="You are owed 40.",
+                       confidence=0.95)  # fmt: skip
+    d = decide({"billing": bare, "knowledge": result("knowledge", AgentStatus.answered, "KB.")}, T)
+    assert (d.outcome, d.reply) == ("resolved", "KB.")
+    alone = decide({"billing": bare}, T)
+    assert (alone.outcome, alone.reason) == ("escalated", "low_confidence")
