@@ -37,7 +37,7 @@ from shared.db import normalise_database_url
 from shared.errors import ConfigurationError
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_KB_DIRS = (_REPO_ROOT.parent / "shared" / "evals" / "kb", Path("/work/shared/evals/kb"))
+DEFAULT_KB_DIRS = (_REPO_ROOT / "shared" / "sandbox" / "kb", _REPO_ROOT.parent / "shared" / "evals" / "kb")
 DEFAULT_QUESTIONS = _REPO_ROOT / "tests" / "data" / "kb_questions.yaml"
 WRONG_ANSWER_COST = 2.0
 WEIGHT_SWEEP = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
