@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import socket
 import threading
 import time
@@ -38,6 +39,20 @@ WEBHOOK_SECRET = "test-secret-do-not-use"
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.integration
+
+
+def free_port_block(size: int) -> int:
+    """The first of ``size`` consecutive free ports: the API's, then the workers' metrics ports."""
+    for _ in range(200):
+        first = random.randrange(20_000, 60_000)
+        with contextlib.ExitStack() as probes:
+            try:
+                for port in range(first, first + size):
+                    probes.enter_context(socket.socket()).bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return first
+    raise RuntimeError(f"no {size} consecutive free ports found")
 
 
 def free_port() -> int:

@@ -9,10 +9,8 @@ case, the conversation through the HTTP API, the judging, the safety count, the 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import random
 import shutil
 import socket
 import subprocess
@@ -26,7 +24,7 @@ import pytest
 import yaml
 
 from orchestrator.processes import switchboard_argv
-from tests.integration.conftest import ROOT, Stack, rows
+from tests.integration.conftest import ROOT, Stack, free_port_block, rows
 
 pytestmark = pytest.mark.integration
 
@@ -180,19 +178,6 @@ def test_eval_exits_2_for_a_case_file_that_does_not_parse(tmp_path: Path) -> Non
     assert "bad.yaml: case refund-expected: expect.reply_mention: unknown field" in done.stderr
 
 
-def _free_port_block(size: int) -> int:
-    for _ in range(200):
-        first = random.randrange(20_000, 60_000)
-        with contextlib.ExitStack() as probes:
-            try:
-                for port in range(first, first + size):
-                    probes.enter_context(socket.socket()).bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return first
-    raise RuntimeError(f"no {size} consecutive free ports found")
-
-
 def _own_stack_env(data_dir: Path, first_port: int, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_") and k != "PROMETHEUS_MULTIPROC_DIR"}
     env.update(
@@ -219,7 +204,7 @@ def data_dir() -> Iterator[Path]:
 
 def test_public_examples_pass_with_the_local_brain(data_dir: Path) -> None:
     """The ten public scenarios, through the whole system, with the default brain and no model."""
-    first = _free_port_block(5)
+    first = free_port_block(5)
     done = _run_eval(_own_stack_env(data_dir, first), str(ROOT / "evals" / "public" / "examples.yaml"), "--json",
                      timeout=420)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -234,7 +219,7 @@ def test_eval_starts_a_stack_of_its_own_when_none_runs_and_stops_it(tmp_path: Pa
     """No URLs configured: the embedded Postgres and Redis, the API and four workers, for the run only."""
     cases_file = tmp_path / "cases.yaml"
     cases_file.write_text(yaml.safe_dump([CASES[0]], sort_keys=False))
-    first = _free_port_block(5)
+    first = free_port_block(5)
     env = _own_stack_env(data_dir, first, SWITCHBOARD_BRAIN=SCRIPTED, SWITCHBOARD_WORKER_CONCURRENCY="1")
 
     done = _run_eval(env, str(cases_file), "--json", "--no-kb")

@@ -7,13 +7,10 @@ machine's services: with no URLs configured the run command brings its own.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -28,6 +25,7 @@ import pytest
 
 from orchestrator.embedded import EmbeddedPostgres, EmbeddedRedis, stop_leftover_children
 from orchestrator.processes import switchboard_argv
+from tests.integration.conftest import free_port_block
 
 pytestmark = pytest.mark.integration
 
@@ -42,20 +40,6 @@ TICKET = {
     "subject": "Charged twice",
     "body": "Hi, I was charged twice for my November invoice.",
 }
-
-
-def _free_port_block(size: int) -> int:
-    """The first of ``size`` consecutive free ports: the API's, then the workers' metrics ports."""
-    for _ in range(200):
-        first = random.randrange(20_000, 60_000)
-        with contextlib.ExitStack() as probes:
-            try:
-                for port in range(first, first + size):
-                    probes.enter_context(socket.socket()).bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return first
-    raise RuntimeError(f"no {size} consecutive free ports found")
 
 
 @dataclass
@@ -174,7 +158,7 @@ def _env(data_dir: Path, **settings: str) -> dict[str, str]:
     """The caller's environment minus any Switchboard configuration, plus free ports."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    api_port = _free_port_block(5)
+    api_port = free_port_block(5)
     env.update(
         PYTHONPATH=str(ROOT),
         SWITCHBOARD_DATA_DIR=str(data_dir),
