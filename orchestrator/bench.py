@@ -1,0 +1,642 @@
+"""`switchboard bench`: what the event-driven fan-in costs, against plain Celery.
+
+One run starts its own workers on one broker — the four Switchboard workers, driven by
+``BenchBrain`` (instant agents), and two workers of the baseline app in
+``orchestrator.bench_tasks`` — in a fresh database, and measures:
+
+- ``baseline_group_join_ms``: a Celery group of three no-ops joined by the caller;
+- ``turn_overhead_ms``: one turn at a time, from publishing the ``switchboard.ingest``
+  task (the helpdesk's broker path) to the merge's commit, learnt by LISTEN on
+  ``switchboard_turn_done``; sampled interleaved with the baseline so noise hits both;
+- ``throughput_turns_per_s`` / ``baseline_throughput_per_s``: N turns (N blocking
+  group+join "turns") submitted at once, until the last one is done;
+- ``deadline_overshoot_ms``: turns whose billing agent hangs, merged by the clock;
+  ``finished_at - started_at - deadline`` from the turns table.
+
+Progress goes to stderr, the result to stdout. See docs/fan-in.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+from orchestrator.bench_tasks import (
+    BACKEND_ENV,
+    BLOCKING_QUEUE,
+    BLOCKING_TURN,
+    BLOCKING_TURN_REPLY,
+    FANOUT,
+    JOIN_INTERVAL_S,
+    JOIN_TIMEOUT_S,
+    NOOP_QUEUE,
+    create_baseline_app,
+    join_group,
+)
+from orchestrator.processes import ROLES, Supervisor, switchboard_argv
+from orchestrator.servers import check_broker, check_database
+from orchestrator.turns import TURN_DONE_CHANNEL
+from shared.brains import AgentView, Decision, Finish
+from shared.celery_app import DELIVERY_QUEUE, ORCHESTRATOR_QUEUE, agent_queue, create_app
+from shared.contracts import AgentStatus
+from shared.db import normalise_database_url
+from shared.migrate import upgrade
+from shared.settings import AGENTS, Settings
+
+HANG_MARK = "[bench:hang]"
+HUNG_AGENT = "billing"
+HANG_S = 30.0
+WARMUP = 20
+TARGET_OVERHEAD_RATIO = 1.5
+TARGET_THROUGHPUT_RATIO = 2.0
+TARGET_OVERSHOOT_P99_MS = 20.0
+DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_BROKER = "redis://127.0.0.1:6379/11"
+INGEST = "switchboard.ingest"
+# The segments of a lone turn, between the timestamps the bench and the rows record.
+BREAKDOWN = (
+    "publish_to_accept",  # broker hop to the orchestrator, task start, ticket validation
+    "accept_to_claim",  # accept transaction, commit, start_turn called
+    "claim_to_last_agent_start",  # start transaction, 3 publishes, broker hop to the agents
+    "last_agent_run_to_record",  # the (instant) agent loop, its result, record transaction opens
+    "record_to_merge",  # record transaction, commit, merge called
+    "merge_to_merged_event",  # merge transaction up to its last insert
+    "merged_event_to_listener",  # the rest of the merge, commit, NOTIFY reaching the bench
+)
+
+
+class BenchBrain:
+    """Agents that answer at once (no tool calls, so no facts to cite) — or hang.
+
+    The billing agent hangs for ``HANG_S`` when the customer's message carries
+    ``HANG_MARK``; the soft time limit cuts it off and the clock merges at the deadline.
+    """
+
+    name = "bench"
+
+    def __init__(self, settings: Settings, profiles: Mapping[str, object] | None = None) -> None:
+        self.settings = settings
+
+    def decide(self, view: AgentView) -> Decision:
+        task = view.task
+        if task.agent == HUNG_AGENT and any(HANG_MARK in m.body for m in task.window if m.role == "customer"):
+            time.sleep(HANG_S)
+        return Finish(status=AgentStatus.answered, answer=f"{task.agent}: done.", confidence=0.9)
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile, interpolating linearly between closest ranks (numpy's default)."""
+    if not values:
+        raise ValueError("percentile of no values")
+    if not 0.0 <= q <= 100.0:
+        raise ValueError(f"percentile {q} is outside 0..100")
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100.0
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def summarize(values: Sequence[float]) -> dict[str, float]:
+    """n, p50, p95, p99, max and mean, rounded to microseconds when the unit is ms."""
+    return {
+        "n": len(values),
+        **{f"p{q}": round(percentile(values, q), 3) for q in (50, 95, 99)},
+        "max": round(max(values), 3),
+        "mean": round(sum(values) / len(values), 3),
+    }
+
+
+def ratio(numerator: float, denominator: float) -> float | None:
+    return round(numerator / denominator, 3) if denominator > 0 else None
+
+
+def evaluate_targets(
+    turn_p50_ms: float,
+    baseline_p50_ms: float,
+    throughput: float,
+    baseline_throughput: float,
+    overshoot_p99_ms: float,
+) -> tuple[dict[str, float | None], dict[str, dict[str, Any]]]:
+    """The ratios and, for each target, what was measured and whether it passed."""
+    overhead = ratio(turn_p50_ms, baseline_p50_ms)
+    speedup = ratio(throughput, baseline_throughput)
+    ratios = {"turn_overhead_p50_vs_baseline_p50": overhead, "throughput_vs_baseline": speedup}
+    targets: dict[str, dict[str, Any]] = {
+        "turn_overhead_p50": {
+            "target": f"<= {TARGET_OVERHEAD_RATIO}x baseline p50",
+            "measured": overhead,
+            "pass": overhead is not None and overhead <= TARGET_OVERHEAD_RATIO,
+        },
+        "throughput": {
+            "target": f">= {TARGET_THROUGHPUT_RATIO}x baseline",
+            "measured": speedup,
+            "pass": speedup is not None and speedup >= TARGET_THROUGHPUT_RATIO,
+        },
+        "deadline_overshoot_p99_ms": {
+            "target": f"<= {TARGET_OVERSHOOT_P99_MS} ms",
+            "measured": round(overshoot_p99_ms, 3),
+            "pass": overshoot_p99_ms <= TARGET_OVERSHOOT_P99_MS,
+        },
+    }
+    return ratios, targets
+
+
+def render_table(report: dict[str, Any]) -> str:
+    """The report for a person: one line per measure, then the targets."""
+    lines = [f"{'measure':<28} {'p50':>9} {'p95':>9} {'p99':>9} {'max':>9} {'n':>6}"]
+    for key in ("baseline_group_join_ms", "baseline_blocking_turn_ms", "turn_overhead_ms", "deadline_overshoot_ms"):
+        if key not in report:
+            continue
+        s = report[key]
+        lines.append(f"{key:<28} {s['p50']:>9.2f} {s['p95']:>9.2f} {s['p99']:>9.2f} {s['max']:>9.2f} {s['n']:>6}")
+    lines.append(f"{'throughput_turns_per_s':<28} {report['throughput_turns_per_s']:>9.1f}")
+    lines.append(f"{'baseline_throughput_per_s':<28} {report['baseline_throughput_per_s']:>9.1f}")
+    lines.append("")
+    for name, t in report["targets"].items():
+        lines.append(f"{'PASS' if t['pass'] else 'FAIL'}  {name:<28} {t['measured']!s:>9}  (target {t['target']})")
+    m = report["machine"]
+    lines.append(f"\n{m['cores']} cores, broker {m['broker_scheme']}, python {m['python']}, celery {m['celery']}")
+    return "\n".join(lines)
+
+
+def _ms(seconds: float) -> float:
+    return seconds * 1000.0
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    samples: int
+    turns: int
+    hung: int
+    concurrency: int
+    deadline_s: float
+    admin_url: str
+    broker_url: str
+    backend_url: str
+
+
+def config_from(args: argparse.Namespace, settings: Settings) -> BenchConfig:
+    broker = settings.broker_url or DEFAULT_BROKER
+    return BenchConfig(
+        samples=max(1, int(args.samples)),
+        turns=max(1, int(args.turns)),
+        hung=max(1, int(args.hung)),
+        concurrency=settings.worker_concurrency,
+        deadline_s=max(settings.deadline_for(a) for a in settings.agents),
+        admin_url=settings.database_url or DEFAULT_DATABASE,
+        broker_url=broker,
+        # The baseline needs a Redis result backend even when the broker is RabbitMQ.
+        backend_url=broker if broker.startswith(("redis://", "rediss://")) else DEFAULT_BROKER,
+    )
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server and credentials, another database; spelled for psycopg."""
+    parts = urlsplit(normalise_database_url(url).replace("postgresql+psycopg://", "postgresql://", 1))
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def say(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class TurnListener:
+    """LISTEN switchboard_turn_done: the merge's commit, learnt without polling."""
+
+    def __init__(self, dsn: str) -> None:
+        self.conn = psycopg.connect(dsn, autocommit=True)
+        self.conn.execute(f"LISTEN {TURN_DONE_CHANNEL}")
+
+    def wait(self, count: int, timeout: float, label: str = "") -> list[tuple[str, float]]:
+        """The next ``count`` merged turn ids, each with the wall-clock time it was learnt."""
+        got: list[tuple[str, float]] = []
+        end = time.monotonic() + timeout
+        next_report = time.monotonic() + 5.0
+        while len(got) < count:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{label}: {len(got)} of {count} turns merged within {timeout:.0f}s")
+            for note in self.conn.notifies(timeout=min(left, 1.0), stop_after=count - len(got)):
+                got.append((note.payload, time.time()))
+            if label and time.monotonic() >= next_report:
+                say(f"{label}: {len(got)}/{count} merged")
+                next_report = time.monotonic() + 5.0
+        return got
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class BenchRun:
+    """A fresh database, the workers, the clients; everything undone on exit."""
+
+    def __init__(self, cfg: BenchConfig, run_id: str) -> None:
+        self.cfg = cfg
+        self.run_id = run_id
+        self.database = f"switchboard_bench_{os.getpid()}"
+        self.database_url = with_database(cfg.admin_url, self.database)
+        self.admin_dsn = with_database(cfg.admin_url, "postgres")
+        self.log_dir = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
+        self.supervisor: Supervisor | None = None
+        self.listener: TurnListener | None = None
+        self._created_db = False
+        self.timed: dict[str, tuple[float, float]] = {}
+
+    # ---------------------------------------------------------------- set-up and tear-down
+
+    def __enter__(self) -> BenchRun:
+        try:
+            self._set_up()
+        except BaseException:
+            self._tear_down()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._tear_down()
+
+    def _set_up(self) -> None:
+        check_database(self.admin_dsn)
+        check_broker(self.cfg.broker_url)
+        with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{self.database}"')
+            self._created_db = True
+        upgrade(self.database_url)
+        say(f"database {self.database} migrated; broker {self.cfg.broker_url}")
+        self.client = create_app(Settings(broker_url=self.cfg.broker_url, database_url=self.database_url))
+        self.baseline = create_baseline_app(self.cfg.broker_url, self.cfg.backend_url)
+        self._purge_queues()
+        self._start_workers()
+        self.listener = TurnListener(self.database_url)
+
+    def _tear_down(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+        if self.supervisor is not None:
+            say("stopping workers")
+            self.supervisor.stop()
+            self.supervisor = None
+        if self._created_db:
+            with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+            self._created_db = False
+            say(f"database {self.database} dropped; worker logs in {self.log_dir}")
+
+    def _purge_queues(self) -> None:
+        """Messages a killed earlier run left behind would count as ours."""
+        queues = [ORCHESTRATOR_QUEUE, DELIVERY_QUEUE, *(agent_queue(a) for a in AGENTS), NOOP_QUEUE, BLOCKING_QUEUE]
+        with self.client.connection_for_write() as conn:
+            for name in queues:
+                try:
+                    conn.default_channel.queue_purge(name)
+                except Exception:  # a queue that does not exist yet (RabbitMQ) holds nothing
+                    conn.release()
+
+    def _start_workers(self) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in ("SWITCHBOARD_METRICS_PORT", "PROMETHEUS_MULTIPROC_DIR")}
+        env.update(
+            {
+                "SWITCHBOARD_DATABASE_URL": self.database_url,
+                "SWITCHBOARD_BROKER_URL": self.cfg.broker_url,
+                "SWITCHBOARD_BRAIN": f"{__name__}:BenchBrain",
+                "SWITCHBOARD_LOG_LEVEL": "WARNING",
+                BACKEND_ENV: self.cfg.backend_url,
+            }
+        )
+        self.supervisor = Supervisor(env=env, log_dir=self.log_dir)
+        c = self.cfg.concurrency
+        for role in ROLES:
+            self.supervisor.start(role, switchboard_argv("worker", role, f"--concurrency={c}", "--loglevel=WARNING"))
+        for name, queue in (("bench-orchestrator", BLOCKING_QUEUE), ("bench-noop", NOOP_QUEUE)):
+            self.supervisor.start(
+                name,
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "orchestrator.bench_tasks:app",
+                    "worker",
+                    "--pool=prefork",
+                    f"--concurrency={c}",
+                    f"--queues={queue}",
+                    f"--hostname={name}@%h",
+                    "--loglevel=WARNING",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                ],
+            )
+        wanted = set(self.supervisor.procs)
+        end = time.monotonic() + 90
+        while time.monotonic() < end:
+            if dead := self.supervisor.exited():
+                raise RuntimeError(f"workers exited at start-up: {dead}; see {self.log_dir}")
+            replies = self.client.control.ping(timeout=0.5) or []
+            if wanted <= {name.split("@", 1)[0] for reply in replies for name in reply}:
+                say(f"workers up: {', '.join(sorted(wanted))} (prefork, concurrency {c})")
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"workers did not come up within 90s; see {self.log_dir}")
+
+    # ---------------------------------------------------------------- one unit of each
+
+    def _ticket(self, tag: str, hang: bool = False) -> dict[str, Any]:
+        body = "Why was I charged twice this month?" + (f" {HANG_MARK}" if hang else "")
+        return {
+            "source": "bench",
+            "external_id": f"{self.run_id}-{tag}",
+            "channel": "api",
+            "customer": {"id": "cust_bench", "name": "Bench Customer"},
+            "body": body,
+        }
+
+    def _submit_turn(self, tag: str, hang: bool = False) -> None:
+        self.client.send_task(INGEST, args=[self._ticket(tag, hang)], queue=ORCHESTRATOR_QUEUE)
+
+    def _turn_ms(self, tag: str) -> tuple[float, str, float, float]:
+        """One turn, alone: its time, its id, and when it was sent and learnt (wall clock)."""
+        assert self.listener is not None
+        sent = time.time()
+        start = time.perf_counter()
+        self._submit_turn(tag)
+        [(turn_id, learnt)] = self.listener.wait(1, timeout=30, label="")
+        return _ms(time.perf_counter() - start), turn_id, sent, learnt
+
+    def _group_join_ms(self) -> float:
+        start = time.perf_counter()
+        join_group(self.baseline)
+        return _ms(time.perf_counter() - start)
+
+    def _blocking_turn_ms(self) -> float:
+        """Two hops like a turn: caller -> blocking 'orchestrator' task -> group of no-ops, joined."""
+        start = time.perf_counter()
+        self.baseline.send_task(BLOCKING_TURN_REPLY, queue=BLOCKING_QUEUE).get(
+            timeout=JOIN_TIMEOUT_S, interval=JOIN_INTERVAL_S
+        )
+        return _ms(time.perf_counter() - start)
+
+    # ---------------------------------------------------------------- the measures
+
+    def measure(self) -> dict[str, Any]:
+        cfg = self.cfg
+        baseline_ms, blocking_ms, turn_ms = self.latency()
+        self.settle()
+        baseline_tput = self.baseline_throughput()
+        turn_tput = self.turn_throughput()
+        self.settle()
+        overshoot_ms, committed_ms, triggers = self.overshoot()
+        ratios, targets = evaluate_targets(
+            percentile(turn_ms, 50),
+            percentile(baseline_ms, 50),
+            turn_tput,
+            baseline_tput,
+            percentile(overshoot_ms, 99),
+        )
+        ratios["turn_overhead_p50_vs_blocking_turn_p50"] = ratio(percentile(turn_ms, 50), percentile(blocking_ms, 50))
+        return {
+            "baseline_group_join_ms": summarize(baseline_ms),
+            "turn_overhead_ms": summarize(turn_ms),
+            "baseline_blocking_turn_ms": summarize(blocking_ms),
+            "throughput_turns_per_s": round(turn_tput, 1),
+            "baseline_throughput_per_s": round(baseline_tput, 1),
+            "turn_breakdown_p50_ms": self.breakdown(),
+            "deadline_overshoot_ms": summarize(overshoot_ms),
+            "deadline_overshoot_to_commit_ms": summarize(committed_ms),
+            "ratios": ratios,
+            "targets": targets,
+            "checks": {
+                "latency_turns": self.outcomes("lat-"),
+                "throughput_turns": self.outcomes("tput-"),
+                "hung_turn_merge_triggers": triggers,
+            },
+            "method": {
+                "samples": cfg.samples,
+                "warmup": WARMUP,
+                "turns": cfg.turns,
+                "hung": cfg.hung,
+                "deadline_s": cfg.deadline_s,
+                "fanout": FANOUT,
+                "turn_path": "publish switchboard.ingest -> orchestrator worker (accept_ticket, fan_out inline) "
+                "-> 3 agent workers -> last result merges; timed to LISTEN switchboard_turn_done",
+                "baseline_join": f"GroupResult.join_native(interval={JOIN_INTERVAL_S}) on a Redis result backend",
+                "baseline_blocking_turn": "caller -> bench.blocking_turn_reply on its own worker, which joins a group "
+                "of 3 no-ops on another worker; the caller waits on its result (two hops, like a turn)",
+                "baseline_throughput_pattern": "bench.blocking_turn on its own worker: group of 3 no-ops on "
+                "another worker, join_native(disable_sync_subtasks=False)",
+                "overshoot": "turns.finished_at - turns.started_at - deadline (merge claimed by the clock)",
+                "overshoot_to_commit": "time LISTEN learnt the merge - turns.deadline_at",
+            },
+            "machine": machine_facts(cfg, self._server_version()),
+        }
+
+    def latency(self) -> tuple[list[float], list[float], list[float]]:
+        """Group joins, blocking turns and turns, one at a time, interleaved so noise hits all three."""
+        baseline: list[float] = []
+        blocking: list[float] = []
+        turns: list[float] = []
+        total = WARMUP + self.cfg.samples
+        say(f"latency: {total} each of turns, group joins and blocking turns, one at a time ({WARMUP} warm-up)")
+        for i in range(total):
+            # Rotate the order so none always follows another's aftermath.
+            order = [0, 1, 2][i % 3 :] + [0, 1, 2][: i % 3]
+            for kind in order:
+                if kind == 0:
+                    b = self._group_join_ms()
+                elif kind == 1:
+                    k = self._blocking_turn_ms()
+                else:
+                    t, turn_id, sent, learnt = self._turn_ms(f"lat-{i}")
+            if i == 0:
+                self._expect_resolved("lat-")
+            if i >= WARMUP:
+                baseline.append(b)
+                blocking.append(k)
+                turns.append(t)
+                self.timed[turn_id] = (sent, learnt)
+            if (i + 1) % 50 == 0:
+                say(
+                    f"latency: {i + 1}/{total}; p50 so far turn {percentile(turns or [t], 50):.2f} ms, "
+                    f"group join {percentile(baseline or [b], 50):.2f} ms"
+                )
+        return baseline, blocking, turns
+
+    def turn_throughput(self) -> float:
+        assert self.listener is not None
+        n = self.cfg.turns
+        say(f"throughput: submitting {n} turns")
+        start = time.perf_counter()
+        for i in range(n):
+            self._submit_turn(f"tput-{i}")
+        say(f"throughput: {n} turns submitted in {time.perf_counter() - start:.2f}s")
+        self.listener.wait(n, timeout=max(120.0, n * 0.2), label="throughput")
+        elapsed = time.perf_counter() - start
+        say(f"throughput: {n} turns merged in {elapsed:.2f}s = {n / elapsed:.1f}/s")
+        return n / elapsed
+
+    def baseline_throughput(self) -> float:
+        n = self.cfg.turns
+        key = f"switchboard-bench:{self.run_id}:done"
+        redis = self.baseline.backend.client
+        say(f"baseline throughput: submitting {n} blocking group+join turns")
+        start = time.perf_counter()
+        for _ in range(n):
+            self.baseline.send_task(BLOCKING_TURN, args=[key], queue=BLOCKING_QUEUE)
+        end = time.monotonic() + max(120.0, n * 0.2)
+        next_report = time.monotonic() + 5.0
+        while int(redis.get(key) or 0) < n:
+            if time.monotonic() > end:
+                raise TimeoutError(f"baseline: {int(redis.get(key) or 0)} of {n} done in time")
+            if time.monotonic() >= next_report:
+                say(f"baseline throughput: {int(redis.get(key) or 0)}/{n} done")
+                next_report = time.monotonic() + 5.0
+            time.sleep(0.002)
+        elapsed = time.perf_counter() - start
+        redis.delete(key)
+        say(f"baseline throughput: {n} done in {elapsed:.2f}s = {n / elapsed:.1f}/s")
+        return n / elapsed
+
+    def overshoot(self) -> tuple[list[float], list[float], dict[str, int]]:
+        assert self.listener is not None
+        n = self.cfg.hung
+        say(f"overshoot: {n} turns with the {HUNG_AGENT} agent hung, submitted together")
+        for i in range(n):
+            self._submit_turn(f"hung-{i}", hang=True)
+        learnt = dict(self.listener.wait(n, timeout=self.cfg.deadline_s + 60, label="overshoot"))
+        with psycopg.connect(self.database_url) as conn:
+            rows = conn.execute(
+                "SELECT id, extract(epoch FROM started_at), extract(epoch FROM deadline_at), "
+                "extract(epoch FROM finished_at), merge_trigger FROM turns WHERE id = ANY(%s)",
+                (list(learnt),),
+            ).fetchall()
+        overshoot = [_ms(float(f) - float(s) - self.cfg.deadline_s) for _, s, _, f, _ in rows]
+        committed = [_ms(learnt[tid] - float(d)) for tid, _, d, _, _ in rows]
+        triggers: dict[str, int] = {}
+        for *_, trigger in rows:
+            triggers[trigger] = triggers.get(trigger, 0) + 1
+        self._await_late_results(list(learnt))
+        say(f"overshoot: p50 {percentile(overshoot, 50):.2f} ms, max {max(overshoot):.2f} ms; triggers {triggers}")
+        return overshoot, committed, triggers
+
+    def _await_late_results(self, turn_ids: list[str]) -> None:
+        """Let the cut-off agents record their late results, so stopping kills nothing mid-task."""
+        end = time.monotonic() + self.cfg.deadline_s + 15
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            while time.monotonic() < end:
+                row = conn.execute(
+                    "SELECT count(*) FROM agent_runs WHERE agent = %s AND turn_id = ANY(%s)", (HUNG_AGENT, turn_ids)
+                ).fetchone()
+                if row is not None and row[0] >= len(turn_ids):
+                    return
+                time.sleep(0.2)
+        say(f"overshoot: not every cut-off {HUNG_AGENT} result was recorded in time")
+
+    def settle(self) -> None:
+        """Let the clock's deadline timers of the turns just run fire (each is a no-op UPDATE)."""
+        pause = self.cfg.deadline_s + 1.0
+        say(f"settling {pause:.1f}s for the deadline timers of finished turns")
+        time.sleep(pause)
+
+    def breakdown(self) -> dict[str, float]:
+        """Where a lone turn's time goes: p50 of each segment, from the rows' own timestamps.
+
+        Wall clocks of the driver, the workers and Postgres are the same host clock.
+        """
+        with psycopg.connect(self.database_url) as conn:
+            rows = conn.execute(
+                "SELECT t.id, extract(epoch FROM t.created_at), extract(epoch FROM t.started_at),"
+                " extract(epoch FROM max(r.started_at)), extract(epoch FROM max(r.finished_at)),"
+                " extract(epoch FROM t.finished_at),"
+                " (SELECT extract(epoch FROM max(e.at)) FROM events e"
+                "  WHERE e.turn_id = t.id AND e.kind = 'turn.merged')"
+                " FROM turns t JOIN agent_runs r ON r.turn_id = t.id WHERE t.id = ANY(%s) GROUP BY t.id",
+                (list(self.timed),),
+            ).fetchall()
+        segments: dict[str, list[float]] = {name: [] for name in BREAKDOWN}
+        for turn_id, *stamps in rows:
+            sent, learnt = self.timed[turn_id]
+            points = [sent, *(float(x) for x in stamps), learnt]
+            for name, a, b in zip(BREAKDOWN, points, points[1:], strict=False):
+                segments[name].append(_ms(b - a))
+        return {name: round(percentile(v, 50), 3) for name, v in segments.items() if v}
+
+    def _expect_resolved(self, prefix: str) -> None:
+        """Instant agents must resolve every turn: anything else measures an error path."""
+        seen = self.outcomes(prefix)
+        if set(seen) != {"resolved/all_in"}:
+            raise RuntimeError(f"bench turns ended {seen}, not resolved/all_in; see the logs in {self.log_dir}")
+
+    def outcomes(self, prefix: str) -> dict[str, int]:
+        with psycopg.connect(self.database_url) as conn:
+            rows = conn.execute(
+                "SELECT t.outcome || '/' || t.merge_trigger, count(*) FROM turns t "
+                "JOIN conversations c ON c.id = t.conversation_id WHERE c.external_id LIKE %s GROUP BY 1",
+                (f"{self.run_id}-{prefix}%",),
+            ).fetchall()
+        return {str(k): int(v) for k, v in rows}
+
+    def _server_version(self) -> str:
+        with psycopg.connect(self.database_url) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+        return str(row[0]) if row else "unknown"
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # unwinds through the finally that stops workers and drops the database
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = config_from(args, Settings())
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        with BenchRun(cfg, run_id=f"{os.getpid()}-{uuid.uuid4().hex[:6]}") as run:
+            report = run.measure()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(json.dumps(report, indent=2) if args.json else render_table(report))
+    return 0
+
+
+def machine_facts(cfg: BenchConfig, postgres: str) -> dict[str, Any]:
+    import celery
+    import kombu
+    import sqlalchemy
+
+    return {
+        "cores": os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "celery": celery.__version__,
+        "kombu": kombu.__version__,
+        "sqlalchemy": sqlalchemy.__version__,
+        "psycopg": psycopg.__version__,
+        "postgres": postgres,
+        "broker_scheme": cfg.broker_url.split("://", 1)[0],
+        "result_backend_scheme": cfg.backend_url.split("://", 1)[0],
+        "worker_pool": "prefork",
+        "worker_concurrency": cfg.concurrency,
+    }
