@@ -1,13 +1,16 @@
 """`switchboard bench`: what the event-driven fan-in costs, against plain Celery.
 
 One run starts its own workers on one broker — the four Switchboard workers, driven by
-``BenchBrain`` (instant agents), and two workers of the baseline app in
-``orchestrator.bench_tasks`` — in a fresh database, and measures:
+``BenchBrain`` (instant agents that cite one instant tool call), and two workers of the
+baseline app in ``orchestrator.bench_tasks`` — in a fresh database, and measures:
 
-- ``baseline_group_join_ms``: a Celery group of three no-ops joined by the caller;
+- ``baseline_group_join_ms``: a Celery group of three no-ops joined by the caller (one hop);
+- ``baseline_blocking_turn_ms``: a task that joins such a group, awaited by the caller
+  (two hops, the shape of a turn);
 - ``turn_overhead_ms``: one turn at a time, from publishing the ``switchboard.ingest``
   task (the helpdesk's broker path) to the merge's commit, learnt by LISTEN on
-  ``switchboard_turn_done``; sampled interleaved with the baseline so noise hits both;
+  ``switchboard_turn_done``; the three series are sampled interleaved so noise hits all;
+  ``turn_breakdown_p50_ms`` cuts those turns into segments by the rows' timestamps;
 - ``throughput_turns_per_s`` / ``baseline_throughput_per_s``: N turns (N blocking
   group+join "turns") submitted at once, until the last one is done;
 - ``deadline_overshoot_ms``: turns whose billing agent hangs, merged by the clock;
@@ -52,16 +55,18 @@ from orchestrator.bench_tasks import (
 from orchestrator.processes import ROLES, Supervisor, switchboard_argv
 from orchestrator.servers import check_broker, check_database
 from orchestrator.turns import TURN_DONE_CHANNEL
-from shared.brains import AgentView, Decision, Finish
+from shared.brains import AgentView, CallTool, Decision, Finish
 from shared.celery_app import DELIVERY_QUEUE, ORCHESTRATOR_QUEUE, agent_queue, create_app
-from shared.contracts import AgentStatus
+from shared.contracts import AgentStatus, Fact
 from shared.db import normalise_database_url
 from shared.migrate import upgrade
 from shared.settings import AGENTS, Settings
+from shared.tools import ToolArgs, ToolContext, registry
 
 HANG_MARK = "[bench:hang]"
 HUNG_AGENT = "billing"
 HANG_S = 30.0
+BENCH_TOOL = "bench_lookup"
 WARMUP = 20
 TARGET_OVERHEAD_RATIO = 1.5
 TARGET_THROUGHPUT_RATIO = 2.0
@@ -73,7 +78,8 @@ INGEST = "switchboard.ingest"
 BREAKDOWN = (
     "publish_to_accept",  # broker hop to the orchestrator, task start, ticket validation
     "accept_to_claim",  # accept transaction, commit, start_turn called
-    "claim_to_last_agent_start",  # start transaction, 3 publishes, broker hop to the agents
+    "claim_to_publish",  # start transaction (claim, window, event), commit, agent tasks built
+    "publish_to_last_agent_start",  # 3 publishes, broker hop, the slowest of the 3 agent workers waking
     "last_agent_run_to_record",  # the (instant) agent loop, its result, record transaction opens
     "record_to_merge",  # record transaction, commit, merge called
     "merge_to_merged_event",  # merge transaction up to its last insert
@@ -81,9 +87,21 @@ BREAKDOWN = (
 )
 
 
-class BenchBrain:
-    """Agents that answer at once (no tool calls, so no facts to cite) — or hang.
+class BenchLookupArgs(ToolArgs):
+    pass
 
+
+@registry.tool(owners=AGENTS, name=BENCH_TOOL)
+def bench_lookup(ctx: ToolContext, args: BenchLookupArgs) -> dict[str, object]:
+    """Look up nothing, at once: the cheapest tool call an answer can cite."""
+    return {"customer_id": ctx.customer_id, "ok": True}
+
+
+class BenchBrain:
+    """Agents that answer at once, citing one instant tool call — or hang.
+
+    The merge drops an answer without evidence, so each agent makes one call to
+    ``bench_lookup`` and finishes citing it: two brain steps and one tool call, no I/O.
     The billing agent hangs for ``HANG_S`` when the customer's message carries
     ``HANG_MARK``; the soft time limit cuts it off and the clock merges at the deadline.
     """
@@ -95,9 +113,17 @@ class BenchBrain:
 
     def decide(self, view: AgentView) -> Decision:
         task = view.task
-        if task.agent == HUNG_AGENT and any(HANG_MARK in m.body for m in task.window if m.role == "customer"):
-            time.sleep(HANG_S)
-        return Finish(status=AgentStatus.answered, answer=f"{task.agent}: done.", confidence=0.9)
+        if not view.history:
+            if task.agent == HUNG_AGENT and any(HANG_MARK in m.body for m in task.window if m.role == "customer"):
+                time.sleep(HANG_S)
+            return CallTool(tool=BENCH_TOOL, arguments={})
+        call = view.history[-1]
+        return Finish(
+            status=AgentStatus.answered,
+            answer=f"{task.agent}: done.",
+            confidence=0.9,
+            facts=[Fact(statement=f"{call.tool} answered", call_id=call.call_id)],
+        )
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -442,11 +468,12 @@ class BenchRun:
                 "fanout": FANOUT,
                 "turn_path": "publish switchboard.ingest -> orchestrator worker (accept_ticket, fan_out inline) "
                 "-> 3 agent workers -> last result merges; timed to LISTEN switchboard_turn_done",
-                "baseline_join": f"GroupResult.join_native(interval={JOIN_INTERVAL_S}) on a Redis result backend",
+                "baseline_join": f"GroupResult.join(interval={JOIN_INTERVAL_S}): pub/sub per result on a Redis result "
+                "backend (join_native()/get() sleep one 0.5 s default interval before listening)",
                 "baseline_blocking_turn": "caller -> bench.blocking_turn_reply on its own worker, which joins a group "
                 "of 3 no-ops on another worker; the caller waits on its result (two hops, like a turn)",
                 "baseline_throughput_pattern": "bench.blocking_turn on its own worker: group of 3 no-ops on "
-                "another worker, join_native(disable_sync_subtasks=False)",
+                "another worker, join(disable_sync_subtasks=False)",
                 "overshoot": "turns.finished_at - turns.started_at - deadline (merge claimed by the clock)",
                 "overshoot_to_commit": "time LISTEN learnt the merge - turns.deadline_at",
             },
@@ -568,6 +595,8 @@ class BenchRun:
         with psycopg.connect(self.database_url) as conn:
             rows = conn.execute(
                 "SELECT t.id, extract(epoch FROM t.created_at), extract(epoch FROM t.started_at),"
+                " extract(epoch FROM min(r.started_at - (r.result->'timings'->>'queue_wait_ms')::float"
+                "  * interval '1 millisecond')),"
                 " extract(epoch FROM max(r.started_at)), extract(epoch FROM max(r.finished_at)),"
                 " extract(epoch FROM t.finished_at),"
                 " (SELECT extract(epoch FROM max(e.at)) FROM events e"

@@ -15,9 +15,10 @@ from orchestrator.bench import (
     summarize,
     with_database,
 )
-from shared.brains import AgentView, Finish
-from shared.contracts import AgentStatus, AgentTask, Customer, WindowMessage
+from shared.brains import AgentView, CallTool, Finish
+from shared.contracts import AgentStatus, AgentTask, Customer, ToolCallRecord, WindowMessage
 from shared.settings import Settings
+from shared.tools import registry
 
 
 def test_percentile_interpolates_between_closest_ranks() -> None:
@@ -102,7 +103,7 @@ def test_rabbitmq_broker_still_gets_a_redis_result_backend_for_the_baseline() ->
     assert cfg.deadline_s == 5.0
 
 
-def _view(agent: str, body: str) -> AgentView:
+def _view(agent: str, body: str, history: list[ToolCallRecord] | None = None) -> AgentView:
     task = AgentTask(
         turn_id="turn_1",
         conversation_id="conv_1",
@@ -112,20 +113,30 @@ def _view(agent: str, body: str) -> AgentView:
         deadline_at=0.0,
         published_at=0.0,
     )
-    return AgentView(task=task, tools=[], history=[])
+    return AgentView(task=task, tools=[], history=history or [])
 
 
-def test_bench_brain_answers_at_once_with_confidence_above_the_threshold() -> None:
-    decision = BenchBrain(Settings()).decide(_view("knowledge", "hello"))
+def test_bench_brain_calls_one_instant_tool_then_answers_citing_it() -> None:
+    brain = BenchBrain(Settings())
+    first = brain.decide(_view("knowledge", "hello"))
+    assert isinstance(first, CallTool)
+    assert first.tool == bench.BENCH_TOOL
+    call = ToolCallRecord(call_id="call_1", tool=first.tool, arguments={}, output={"ok": True})
+    decision = brain.decide(_view("knowledge", "hello", [call]))
     assert isinstance(decision, Finish)
     assert decision.status is AgentStatus.answered
     assert decision.confidence >= Settings().confidence_threshold
-    assert decision.facts == []  # no tool call, so nothing to cite
+    assert [f.call_id for f in decision.facts] == ["call_1"]  # the evidence the merge requires
+
+
+def test_every_agent_may_call_the_bench_tool() -> None:
+    for agent in Settings().agents:
+        assert bench.BENCH_TOOL in {t.name for t in registry.for_agent(agent)}
 
 
 def test_bench_brain_hangs_only_the_billing_agent_of_a_marked_ticket(monkeypatch: pytest.MonkeyPatch) -> None:
     slept: list[float] = []
-    monkeypatch.setattr(bench.time, "sleep", slept.append)
+    monkeypatch.setattr("orchestrator.bench.time.sleep", slept.append)
     brain = BenchBrain(Settings())
     brain.decide(_view("knowledge", f"refund please {bench.HANG_MARK}"))
     brain.decide(_view("billing", "refund please"))
