@@ -25,6 +25,18 @@ def switchboard_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "orchestrator.cli", *args]
 
 
+def _die_with_parent() -> None:
+    """Linux: a child gets SIGTERM when the process that started it dies, even by SIGKILL,
+    so a crashed `switchboard run` leaves no workers behind (elsewhere: the next run's
+    clean-up finds them)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 @dataclass
 class Supervisor:
     """A group of child processes that start together and stop together."""
@@ -47,6 +59,7 @@ class Supervisor:
             stdout=out,
             stderr=subprocess.STDOUT if out is not None else None,
             start_new_session=True,  # Ctrl-C reaches us; we stop the children in order
+            preexec_fn=_die_with_parent,
         )
 
     def start_worker(self, role: str, concurrency: int, extra_env: Mapping[str, str] | None = None) -> None:
