@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -198,6 +199,5 @@ def _readiness() -> dict[str, str]:
 
 
 async def _run(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    from starlette.concurrency import run_in_threadpool
-
+    """Database and broker calls are blocking: keep them off the event loop."""
     return await run_in_threadpool(fn, *args, **kwargs)

@@ -54,10 +54,6 @@ class TurnClock:
             self._cond.notify()
         self._thread.join(timeout=5)
 
-    def pending(self) -> int:
-        with self._cond:
-            return len(self._heap)
-
     def _loop(self) -> None:
         next_sweep = time.time() + self._settings.sweep_interval_s
         while True:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import inspect
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from shared.errors import PolicyViolation, ToolError
@@ -137,9 +137,9 @@ class ToolRegistry:
             if exc.kind not in ("policy", "invalid", "not_found"):
                 exc.critical = exc.critical or tool.critical
             raise
+        except SoftTimeLimitExceeded:
+            raise  # the deadline cut the agent off: not the tool's failure
         except Exception as exc:  # a backend failure: never a stack trace to the model
-            if type(exc).__name__ == "SoftTimeLimitExceeded":
-                raise  # the deadline cut the agent off: not the tool's failure
             raise ToolError(
                 f"{name} failed ({type(exc).__name__}). The system behind it may be down; "
                 "do not retry with the same arguments.",
@@ -158,9 +158,3 @@ def bound_output(output: Any) -> Any:
 
 
 registry = ToolRegistry()
-
-
-def timed_call(ctx: ToolContext, name: str, arguments: dict[str, Any]) -> tuple[Any, float]:
-    start = time.perf_counter()
-    output = registry.execute(ctx, name, arguments)
-    return output, (time.perf_counter() - start) * 1000

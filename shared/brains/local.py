@@ -41,7 +41,7 @@ LEGAL_OR_ABUSE = re.compile(
 CONTINUATIONS = {"greeting", "vague"}
 # Below this, the message is "something else": the knowledge agent tries the knowledge base.
 UNKNOWN_BELOW = 0.30
-FALLBACK_INTENT = ("knowledge", "product_question")
+FALLBACK_AGENT, FALLBACK_INTENT = "knowledge", "product_question"
 
 
 @dataclass(frozen=True)
@@ -121,9 +121,9 @@ class LocalBrain:
         intent = u.intent
         if u.confidence < UNKNOWN_BELOW:
             # Not recognisably anyone's: only the knowledge base may still know the answer.
-            if agent != FALLBACK_INTENT[0]:
+            if agent != FALLBACK_AGENT:
                 return Finish(AgentStatus.not_applicable, detail=f"unrecognised message ({u.confidence:.2f})")
-            intent = FALLBACK_INTENT[1]
+            intent = FALLBACK_INTENT
         elif self.owner.get(intent) != agent:
             return Finish(AgentStatus.not_applicable, detail=f"intent {intent} ({u.confidence:.2f}) is not mine")
         playbook = self.playbooks[agent].get(intent)

@@ -38,8 +38,6 @@ AMQP_URL = os.environ.get("SWITCHBOARD_TEST_AMQP", "amqp://guest:guest@127.0.0.1
 WEBHOOK_SECRET = "test-secret-do-not-use"
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.integration
-
 
 def free_port_block(size: int) -> int:
     """The first of ``size`` consecutive free ports: the API's, then the workers' metrics ports."""

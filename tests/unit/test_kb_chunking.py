@@ -129,7 +129,6 @@ def test_embedded_text_carries_title_and_heading_without_markdown_noise() -> Non
 
 
 def test_every_eval_article_has_front_matter_and_bounded_sections() -> None:
-    assert CORPUS is not None
     articles = [read_article(p) for p in sorted(CORPUS.glob("*.md"))]
     assert len({a.id for a in articles}) == len(articles) >= 10
     for article in articles:

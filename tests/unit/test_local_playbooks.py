@@ -29,6 +29,25 @@ def ago(**kw: float) -> str:
     return (NOW - timedelta(**kw)).isoformat()
 
 
+def payment(
+    payment_id: str, *, invoice_id: str = "inv_1", amount: float = 49.0, card_last4: str = "4242", **age: float
+) -> dict[str, Any]:
+    """A succeeded payment as list_payments shows it, made ``age`` ago (e.g. days=3)."""
+    refunded = age.pop("refunded_amount", None)
+    record: dict[str, Any] = {
+        "id": payment_id,
+        "invoice_id": invoice_id,
+        "amount": amount,
+        "currency": "USD",
+        "card_last4": card_last4,
+        "status": "succeeded",
+        "created_at": ago(**age),
+    }
+    if refunded is not None:
+        record["refunded_amount"] = refunded
+    return record
+
+
 class Backend:
     """What the fake tools read and record."""
 
@@ -157,11 +176,9 @@ def says(text: str, intent: str, confidence: float = 0.9, **entities: Any) -> st
 
 def test_duplicate_charge_refunds_the_later_payment_once() -> None:
     backend.payments = [
-        {"id": "pay_1", "invoice_id": "inv_1", "amount": 49.0, "currency": "USD", "card_last4": "4242",
-         "status": "succeeded", "created_at": ago(hours=145)},
-        {"id": "pay_2", "invoice_id": "inv_1", "amount": 49.0, "currency": "USD", "card_last4": "4242",
-         "status": "succeeded", "created_at": ago(hours=144)},
-    ]  # fmt: skip
+        payment("pay_1", hours=145),
+        payment("pay_2", hours=144),
+    ]
     r = run("billing", says("charged twice", "duplicate_charge"))
     assert r.status is AgentStatus.answered and backend.refunds == ["pay_2"]
     assert "refunded" in (r.answer or "") and "4242" in (r.answer or "")
@@ -169,16 +186,14 @@ def test_duplicate_charge_refunds_the_later_payment_once() -> None:
 
 
 def test_refund_outside_the_window_is_declined_citing_the_window() -> None:
-    backend.payments = [{"id": "pay_1", "invoice_id": "inv_1", "amount": 49.0, "currency": "USD",
-                         "card_last4": "1881", "status": "succeeded", "created_at": ago(days=75)}]  # fmt: skip
+    backend.payments = [payment("pay_1", card_last4="1881", days=75)]
     r = run("billing", says("refund please", "refund_request"))
     assert r.status is AgentStatus.answered and backend.refunds == []
     assert "30 days" in (r.answer or "")
 
 
 def test_refund_over_the_ceiling_escalates_as_policy() -> None:
-    backend.payments = [{"id": "pay_1", "invoice_id": "inv_1", "amount": 199.0, "currency": "USD",
-                         "card_last4": "0005", "status": "succeeded", "created_at": ago(days=4)}]  # fmt: skip
+    backend.payments = [payment("pay_1", amount=199.0, card_last4="0005", days=4)]
     r = run("billing", says("refund the 199", "refund_request", amounts=[199.0]))
     assert (r.status, r.escalation_reason) == (AgentStatus.escalate, "policy") and backend.refunds == []
 
@@ -190,9 +205,7 @@ def test_refund_of_everything_escalates_without_touching_payments() -> None:
 
 
 def test_already_refunded_payment_is_not_refunded_again() -> None:
-    backend.payments = [{"id": "pay_1", "invoice_id": "inv_1", "amount": 49.0, "currency": "USD",
-                         "card_last4": "1", "status": "succeeded", "refunded_amount": 49.0,
-                         "created_at": ago(days=2)}]  # fmt: skip
+    backend.payments = [payment("pay_1", card_last4="1", refunded_amount=49.0, days=2)]
     r = run("billing", says("refund pay_1", "refund_request", payment_ids=["pay_1"]))
     assert r.status is AgentStatus.answered and "already been refunded" in (r.answer or "")
     assert backend.refunds == []
@@ -200,22 +213,18 @@ def test_already_refunded_payment_is_not_refunded_again() -> None:
 
 def test_ambiguous_refund_asks_which_payment() -> None:
     backend.payments = [
-        {"id": "pay_1", "invoice_id": "inv_1", "amount": 49.0, "currency": "USD", "status": "succeeded",
-         "created_at": ago(days=40)},
-        {"id": "pay_2", "invoice_id": "inv_2", "amount": 49.0, "currency": "USD", "status": "succeeded",
-         "created_at": ago(days=10)},
-    ]  # fmt: skip
+        payment("pay_1", days=40),
+        payment("pay_2", invoice_id="inv_2", days=10),
+    ]
     r = run("billing", says("I want a refund", "refund_request"))
     assert r.status is AgentStatus.needs_info and "Which payment" in (r.answer or "")
 
 
 def test_answer_to_the_question_carries_the_intent_over() -> None:
     backend.payments = [
-        {"id": "pay_1", "invoice_id": "inv_1", "amount": 49.0, "currency": "USD", "card_last4": "1",
-         "status": "succeeded", "created_at": ago(days=40)},
-        {"id": "pay_2", "invoice_id": "inv_2", "amount": 19.0, "currency": "USD", "card_last4": "1",
-         "status": "succeeded", "created_at": ago(days=10)},
-    ]  # fmt: skip
+        payment("pay_1", card_last4="1", days=40),
+        payment("pay_2", invoice_id="inv_2", amount=19.0, card_last4="1", days=10),
+    ]
     first = says("I want a refund", "refund_request")
     answer = says("the 19 dollar one", "vague", 0.2, amounts=[19.0])
     r = run("billing", first, "Which payment would you like refunded?", answer, turn="t2")
@@ -255,8 +264,15 @@ def test_order_status_picks_the_order_by_the_item_named() -> None:
 
 
 def test_knowledge_answer_cites_the_article() -> None:
-    backend.kb = [{"article_id": "kb_export_data", "title": "Exporting", "section": "Export to CSV",
-                   "text": "Choose Settings → Export and pick CSV.", "score": 0.71}]  # fmt: skip
+    backend.kb = [
+        {
+            "article_id": "kb_export_data",
+            "title": "Exporting",
+            "section": "Export to CSV",
+            "text": "Choose Settings → Export and pick CSV.",
+            "score": 0.71,
+        }
+    ]
     r = run("knowledge", says("tasks into a spreadsheet?", "product_question"))
     assert r.status is AgentStatus.answered and "CSV" in (r.answer or "") and "kb_export_data" in (r.answer or "")
 
@@ -285,8 +301,7 @@ def test_legal_threat_escalates_as_policy() -> None:
 
 
 def test_unsure_intent_never_moves_money() -> None:
-    backend.payments = [{"id": "pay_1", "invoice_id": "inv_1", "amount": 49.0, "currency": "USD",
-                         "card_last4": "1", "status": "succeeded", "created_at": ago(days=2)}]  # fmt: skip
+    backend.payments = [payment("pay_1", card_last4="1", days=2)]
     r = run("billing", says("money back timing?", "refund_request", 0.55))
     assert (r.status, r.escalation_reason) == (AgentStatus.escalate, "low_confidence")
     assert [c.tool for c in r.tool_calls] == ["list_payments"] and backend.refunds == []
@@ -298,8 +313,7 @@ def test_unsure_intent_still_escalates_for_the_right_reason_before_acting() -> N
 
 
 def test_refund_of_a_payment_that_is_not_the_customers_escalates_as_sensitive() -> None:
-    backend.payments = [{"id": "pay_1", "invoice_id": "inv_1", "amount": 49.0, "currency": "USD",
-                         "card_last4": "1", "status": "succeeded", "created_at": ago(days=2)}]  # fmt: skip
+    backend.payments = [payment("pay_1", card_last4="1", days=2)]
     r = run("billing", says("refund pay_999 for my husband", "refund_request", payment_ids=["pay_999"]))
     assert (r.status, r.escalation_reason) == (AgentStatus.escalate, "sensitive") and backend.refunds == []
     assert r.customer_note and "pay_999" not in r.customer_note
