@@ -13,7 +13,8 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from shared.brains import AgentProfile, AgentView, Brain, CallTool, Finish
 from shared.contracts import (
@@ -26,24 +27,45 @@ from shared.contracts import (
 )
 from shared.errors import ToolError
 from shared.metrics import TOOL_CALLS
-from shared.tools import ToolContext, ToolRegistry
+from shared.tools import Tool, ToolContext, ToolRegistry
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Agent:
-    """An agent is a name, the tools it owns, and the intents and playbooks a brain reads."""
+    """An agent is a name, the tools it is given, and the intents and playbooks a brain reads.
+
+    Tools are data: a brain is offered the agent's own tools (those of ``tools`` that name
+    it as an owner). Every call goes through ``catalogue``, the tools of the whole system,
+    which runs a tool only for an agent it names as an owner and tells a brain that asks
+    for another agent's tool whose it is; without one, the agent's own tools are its
+    catalogue.
+    """
 
     name: str
-    registry: ToolRegistry
+    tools: Sequence[Tool] = ()
     profile: AgentProfile | None = None
+    catalogue: ToolRegistry | None = field(default=None, repr=False, compare=False)
+    registry: ToolRegistry = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "registry", self.catalogue or ToolRegistry(self.tools))
+
+    def own_tools(self) -> list[Tool]:
+        return [t for t in self.tools if self.name in t.owners]
+
+    def joined(self, catalogue: ToolRegistry, extra: Sequence[Tool] = ()) -> Agent:
+        """This agent in a system of agents: calls go through its catalogue, and the tools of
+        ``extra`` that name it as an owner are its own too."""
+        mine = [t for t in extra if self.name in t.owners]
+        return Agent(self.name, tools=[*self.tools, *mine], profile=self.profile, catalogue=catalogue)
 
     def run(self, task: AgentTask, brain: Brain) -> AgentResult:
         started = time.time()
         history: list[ToolCallRecord] = []
         seen_calls: set[str] = set()
-        tools = self.registry.for_agent(self.name)
+        tools = self.own_tools()
         ctx = ToolContext(
             turn_id=task.turn_id,
             conversation_id=task.conversation_id,

@@ -2,6 +2,8 @@
 
 An agent that is still running at its deadline is cut off by the soft time limit set
 when the task was published; its late result is recorded and ignored by the merge.
+The agents and their tools are ``agents.registry.build_agents(settings)``; a finished run
+goes to the orchestrator through its turn API (``finish_agent_run``).
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from typing import Any
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from agents.registry import AGENTS
-from orchestrator.tasks import after_merge
-from orchestrator.turns import merge_turn, record_result
+from agents.base import Agent
+from agents.registry import AGENT_BY_NAME, agent_profiles, build_agents
+from orchestrator.fan_in import finish_agent_run
 from shared.brains import Brain, load_brain
 from shared.celery_app import agent_queue, agent_task_name, app
 from shared.contracts import AgentResult, AgentStatus, AgentTask, Timings
@@ -25,13 +27,21 @@ from shared.settings import get_settings
 log = logging.getLogger(__name__)
 
 _brain: Brain | None = None
+_agents: dict[str, Agent] | None = None
 
 
 def brain() -> Brain:
     global _brain
     if _brain is None:
-        _brain = load_brain(get_settings(), {a.name: a.profile for a in AGENTS.values() if a.profile})
+        _brain = load_brain(get_settings(), agent_profiles())
     return _brain
+
+
+def agents() -> dict[str, Agent]:
+    global _agents
+    if _agents is None:
+        _agents = build_agents(get_settings())
+    return _agents
 
 
 def _unfinished(task: AgentTask, status: AgentStatus, detail: str, started: float) -> AgentResult:
@@ -54,15 +64,14 @@ def run_agent(task: AgentTask) -> AgentResult:
         result = _unfinished(task, AgentStatus.timed_out, "picked up after the deadline", started)
     else:
         try:
-            result = AGENTS[task.agent].run(task, brain())
+            result = agents()[task.agent].run(task, brain())
         except SoftTimeLimitExceeded:
             result = _unfinished(task, AgentStatus.timed_out, "cut off at the deadline", started)
         except Exception as exc:
             log.exception("agent %s failed on turn %s", task.agent, task.turn_id)
             result = _unfinished(task, AgentStatus.failed, f"{type(exc).__name__} in the agent", started)
     AGENT_LATENCY.labels(task.agent, result.status.value).observe(time.time() - started)
-    if record_result(result, started):
-        after_merge(merge_turn(task.turn_id, "all_in", get_settings()))
+    finish_agent_run(result, started)
     return result
 
 
@@ -78,5 +87,5 @@ def _make_task(agent: str) -> None:
             return AgentStatus.timed_out.value
 
 
-for _agent in AGENTS:
+for _agent in AGENT_BY_NAME:
     _make_task(_agent)

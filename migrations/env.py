@@ -5,9 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-import agents.knowledge.models  # noqa: F401  (the KB and sandbox tables share Base.metadata)
+import shared.kb_models
 import shared.sandbox.models  # noqa: F401
-from shared.db import normalise_database_url
 from shared.models import Base
 
 config = context.config
@@ -17,7 +16,7 @@ target_metadata = Base.metadata
 def run_migrations_online() -> None:
     url = config.get_main_option("sqlalchemy.url")
     assert url, "migrations need sqlalchemy.url (set by `switchboard migrate`)"
-    connectable = create_engine(normalise_database_url(url), poolclass=pool.NullPool)
+    connectable = create_engine(url, poolclass=pool.NullPool)  # normalised by shared.migrate
     with connectable.connect() as connection:
         context.configure(
             connection=connection,

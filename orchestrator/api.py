@@ -1,5 +1,7 @@
 """The HTTP API: routes only. Validation lives in the pydantic contracts, work in services.
 
+Each route is an edge: it opens the unit of work and passes the session to the service.
+
 Errors are RFC 9457 problem documents (``application/problem+json``) whose ``detail``
 says what to fix.
 """
@@ -8,7 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -30,6 +33,7 @@ from shared.errors import NotFound
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class BodyLimit:
@@ -139,21 +143,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 f"Sign the body with the {ticket.source!r} secret: {SIGNATURE_HEADER}: "
                 f"v1=HMAC-SHA256(secret, timestamp + '.' + body), and send {TIMESTAMP_HEADER}.",
             )
-        accepted = await _run(accept_ticket, ticket, via="http")
+        accepted = await _run(_in_unit_of_work, accept_ticket, ticket, via="http")
         if accepted.created:
             await _run(_enqueue, accepted.turn_id)
         return accepted
 
     @api.post("/v1/conversations/{conversation_id}/messages", status_code=202, response_model=Accepted)
     async def post_message(conversation_id: str, message: MessageIn) -> Any:
-        accepted = await _run(accept_message, conversation_id, message, via="http")
+        accepted = await _run(_in_unit_of_work, accept_message, conversation_id, message, via="http")
         if accepted.created:
             await _run(_enqueue, accepted.turn_id)
         return accepted
 
     @api.get("/v1/conversations/{conversation_id}", response_model=ConversationView)
     async def get_conversation(conversation_id: str) -> Any:
-        return await _run(conversation_view, conversation_id)
+        return await _run(_in_unit_of_work, conversation_view, conversation_id)
 
     @api.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -196,6 +200,12 @@ def _readiness() -> dict[str, str]:
     except Exception as exc:
         checks["broker"] = f"error: {type(exc).__name__}"
     return checks
+
+
+def _in_unit_of_work(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(session, ...)`` in one transaction, committed before the route answers."""
+    with db.session_scope() as s:
+        return fn(s, *args, **kwargs)
 
 
 async def _run(fn: Any, *args: Any, **kwargs: Any) -> Any:

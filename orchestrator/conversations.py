@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from shared.contracts import AgentResult, ConversationView, TurnView
-from shared.db import session_scope
+from shared.contracts import AgentResult, ConversationView, TurnState, TurnView
 from shared.errors import NotFound
 from shared.models import AgentRun, Conversation, Message, Turn
 
@@ -21,44 +21,41 @@ def _ms(a: datetime | None, b: datetime | None) -> float | None:
     return round((b - a).total_seconds() * 1000, 1) if a and b else None
 
 
-def conversation_view(conversation_id: str) -> ConversationView:
-    with session_scope() as s:
-        conversation = s.get(Conversation, conversation_id)
-        if conversation is None:
-            raise NotFound(f"No conversation {conversation_id!r}.")
-        messages = (
-            s.execute(select(Message).where(Message.conversation_id == conversation_id).order_by(Message.created_at))
-            .scalars()
-            .all()
+def conversation_view(s: Session, conversation_id: str) -> ConversationView:
+    conversation = s.get(Conversation, conversation_id)
+    if conversation is None:
+        raise NotFound(f"No conversation {conversation_id!r}.")
+    messages = (
+        s.execute(select(Message).where(Message.conversation_id == conversation_id).order_by(Message.created_at))
+        .scalars()
+        .all()
+    )
+    turns = (
+        s.execute(select(Turn).where(Turn.conversation_id == conversation_id).order_by(Turn.created_at)).scalars().all()
+    )
+    runs = (
+        s.execute(
+            select(AgentRun).join(Turn, Turn.id == AgentRun.turn_id).where(Turn.conversation_id == conversation_id)
         )
-        turns = (
-            s.execute(select(Turn).where(Turn.conversation_id == conversation_id).order_by(Turn.created_at))
-            .scalars()
-            .all()
-        )
-        runs = (
-            s.execute(
-                select(AgentRun).join(Turn, Turn.id == AgentRun.turn_id).where(Turn.conversation_id == conversation_id)
-            )
-            .scalars()
-            .all()
-        )
-        by_turn: dict[str, dict[str, AgentRun]] = {}
-        for r in runs:
-            by_turn.setdefault(r.turn_id, {})[r.agent] = r
-        return ConversationView(
-            id=conversation.id,
-            source=conversation.source,
-            external_id=conversation.external_id,
-            channel=conversation.channel,
-            subject=conversation.subject,
-            customer=conversation.customer,
-            messages=[
-                {"id": m.id, "role": m.role, "body": m.body, "turn_id": m.turn_id, "created_at": _iso(m.created_at)}
-                for m in messages
-            ],
-            turns=[_turn_view(t, by_turn.get(t.id, {})) for t in turns],
-        )
+        .scalars()
+        .all()
+    )
+    by_turn: dict[str, dict[str, AgentRun]] = {}
+    for r in runs:
+        by_turn.setdefault(r.turn_id, {})[r.agent] = r
+    return ConversationView(
+        id=conversation.id,
+        source=conversation.source,
+        external_id=conversation.external_id,
+        channel=conversation.channel,
+        subject=conversation.subject,
+        customer=conversation.customer,
+        messages=[
+            {"id": m.id, "role": m.role, "body": m.body, "turn_id": m.turn_id, "created_at": _iso(m.created_at)}
+            for m in messages
+        ],
+        turns=[_turn_view(t, by_turn.get(t.id, {})) for t in turns],
+    )
 
 
 def _turn_view(t: Turn, runs: dict[str, AgentRun]) -> TurnView:
@@ -66,7 +63,9 @@ def _turn_view(t: Turn, runs: dict[str, AgentRun]) -> TurnView:
     for name in t.agents or []:
         run = runs.get(name)
         if run is None:
-            agents.append({"agent": name, "status": "timed_out" if t.state == "done" else "pending", "late": False})
+            agents.append(
+                {"agent": name, "status": "timed_out" if t.state == TurnState.done else "pending", "late": False}
+            )
             continue
         result = AgentResult.model_validate(run.result)
         agents.append(

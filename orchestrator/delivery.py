@@ -8,7 +8,8 @@ HTTP can produce when a worker dies after the POST but before recording it.
 
 Each attempt first claims the row with a conditional UPDATE (pending -> sending), so two
 workers never post the same reply at the same time, and a delivered row is never sent
-again.
+again. ``claim`` and ``record`` take the caller's session; ``deliver`` runs one attempt
+as two units of work with the HTTP call between them, never inside a transaction.
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
-from sqlalchemy import or_, update
+from sqlalchemy import Row, or_, update
+from sqlalchemy.orm import Session
 
-from shared.db import session_scope
+from shared.contracts import DeliveryState
+from shared.db import after_commit, session_scope
 from shared.metrics import DELIVERIES
 from shared.models import Delivery, Event
 from shared.settings import Settings
@@ -69,29 +73,38 @@ def backoff_s(attempt: int, settings: Settings) -> float:
 class Attempt:
     """What happened to one attempt; ``retry_in`` is set when another should follow."""
 
-    state: str  # delivered | retry | failed | skipped
+    state: str  # a DeliveryState, or "retry" or "skipped"
     retry_in: float | None = None
 
 
-def deliver(delivery_id: str, settings: Settings, client: httpx.Client | None = None) -> Attempt:
+RETRY = "retry"
+SKIPPED = "skipped"
+
+
+def claim(s: Session, delivery_id: str, settings: Settings) -> Row[Any] | None:
+    """Take the delivery for one attempt (pending -> sending). None when it is not ours to send."""
     now = datetime.now(UTC)
     lease = timedelta(seconds=settings.delivery_timeout_s * 2 + 5)
+    return s.execute(
+        update(Delivery)
+        .where(
+            Delivery.id == delivery_id,
+            or_(
+                Delivery.state == DeliveryState.pending,
+                # a worker that died mid-attempt leaves 'sending' behind; its lease ends
+                (Delivery.state == DeliveryState.sending) & (Delivery.next_attempt_at < now),
+            ),
+        )
+        .values(state=DeliveryState.sending, attempts=Delivery.attempts + 1, next_attempt_at=now + lease)
+        .returning(Delivery.url, Delivery.payload, Delivery.source, Delivery.attempts, Delivery.turn_id)
+    ).one_or_none()
+
+
+def deliver(delivery_id: str, settings: Settings, client: httpx.Client | None = None) -> Attempt:
     with session_scope() as s:
-        row = s.execute(
-            update(Delivery)
-            .where(
-                Delivery.id == delivery_id,
-                or_(
-                    Delivery.state == "pending",
-                    # a worker that died mid-attempt leaves 'sending' behind; its lease ends
-                    (Delivery.state == "sending") & (Delivery.next_attempt_at < now),
-                ),
-            )
-            .values(state="sending", attempts=Delivery.attempts + 1, next_attempt_at=now + lease)
-            .returning(Delivery.url, Delivery.payload, Delivery.source, Delivery.attempts, Delivery.turn_id)
-        ).one_or_none()
+        row = claim(s, delivery_id, settings)
     if row is None:
-        return Attempt("skipped")
+        return Attempt(SKIPPED)
 
     body = json.dumps(row.payload, separators=(",", ":"), sort_keys=True).encode()
     timestamp = str(int(time.time()))
@@ -110,35 +123,56 @@ def deliver(delivery_id: str, settings: Settings, client: httpx.Client | None = 
         else:
             response = client.post(row.url, content=body, headers=headers)
         if 200 <= response.status_code < 300:
-            return _finish(delivery_id, row.turn_id, "delivered", None, row.attempts)
-        error = f"HTTP {response.status_code}"
-        permanent = response.status_code in (400, 401, 403, 404, 410, 422)
+            state, retry_in = DeliveryState.delivered, None
+        else:
+            error = f"HTTP {response.status_code}"
+            permanent = response.status_code in (400, 401, 403, 404, 410, 422)
     except httpx.HTTPError as exc:
         error, permanent = f"{type(exc).__name__}: {exc}", False
-
-    if permanent or row.attempts >= settings.delivery_max_attempts:
-        return _finish(delivery_id, row.turn_id, "failed", error, row.attempts)
-    wait = backoff_s(row.attempts, settings)
+    if error is not None:
+        if permanent or row.attempts >= settings.delivery_max_attempts:
+            state, retry_in = DeliveryState.failed, None
+        else:
+            state, retry_in = DeliveryState.pending, backoff_s(row.attempts, settings)
     with session_scope() as s:
+        return record(s, delivery_id, row.turn_id, row.attempts, state, error, retry_in)
+
+
+def record(
+    s: Session,
+    delivery_id: str,
+    turn_id: str,
+    attempts: int,
+    state: DeliveryState,
+    error: str | None,
+    retry_in: float | None,
+) -> Attempt:
+    """Record how an attempt ended: delivered or failed for good, or pending again to retry."""
+    if state is DeliveryState.pending:
+        assert retry_in is not None
         s.execute(
             update(Delivery)
-            .where(Delivery.id == delivery_id, Delivery.state == "sending")
-            .values(state="pending", last_error=error, next_attempt_at=datetime.now(UTC) + timedelta(seconds=wait))
+            .where(Delivery.id == delivery_id, Delivery.state == DeliveryState.sending)
+            .values(
+                state=DeliveryState.pending,
+                last_error=error,
+                next_attempt_at=datetime.now(UTC) + timedelta(seconds=retry_in),
+            )
         )
-    DELIVERIES.labels("retry").inc()
-    log.warning("delivery %s attempt %d failed (%s); retrying in %.1fs", delivery_id, row.attempts, error, wait)
-    return Attempt("retry", retry_in=wait)
-
-
-def _finish(delivery_id: str, turn_id: str, state: str, error: str | None, attempts: int) -> Attempt:
-    with session_scope() as s:
-        s.execute(
-            update(Delivery)
-            .where(Delivery.id == delivery_id, Delivery.state == "sending")
-            .values(state=state, last_error=error, delivered_at=datetime.now(UTC) if state == "delivered" else None)
+        after_commit(s, DELIVERIES.labels(RETRY).inc)
+        log.warning("delivery %s attempt %d failed (%s); retrying in %.1fs", delivery_id, attempts, error, retry_in)
+        return Attempt(RETRY, retry_in=retry_in)
+    s.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id, Delivery.state == DeliveryState.sending)
+        .values(
+            state=state,
+            last_error=error,
+            delivered_at=datetime.now(UTC) if state is DeliveryState.delivered else None,
         )
-        s.add(Event(turn_id=turn_id, kind=f"delivery.{state}", data={"attempts": attempts, "error": error}))
-    DELIVERIES.labels(state).inc()
-    if state == "failed":
+    )
+    s.add(Event(turn_id=turn_id, kind=f"delivery.{state}", data={"attempts": attempts, "error": error}))
+    after_commit(s, DELIVERIES.labels(state).inc)
+    if state is DeliveryState.failed:
         log.error("delivery %s failed for good after %d attempts: %s", delivery_id, attempts, error)
     return Attempt(state)

@@ -3,6 +3,9 @@
 A crash between the commit and the enqueue loses nothing: the sweeper finds the turn
 still ``queued`` and enqueues it again. A retried webhook (same ``source`` and
 ``external_id``, or the same message ``external_id``) creates nothing twice.
+
+The caller (the HTTP route, the ``switchboard.ingest`` task) owns the session and commits
+before it enqueues.
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared.contracts import Accepted, MessageIn, TicketIn
-from shared.db import session_scope
+from shared.contracts import Accepted, MessageIn, TicketIn, TurnState
+from shared.db import after_commit
 from shared.errors import NotFound
 from shared.metrics import TICKETS_INGESTED
 from shared.models import Conversation, Event, Message, Turn, new_id
@@ -22,27 +25,30 @@ from shared.models import Conversation, Event, Message, Turn, new_id
 log = logging.getLogger(__name__)
 
 
-def accept_ticket(ticket: TicketIn, *, via: str) -> Accepted:
-    with session_scope() as s:
-        conversation_id = s.execute(
-            insert(Conversation)
-            .values(
-                id=new_id("conv"),
-                source=ticket.source,
-                external_id=ticket.external_id,
-                channel=ticket.channel,
-                subject=ticket.subject,
-                customer_id=ticket.customer.id,
-                customer=ticket.customer.model_dump(mode="json"),
-            )
-            .on_conflict_do_nothing(constraint="uq_conversation_source_external")
-            .returning(Conversation.id)
-        ).scalar_one_or_none()
-        if conversation_id is None:
-            accepted = _existing_ticket(s, ticket)
-        else:
-            accepted = _new_turn(s, conversation_id, ticket.body, external_id=None, via=via)
-    TICKETS_INGESTED.labels(via, str(accepted.created).lower()).inc()
+def _count(s: Session, via: str, created: bool) -> None:
+    after_commit(s, TICKETS_INGESTED.labels(via, "true" if created else "false").inc)
+
+
+def accept_ticket(s: Session, ticket: TicketIn, *, via: str) -> Accepted:
+    conversation_id = s.execute(
+        insert(Conversation)
+        .values(
+            id=new_id("conv"),
+            source=ticket.source,
+            external_id=ticket.external_id,
+            channel=ticket.channel,
+            subject=ticket.subject,
+            customer_id=ticket.customer.id,
+            customer=ticket.customer.model_dump(mode="json"),
+        )
+        .on_conflict_do_nothing(constraint="uq_conversation_source_external")
+        .returning(Conversation.id)
+    ).scalar_one_or_none()
+    if conversation_id is None:
+        accepted = _existing_ticket(s, ticket)
+    else:
+        accepted = _new_turn(s, conversation_id, ticket.body, external_id=None, via=via)
+    _count(s, via, accepted.created)
     return accepted
 
 
@@ -57,24 +63,23 @@ def _existing_ticket(s: Session, ticket: TicketIn) -> Accepted:
     return Accepted(conversation_id=row[0], turn_id=row[1], message_id=row[2], created=False)
 
 
-def accept_message(conversation_id: str, message: MessageIn, *, via: str) -> Accepted:
-    with session_scope() as s:
-        if s.get(Conversation, conversation_id) is None:
-            raise NotFound(f"No conversation {conversation_id!r}. Create it with POST /v1/tickets.")
-        if message.external_id is not None:
-            existing = s.execute(
-                select(Message.id, Turn.id)
-                .join(Turn, Turn.message_id == Message.id)
-                .where(Message.conversation_id == conversation_id, Message.external_id == message.external_id)
-            ).one_or_none()
-            if existing is not None:
-                accepted = Accepted(
-                    conversation_id=conversation_id, turn_id=existing[1], message_id=existing[0], created=False
-                )
-                TICKETS_INGESTED.labels(via, "false").inc()
-                return accepted
-        accepted = _new_turn(s, conversation_id, message.body, external_id=message.external_id, via=via)
-    TICKETS_INGESTED.labels(via, "true").inc()
+def accept_message(s: Session, conversation_id: str, message: MessageIn, *, via: str) -> Accepted:
+    if s.get(Conversation, conversation_id) is None:
+        raise NotFound(f"No conversation {conversation_id!r}. Create it with POST /v1/tickets.")
+    if message.external_id is not None:
+        existing = s.execute(
+            select(Message.id, Turn.id)
+            .join(Turn, Turn.message_id == Message.id)
+            .where(Message.conversation_id == conversation_id, Message.external_id == message.external_id)
+        ).one_or_none()
+        if existing is not None:
+            accepted = Accepted(
+                conversation_id=conversation_id, turn_id=existing[1], message_id=existing[0], created=False
+            )
+            _count(s, via, False)
+            return accepted
+    accepted = _new_turn(s, conversation_id, message.body, external_id=message.external_id, via=via)
+    _count(s, via, True)
     return accepted
 
 
@@ -82,7 +87,7 @@ def _new_turn(s: Session, conversation_id: str, body: str, *, external_id: str |
     message_id, turn_id = new_id("msg"), new_id("turn")
     s.add(Message(id=message_id, conversation_id=conversation_id, role="customer", body=body, external_id=external_id))
     s.flush()
-    s.add(Turn(id=turn_id, conversation_id=conversation_id, message_id=message_id, state="queued"))
+    s.add(Turn(id=turn_id, conversation_id=conversation_id, message_id=message_id, state=TurnState.queued))
     s.flush()
     s.add(Event(conversation_id=conversation_id, turn_id=turn_id, kind="turn.queued", data={"via": via}))
     return Accepted(conversation_id=conversation_id, turn_id=turn_id, message_id=message_id, created=True)

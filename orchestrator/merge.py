@@ -8,20 +8,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from shared.contracts import AgentResult, AgentStatus, EscalationReason
+from shared.contracts import AgentResult, AgentStatus, EscalationReason, Outcome
+from shared.settings import AGENTS
 
 HOLDING_REPLY = (
     "Thanks for your message. I've passed it to a member of our support team, "
     "who will pick it up and reply to you here."
 )
 
-# The order in which drafts are put together in a reply and reasons are reported.
+# The order in which drafts are put together in a reply and reasons are reported: the
+# same agents as shared.settings.AGENTS, but account before knowledge, so an answer about
+# the customer's own records comes before the general article.
 AGENT_ORDER = ("billing", "account", "knowledge")
+assert sorted(AGENT_ORDER) == sorted(AGENTS)
 
 
 @dataclass(frozen=True)
 class MergeDecision:
-    outcome: str  # resolved | clarify | escalated
+    outcome: Outcome
     reply: str | None
     reason: str | None = None
     suggested_reply: str | None = None
@@ -35,7 +39,7 @@ def escalated(
     note: str | None = None,
 ) -> MergeDecision:
     """The customer hears the escalating agent's acknowledgement, or the holding reply."""
-    return MergeDecision("escalated", note or HOLDING_REPLY, str(reason), suggested, answered_by)
+    return MergeDecision(Outcome.escalated, note or HOLDING_REPLY, str(reason), suggested, answered_by)
 
 
 def _ordered(results: dict[str, AgentResult | None]) -> list[tuple[str, AgentResult | None]]:
@@ -71,11 +75,11 @@ def decide(results: dict[str, AgentResult | None], threshold: float) -> MergeDec
     if any(r.confidence < threshold for _, r in answered):
         return escalate(EscalationReason.low_confidence)
     if questions:
-        return MergeDecision("clarify", questions[0].answer, answered_by=tuple(a for a, _ in answered))
+        return MergeDecision(Outcome.clarify, questions[0].answer, answered_by=tuple(a for a, _ in answered))
     reply = "\n\n".join(r.answer for _, r in answered if r.answer)
     if not reply:
         return escalate(EscalationReason.low_confidence)
-    return MergeDecision("resolved", reply, answered_by=tuple(a for a, _ in answered))
+    return MergeDecision(Outcome.resolved, reply, answered_by=tuple(a for a, _ in answered))
 
 
 def escalation_summary(

@@ -1,4 +1,8 @@
-"""Recovery of work a crashed process left behind. Safe to run anywhere, any number of times."""
+"""Recovery of work a crashed process left behind. Safe to run anywhere, any number of times.
+
+``sweep`` runs in the caller's transaction (which holds the sweepers' advisory lock until
+it commits); what it found is enqueued or merged after that commit.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, text, update
+from sqlalchemy.orm import Session
 
-from shared.db import session_scope
+from shared.contracts import DeliveryState, TurnState
+from shared.db import after_commit
 from shared.metrics import SWEEPS
 from shared.models import Delivery, Event, Turn
 from shared.settings import Settings
@@ -28,6 +34,7 @@ class SweepReport:
 
 
 def sweep(
+    s: Session,
     settings: Settings,
     *,
     enqueue_turn: Callable[[str], None],
@@ -36,46 +43,58 @@ def sweep(
 ) -> SweepReport:
     report = SweepReport()
     now = datetime.now(UTC)
-    with session_scope() as s:
-        if not s.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": SWEEP_LOCK_KEY}).scalar_one():
-            return report  # another sweeper is at it
-        report.requeued = list(
-            s.execute(
-                update(Turn)
-                .where(
-                    Turn.id.in_(
-                        select(Turn.id)
-                        .where(
-                            Turn.state == "queued", Turn.enqueued_at < now - timedelta(seconds=settings.requeue_after_s)
-                        )
-                        .limit(BATCH)
-                        .scalar_subquery()
+    if not s.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": SWEEP_LOCK_KEY}).scalar_one():
+        return report  # another sweeper is at it
+    report.requeued = list(
+        s.execute(
+            update(Turn)
+            .where(
+                Turn.id.in_(
+                    select(Turn.id)
+                    .where(
+                        Turn.state == TurnState.queued,
+                        Turn.enqueued_at < now - timedelta(seconds=settings.requeue_after_s),
                     )
+                    .limit(BATCH)
+                    .scalar_subquery()
                 )
-                .values(enqueued_at=now)
-                .returning(Turn.id)
-            ).scalars()
-        )
-        for turn_id in report.requeued:
-            s.add(Event(turn_id=turn_id, kind="turn.requeued", data={"by": "sweeper"}))
-        report.merged = list(
-            s.execute(
-                select(Turn.id)
-                .where(Turn.state == "running", Turn.deadline_at < now - timedelta(seconds=settings.deadline_grace_s))
-                .limit(BATCH)
-            ).scalars()
-        )
-        report.redelivered = list(
-            s.execute(
-                select(Delivery.id)
-                .where(
-                    Delivery.state.in_(("pending", "sending")),
-                    Delivery.next_attempt_at < now - timedelta(seconds=settings.requeue_after_s),
-                )
-                .limit(BATCH)
-            ).scalars()
-        )
+            )
+            .values(enqueued_at=now)
+            .returning(Turn.id)
+        ).scalars()
+    )
+    for turn_id in report.requeued:
+        s.add(Event(turn_id=turn_id, kind="turn.requeued", data={"by": "sweeper"}))
+    report.merged = list(
+        s.execute(
+            select(Turn.id)
+            .where(
+                Turn.state == TurnState.running, Turn.deadline_at < now - timedelta(seconds=settings.deadline_grace_s)
+            )
+            .limit(BATCH)
+        ).scalars()
+    )
+    report.redelivered = list(
+        s.execute(
+            select(Delivery.id)
+            .where(
+                Delivery.state.in_((DeliveryState.pending, DeliveryState.sending)),
+                Delivery.next_attempt_at < now - timedelta(seconds=settings.requeue_after_s),
+            )
+            .limit(BATCH)
+        ).scalars()
+    )
     # Enqueue after the commit: a crash in between only means the next sweep does it.
+    after_commit(s, lambda: _follow_up(report, enqueue_turn, merge, enqueue_delivery))
+    return report
+
+
+def _follow_up(
+    report: SweepReport,
+    enqueue_turn: Callable[[str], None],
+    merge: Callable[[str], object],
+    enqueue_delivery: Callable[[str], None],
+) -> None:
     for turn_id in report.requeued:
         enqueue_turn(turn_id)
         SWEEPS.labels("requeue_turn").inc()
@@ -92,4 +111,3 @@ def sweep(
             len(report.merged),
             len(report.redelivered),
         )
-    return report

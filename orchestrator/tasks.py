@@ -1,6 +1,8 @@
 """Celery tasks of the orchestrator: thin adapters around plain functions.
 
-Task names are explicit so renaming a module never orphans queued messages.
+Each task is an edge: it opens the unit of work (``session_scope``) and passes the
+session to the logic in ingest, turns, sweeper and delivery. Task names are explicit so
+renaming a module never orphans queued messages.
 """
 
 from __future__ import annotations
@@ -14,18 +16,19 @@ from pydantic import ValidationError
 
 from orchestrator.clock import TurnClock, process_clock
 from orchestrator.delivery import deliver
+from orchestrator.fan_in import DELIVER, enqueue_delivery, merge_and_deliver
 from orchestrator.ingest import accept_ticket
 from orchestrator.sweeper import sweep
-from orchestrator.turns import ConversationBusy, Merged, merge_turn, start_turn
-from shared.celery_app import DELIVERY_QUEUE, ORCHESTRATOR_QUEUE, agent_queue, agent_task_name, app
-from shared.contracts import TicketIn
+from orchestrator.turns import ConversationBusy, Merged, start_turn
+from shared.celery_app import ORCHESTRATOR_QUEUE, agent_queue, agent_task_name, app
+from shared.contracts import MergeTrigger, TicketIn
+from shared.db import session_scope
 from shared.metrics import QUEUE_WAIT
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
 
 HANDLE_TURN = "switchboard.orchestrator.handle_turn"
-DELIVER = "switchboard.deliver"
 BUSY_RETRY_S = 0.25
 
 
@@ -33,28 +36,17 @@ def enqueue_turn(turn_id: str) -> None:
     app.send_task(HANDLE_TURN, args=[turn_id], queue=ORCHESTRATOR_QUEUE, headers={"published_at": time.time()})
 
 
-def enqueue_delivery(delivery_id: str, countdown: float | None = None) -> None:
-    app.send_task(DELIVER, args=[delivery_id], queue=DELIVERY_QUEUE, countdown=countdown)
-
-
-def after_merge(merged: Merged | None) -> None:
-    """What follows a merge wherever it ran: hand the reply to the delivery queue."""
-    if merged is not None and merged.delivery_id is not None:
-        enqueue_delivery(merged.delivery_id)
-
-
 def merge_at_deadline(turn_id: str) -> None:
-    after_merge(merge_turn(turn_id, "deadline", get_settings()))
+    merge_and_deliver(turn_id, MergeTrigger.deadline)
 
 
 def merge_by_sweeper(turn_id: str) -> Merged | None:
-    merged = merge_turn(turn_id, "sweeper", get_settings())
-    after_merge(merged)
-    return merged
+    return merge_and_deliver(turn_id, MergeTrigger.sweeper)
 
 
 def run_sweep() -> None:
-    sweep(get_settings(), enqueue_turn=enqueue_turn, merge=merge_by_sweeper, enqueue_delivery=enqueue_delivery)
+    with session_scope() as s:
+        sweep(s, get_settings(), enqueue_turn=enqueue_turn, merge=merge_by_sweeper, enqueue_delivery=enqueue_delivery)
 
 
 def clock() -> TurnClock:
@@ -69,15 +61,17 @@ def _observe_wait(task: Task, queue: str) -> None:
 
 def fan_out(turn_id: str) -> bool:
     """Start a turn and publish one task per agent. False when there was nothing to start."""
-    started = start_turn(turn_id, get_settings())
+    with session_scope() as s:
+        started = start_turn(s, turn_id, get_settings())
     if started is None:
         return False
     if started.guardrail is not None:
-        after_merge(merge_turn(turn_id, "guardrail", get_settings(), guardrail=started.guardrail))
+        merge_and_deliver(turn_id, MergeTrigger.guardrail, guardrail=started.guardrail)
         return True
     # The clock is armed before publishing so even instant agents race a live timer.
     clock().schedule(started.turn_id, started.deadline_at)
     for task in started.tasks:
+        task = task.model_copy(update={"published_at": time.time()})
         remaining = max(0.05, task.deadline_at - time.time())
         app.send_task(
             agent_task_name(task.agent),
@@ -112,7 +106,8 @@ def ingest(self: Task, ticket: dict[str, Any]) -> dict[str, Any]:
         # A malformed ticket can never succeed: record why, do not retry it forever.
         log.error("switchboard.ingest rejected a ticket: %s", exc.errors(include_url=False, include_input=False))
         return {"error": "invalid ticket", "problems": exc.errors(include_url=False, include_input=False)}
-    accepted = accept_ticket(parsed, via="celery")
+    with session_scope() as s:
+        accepted = accept_ticket(s, parsed, via="celery")
     if accepted.created:
         try:
             fan_out(accepted.turn_id)  # saves a queue hop; the sweeper covers a crash here

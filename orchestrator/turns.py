@@ -7,6 +7,10 @@ task, a second orchestrator or the sweeper can never run a step twice. Agent res
 arrive as rows (``record_result``); the agent whose result completes the set runs the
 merge at once, and the orchestrator's clock runs it at the deadline otherwise —
 whichever comes first wins the conditional UPDATE, the other finds nothing to do.
+
+Each function takes the caller's ``Session`` and does not commit: the edge (a Celery
+task, ``orchestrator.fan_in``) owns the unit of work. Metrics and logs of a step are
+handed to ``after_commit``, so a step that rolls back leaves no trace in them.
 """
 
 from __future__ import annotations
@@ -22,8 +26,17 @@ from sqlalchemy.orm import Session
 
 from orchestrator.merge import MergeDecision, decide, escalated, escalation_summary
 from orchestrator.window import model_window
-from shared.contracts import AgentResult, AgentStatus, AgentTask, Customer, EscalationReason
-from shared.db import session_scope
+from shared.contracts import (
+    AgentResult,
+    AgentStatus,
+    AgentTask,
+    Customer,
+    EscalationReason,
+    MergeTrigger,
+    Outcome,
+    TurnState,
+)
+from shared.db import after_commit
 from shared.guardrails import screen
 from shared.metrics import (
     AGENT_LATE_RESULTS,
@@ -78,76 +91,75 @@ def _screen(body: str, customer: Customer) -> tuple[str, list[str]] | None:
     return None
 
 
-def start_turn(turn_id: str, settings: Settings) -> StartedTurn | None:
+def start_turn(s: Session, turn_id: str, settings: Settings) -> StartedTurn | None:
     """Claim a queued turn and build its agent tasks. None when it was already claimed."""
-    with session_scope() as s:
-        turn = s.execute(select(Turn.conversation_id, Turn.state).where(Turn.id == turn_id)).one_or_none()
-        if turn is None:
-            log.warning("turn %s does not exist; nothing to do", turn_id)
-            return None
-        if turn.state != "queued":
-            return None
-        earlier_open = s.execute(
-            select(func.count())
-            .select_from(Turn)
-            .where(
-                Turn.conversation_id == turn.conversation_id,
-                Turn.state != "done",
-                Turn.created_at < select(Turn.created_at).where(Turn.id == turn_id).scalar_subquery(),
-            )
-        ).scalar_one()
-        if earlier_open:
-            raise ConversationBusy(turn_id)
+    turn = s.execute(select(Turn.conversation_id, Turn.state).where(Turn.id == turn_id)).one_or_none()
+    if turn is None:
+        log.warning("turn %s does not exist; nothing to do", turn_id)
+        return None
+    if turn.state != TurnState.queued:
+        return None
+    earlier_open = s.execute(
+        select(func.count())
+        .select_from(Turn)
+        .where(
+            Turn.conversation_id == turn.conversation_id,
+            Turn.state != TurnState.done,
+            Turn.created_at < select(Turn.created_at).where(Turn.id == turn_id).scalar_subquery(),
+        )
+    ).scalar_one()
+    if earlier_open:
+        raise ConversationBusy(turn_id)
 
-        now = time.time()
-        deadlines = {agent: now + settings.deadline_for(agent) for agent in settings.agents}
-        deadline_at = max(deadlines.values())
-        claimed = s.execute(
-            update(Turn)
-            .where(Turn.id == turn_id, Turn.state == "queued")
-            .values(
-                state="running",
-                started_at=_ts(now),
-                deadline_at=_ts(deadline_at),
-                agents=list(settings.agents),
-                attempts=Turn.attempts + 1,
-            )
-            .returning(Turn.message_id)
-        ).one_or_none()
-        if claimed is None:
-            return None
-        conversation = s.get_one(Conversation, turn.conversation_id)
-        message_created = s.execute(select(Message.created_at).where(Message.id == claimed.message_id)).scalar_one()
-        rows = s.execute(
-            select(Message.role, Message.body)
-            .where(Message.conversation_id == conversation.id, Message.created_at <= message_created)
-            .order_by(Message.created_at.desc())
-            .limit(WINDOW_MESSAGES)
-        ).all()
-        customer = Customer.model_validate(conversation.customer)
-        latest = s.execute(select(Message.body).where(Message.id == claimed.message_id)).scalar_one()
-        verdict = _screen(latest, customer)
-        window = model_window([(r.role, r.body) for r in reversed(rows)], customer.email)
-        if verdict is not None:
-            # Guardrails decide before any agent runs: no tool is called on this turn.
-            s.execute(update(Turn).where(Turn.id == turn_id).values(agents=[]))
-            s.add(
-                Event(
-                    conversation_id=conversation.id,
-                    turn_id=turn_id,
-                    kind="guardrail.flagged",
-                    data={"reason": verdict[0], "rules": verdict[1]},
-                )
-            )
-            return StartedTurn(turn_id=turn_id, deadline_at=now, tasks=[], guardrail=verdict[0])
+    now = time.time()
+    deadlines = {agent: now + settings.deadline_for(agent) for agent in settings.agents}
+    deadline_at = max(deadlines.values())
+    claimed = s.execute(
+        update(Turn)
+        .where(Turn.id == turn_id, Turn.state == TurnState.queued)
+        .values(
+            state=TurnState.running,
+            started_at=_ts(now),
+            deadline_at=_ts(deadline_at),
+            agents=list(settings.agents),
+            attempts=Turn.attempts + 1,
+        )
+        .returning(Turn.message_id)
+    ).one_or_none()
+    if claimed is None:
+        return None
+    conversation = s.get_one(Conversation, turn.conversation_id)
+    message_created = s.execute(select(Message.created_at).where(Message.id == claimed.message_id)).scalar_one()
+    rows = s.execute(
+        select(Message.role, Message.body)
+        .where(Message.conversation_id == conversation.id, Message.created_at <= message_created)
+        .order_by(Message.created_at.desc())
+        .limit(WINDOW_MESSAGES)
+    ).all()
+    customer = Customer.model_validate(conversation.customer)
+    latest = s.execute(select(Message.body).where(Message.id == claimed.message_id)).scalar_one()
+    verdict = _screen(latest, customer)
+    window = model_window([(r.role, r.body) for r in reversed(rows)], customer.email)
+    if verdict is not None:
+        # Guardrails decide before any agent runs: no tool is called on this turn.
+        s.execute(update(Turn).where(Turn.id == turn_id).values(agents=[]))
         s.add(
             Event(
                 conversation_id=conversation.id,
                 turn_id=turn_id,
-                kind="turn.started",
-                data={"agents": list(settings.agents), "deadline_at": deadline_at},
+                kind="guardrail.flagged",
+                data={"reason": verdict[0], "rules": verdict[1]},
             )
         )
+        return StartedTurn(turn_id=turn_id, deadline_at=now, tasks=[], guardrail=verdict[0])
+    s.add(
+        Event(
+            conversation_id=conversation.id,
+            turn_id=turn_id,
+            kind="turn.started",
+            data={"agents": list(settings.agents), "deadline_at": deadline_at},
+        )
+    )
     tasks = [
         AgentTask(
             turn_id=turn_id,
@@ -164,60 +176,59 @@ def start_turn(turn_id: str, settings: Settings) -> StartedTurn | None:
     return StartedTurn(turn_id=turn_id, deadline_at=deadline_at, tasks=tasks)
 
 
-def record_result(result: AgentResult, started_at: float) -> bool:
+def record_result(s: Session, result: AgentResult, started_at: float) -> bool:
     """Store an agent's result. True when it completes the set and the merge should run now."""
-    with session_scope() as s:
-        run_id = s.execute(
-            pg_insert(AgentRun)
-            .values(
+    run_id = s.execute(
+        pg_insert(AgentRun)
+        .values(
+            turn_id=result.turn_id,
+            agent=result.agent,
+            status=result.status.value,
+            confidence=result.confidence,
+            result=result.model_dump(mode="json"),
+            started_at=_ts(started_at),
+        )
+        .on_conflict_do_nothing(constraint="uq_agent_run_turn_agent")
+        .returning(AgentRun.id)
+    ).scalar_one_or_none()
+    if run_id is None:  # a redelivered agent task: the first result stands
+        return False
+    if result.tool_calls:
+        s.execute(
+            insert(ToolCall),
+            [
+                {
+                    "turn_id": result.turn_id,
+                    "agent": result.agent,
+                    "call_id": c.call_id,
+                    "tool": c.tool,
+                    "arguments": c.arguments,
+                    "output": c.output if isinstance(c.output, dict) else {"value": c.output},
+                    "error": c.error,
+                    "duration_ms": c.duration_ms,
+                }
+                for c in result.tool_calls
+            ],
+        )
+    counted = s.execute(
+        update(Turn)
+        .where(Turn.id == result.turn_id, Turn.state == TurnState.running)
+        .values(results_in=Turn.results_in + 1)
+        .returning(Turn.results_in, func.jsonb_array_length(Turn.agents))
+    ).one_or_none()
+    if counted is None:
+        # The merge already ran: keep the result for the record, but it changes nothing.
+        s.execute(update(AgentRun).where(AgentRun.id == run_id).values(late=True))
+        s.add(
+            Event(
                 turn_id=result.turn_id,
-                agent=result.agent,
-                status=result.status.value,
-                confidence=result.confidence,
-                result=result.model_dump(mode="json"),
-                started_at=_ts(started_at),
+                kind="agent.late",
+                data={"agent": result.agent, "status": result.status.value},
             )
-            .on_conflict_do_nothing(constraint="uq_agent_run_turn_agent")
-            .returning(AgentRun.id)
-        ).scalar_one_or_none()
-        if run_id is None:  # a redelivered agent task: the first result stands
-            return False
-        if result.tool_calls:
-            s.execute(
-                insert(ToolCall),
-                [
-                    {
-                        "turn_id": result.turn_id,
-                        "agent": result.agent,
-                        "call_id": c.call_id,
-                        "tool": c.tool,
-                        "arguments": c.arguments,
-                        "output": c.output if isinstance(c.output, dict) else {"value": c.output},
-                        "error": c.error,
-                        "duration_ms": c.duration_ms,
-                    }
-                    for c in result.tool_calls
-                ],
-            )
-        counted = s.execute(
-            update(Turn)
-            .where(Turn.id == result.turn_id, Turn.state == "running")
-            .values(results_in=Turn.results_in + 1)
-            .returning(Turn.results_in, func.jsonb_array_length(Turn.agents))
-        ).one_or_none()
-        if counted is None:
-            # The merge already ran: keep the result for the record, but it changes nothing.
-            s.execute(update(AgentRun).where(AgentRun.id == run_id).values(late=True))
-            s.add(
-                Event(
-                    turn_id=result.turn_id,
-                    kind="agent.late",
-                    data={"agent": result.agent, "status": result.status.value},
-                )
-            )
-            AGENT_LATE_RESULTS.labels(result.agent).inc()
-            return False
-        return bool(counted[0] >= counted[1])
+        )
+        after_commit(s, AGENT_LATE_RESULTS.labels(result.agent).inc)
+        return False
+    return bool(counted[0] >= counted[1])
 
 
 @dataclass(frozen=True)
@@ -227,82 +238,88 @@ class Merged:
     delivery_id: str | None
 
 
-def merge_turn(turn_id: str, trigger: str, settings: Settings, *, guardrail: str | None = None) -> Merged | None:
+def merge_turn(
+    s: Session, turn_id: str, trigger: MergeTrigger, settings: Settings, *, guardrail: str | None = None
+) -> Merged | None:
     """Merge a running turn exactly once. None when another caller merged it first.
 
     ``guardrail`` is an escalation reason the guardrails decided before fan-out.
     """
     now = time.time()
-    with session_scope() as s:
-        claimed = s.execute(
-            update(Turn)
-            .where(Turn.id == turn_id, Turn.state == "running")
-            .values(state="done", merge_trigger=trigger, finished_at=_ts(now))
-            .returning(Turn.conversation_id, Turn.agents, Turn.created_at, Turn.message_id)
-        ).one_or_none()
-        if claimed is None:
-            return None
-        runs = s.execute(select(AgentRun).where(AgentRun.turn_id == turn_id)).scalars().all()
-        results = {r.agent: AgentResult.model_validate(r.result) for r in runs}
-        expected: list[str] = list(claimed.agents)
-        missing = [a for a in expected if a not in results]
-        decision = (
-            escalated(guardrail)
-            if guardrail is not None
-            else decide({a: results.get(a) for a in expected}, settings.confidence_threshold)
-        )
-        conversation = s.get_one(Conversation, claimed.conversation_id)
-        message = s.get_one(Message, claimed.message_id)
+    claimed = s.execute(
+        update(Turn)
+        .where(Turn.id == turn_id, Turn.state == TurnState.running)
+        .values(state=TurnState.done, merge_trigger=trigger, finished_at=_ts(now))
+        .returning(Turn.conversation_id, Turn.agents, Turn.created_at, Turn.message_id)
+    ).one_or_none()
+    if claimed is None:
+        return None
+    runs = s.execute(select(AgentRun).where(AgentRun.turn_id == turn_id)).scalars().all()
+    results = {r.agent: AgentResult.model_validate(r.result) for r in runs}
+    expected: list[str] = list(claimed.agents)
+    missing = [a for a in expected if a not in results]
+    decision = (
+        escalated(guardrail)
+        if guardrail is not None
+        else decide({a: results.get(a) for a in expected}, settings.confidence_threshold)
+    )
+    conversation = s.get_one(Conversation, claimed.conversation_id)
+    message = s.get_one(Message, claimed.message_id)
 
-        s.execute(
-            update(Turn)
-            .where(Turn.id == turn_id)
-            .values(outcome=decision.outcome, reply=decision.reply, escalation_reason=decision.reason)
-        )
-        if decision.reply is not None:
-            s.add(
-                Message(
-                    id=new_id("msg"),
-                    conversation_id=conversation.id,
-                    role="assistant",
-                    body=decision.reply,
-                    turn_id=turn_id,
-                )
-            )
-        if decision.outcome == "escalated":
-            assert decision.reason is not None
-            s.add(
-                Escalation(
-                    id=new_id("esc"),
-                    turn_id=turn_id,
-                    conversation_id=conversation.id,
-                    reason=decision.reason,
-                    summary=escalation_summary(conversation.customer, message.body, decision, results, missing),
-                    suggested_reply=decision.suggested_reply,
-                )
-            )
+    s.execute(
+        update(Turn)
+        .where(Turn.id == turn_id)
+        .values(outcome=decision.outcome, reply=decision.reply, escalation_reason=decision.reason)
+    )
+    if decision.reply is not None:
         s.add(
-            Event(
+            Message(
+                id=new_id("msg"),
                 conversation_id=conversation.id,
+                role="assistant",
+                body=decision.reply,
                 turn_id=turn_id,
-                kind="turn.merged",
-                data={"trigger": trigger, "outcome": decision.outcome, "reason": decision.reason, "missing": missing},
             )
         )
-        delivery_id = _queue_delivery(s, settings, conversation, turn_id, decision)
-        s.execute(text("SELECT pg_notify(:channel, :turn)"), {"channel": TURN_DONE_CHANNEL, "turn": turn_id})
-        created_at = claimed.created_at.timestamp()
+    if decision.outcome is Outcome.escalated:
+        assert decision.reason is not None
+        s.add(
+            Escalation(
+                id=new_id("esc"),
+                turn_id=turn_id,
+                conversation_id=conversation.id,
+                reason=decision.reason,
+                summary=escalation_summary(conversation.customer, message.body, decision, results, missing),
+                suggested_reply=decision.suggested_reply,
+            )
+        )
+    s.add(
+        Event(
+            conversation_id=conversation.id,
+            turn_id=turn_id,
+            kind="turn.merged",
+            data={"trigger": trigger, "outcome": decision.outcome, "reason": decision.reason, "missing": missing},
+        )
+    )
+    delivery_id = _queue_delivery(s, settings, conversation, turn_id, decision)
+    s.execute(text("SELECT pg_notify(:channel, :turn)"), {"channel": TURN_DONE_CHANNEL, "turn": turn_id})
+    timed_out = [a for a in expected if a in missing or results[a].status is AgentStatus.timed_out]
+    latency = max(0.0, now - claimed.created_at.timestamp())
+    after_commit(s, lambda: _observe_merge(turn_id, trigger, decision, timed_out, latency))
+    return Merged(turn_id=turn_id, decision=decision, delivery_id=delivery_id)
 
+
+def _observe_merge(
+    turn_id: str, trigger: MergeTrigger, decision: MergeDecision, timed_out: list[str], latency_s: float
+) -> None:
     MERGES.labels(trigger).inc()
     TURNS.labels(decision.outcome).inc()
-    TURN_LATENCY.labels(decision.outcome).observe(max(0.0, now - created_at))
-    for agent in expected:
-        if agent in missing or results[agent].status is AgentStatus.timed_out:
-            AGENT_TIMEOUTS.labels(agent).inc()
+    TURN_LATENCY.labels(decision.outcome).observe(latency_s)
+    for agent in timed_out:
+        AGENT_TIMEOUTS.labels(agent).inc()
     if decision.reason:
         ESCALATIONS.labels(decision.reason).inc()
     log.info("turn %s merged by %s: %s %s", turn_id, trigger, decision.outcome, decision.reason or "")
-    return Merged(turn_id=turn_id, decision=decision, delivery_id=delivery_id)
 
 
 def _queue_delivery(

@@ -1,7 +1,7 @@
 """Tool backends: the sandbox store by default, a company's own HTTP service by setting.
 
-``@backend_tool(...)`` registers a tool like ``registry.tool`` does and puts one adapter
-in front of it: when ``settings.tool_backends`` names the tool, the call is POSTed to
+``@backend_tool(...)`` makes a tool like ``function_tool`` does and puts one adapter in
+front of it: when ``settings.tool_backends`` names the tool, the call is POSTed to
 that URL instead of running the sandbox implementation. The contract of that service:
 
     POST <url>   headers: the configured ones, plus Idempotency-Key for changing tools
@@ -33,7 +33,7 @@ from shared.db import session_scope
 from shared.errors import PolicyViolation, ToolError
 from shared.idempotency import audit, idempotency_key
 from shared.settings import ToolBackend, get_settings
-from shared.tools import SideEffect, ToolArgs, ToolContext, ToolFn, ToolRegistry, registry
+from shared.tools import SideEffect, Tool, ToolArgs, ToolContext, ToolFn, function_tool
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,8 @@ def backend_tool(
     key: tuple[str, ...] = (),
     critical: bool | None = None,
     name: str | None = None,
-    tools: ToolRegistry = registry,
-) -> Callable[[ToolFn], ToolFn]:
-    """Register ``fn(ctx, args)`` as a tool whose backend can be swapped by configuration.
+) -> Callable[[ToolFn], Tool]:
+    """Make ``fn(ctx, args)`` a tool whose backend can be swapped by configuration.
 
     ``key`` names the arguments that, with the turn and the tool, identify one action (a
     refund of *this* payment): the idempotency key sent to an HTTP backend. A failure of
@@ -59,7 +58,7 @@ def backend_tool(
     """
     is_critical = side_effect == "money" if critical is None else critical
 
-    def decorate(fn: ToolFn) -> ToolFn:
+    def decorate(fn: ToolFn) -> Tool:
         tool_name = name or fn.__name__
         # The registry reads the argument model from the annotations; resolve them here,
         # because the wrapper's globals are this module's, not the tool module's.
@@ -85,8 +84,7 @@ def backend_tool(
         run.__annotations__ = {"ctx": ToolContext, "args": args_model, "return": Any}
         # What the model reads: one paragraph, without the source's indentation.
         run.__doc__ = " ".join(inspect.cleandoc(fn.__doc__ or "").split())
-        tools.tool(owners=owners, side_effect=side_effect, name=tool_name)(run)
-        return run
+        return function_tool(owners=owners, side_effect=side_effect, name=tool_name)(run)
 
     return decorate
 

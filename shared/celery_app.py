@@ -2,10 +2,14 @@
 
 Each agent has its own queue so it scales on its own; the orchestrator has one for turns
 and one for deliveries. No result backend: results travel as rows in Postgres (see
-docs/fan-in.md), so nothing piles up in the broker.
+docs/fan-in.md), so nothing piles up in the broker. Which modules define tasks is the
+composition root's to say (``switchboard.worker``), not this module's.
 """
 
 from __future__ import annotations
+
+import time
+from collections.abc import Sequence
 
 from celery import Celery
 
@@ -57,9 +61,41 @@ def create_app(settings: Settings | None = None) -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         task_send_sent_event=False,
-        include=["orchestrator.worker", "orchestrator.tasks", "agents.tasks"],
     )
     return app
 
 
 app = create_app()
+
+
+def worker_options(queues: Sequence[str], hostname: str, concurrency: int, loglevel: str = "INFO") -> list[str]:
+    """The ``celery worker`` arguments every worker of ours runs with (the bench's baseline too).
+
+    No gossip, mingle or heartbeat: the workers need nothing from each other, and on Redis
+    those cost a broadcast per worker; ``hostname`` is what a ping answers as (NAME@host).
+    """
+    return [
+        "worker",
+        "--pool=prefork",
+        f"--concurrency={concurrency}",
+        f"--queues={','.join(queues)}",
+        f"--hostname={hostname}@%h",
+        f"--loglevel={loglevel}",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
+
+
+def wait_for_workers(names: Sequence[str], timeout: float = 60.0, celery: Celery | None = None) -> None:
+    """Block until a worker of every name (the NAME of NAME@host) answers a ping on the broker."""
+    client = celery or app
+    wanted = set(names)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        replies = client.control.ping(timeout=0.5) or []
+        up = {name.split("@", 1)[0] for reply in replies for name in reply}
+        if wanted <= up:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"workers {sorted(wanted)} did not come up within {timeout:.0f}s")

@@ -59,6 +59,43 @@ class Accepted(BaseModel):
     created: bool = Field(description="false when this (source, external_id) was already accepted")
 
 
+# --------------------------------------------------------------------------- states
+# The vocabulary of the turn and delivery state machines (celery's states.py, in one place).
+# The tables keep string columns; these are the only values written to them.
+
+
+class TurnState(StrEnum):
+    """queued --start--> running --merge--> done"""
+
+    queued = "queued"
+    running = "running"
+    done = "done"
+
+
+class Outcome(StrEnum):
+    resolved = "resolved"
+    clarify = "clarify"
+    escalated = "escalated"
+
+
+class MergeTrigger(StrEnum):
+    """Who ran a turn's merge."""
+
+    all_in = "all_in"  # the agent whose result completed the set
+    deadline = "deadline"  # the orchestrator's clock
+    sweeper = "sweeper"  # recovery of a turn whose orchestrator died
+    guardrail = "guardrail"  # decided before fan-out: no agent ran
+
+
+class DeliveryState(StrEnum):
+    """pending --claim--> sending --> delivered | failed, or back to pending to retry"""
+
+    pending = "pending"
+    sending = "sending"
+    delivered = "delivered"
+    failed = "failed"
+
+
 # --------------------------------------------------------------------------- agents
 
 

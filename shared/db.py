@@ -3,26 +3,26 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, pool
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.errors import ConfigurationError
-from shared.settings import Settings
+from shared.settings import Settings, normalise_database_url
 
 _engine: Engine | None = None
 _engine_pid: int | None = None
 _sessions: sessionmaker[Session] | None = None
 
 
-def normalise_database_url(url: str) -> str:
-    """Accept the common spellings of a Postgres URL and use the psycopg 3 driver."""
-    for prefix in ("postgres://", "postgresql://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
+def one_off_engine(url: str) -> Engine:
+    """An engine for one command or one load that keeps no pool: dispose of it when done.
+
+    ``url`` may come from outside the settings (an embedded server, a test), in any spelling.
+    """
+    return create_engine(normalise_database_url(url), poolclass=pool.NullPool)
 
 
 def configure(settings: Settings) -> Engine:
@@ -37,7 +37,7 @@ def configure(settings: Settings) -> Engine:
     if _engine is not None:
         _engine.dispose(close=False)
     _engine = create_engine(
-        normalise_database_url(settings.database_url),
+        settings.database_url,  # normalised by Settings
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=True,
@@ -63,9 +63,22 @@ def engine() -> Engine:
     return _engine
 
 
+_AFTER_COMMIT = "switchboard.after_commit"
+
+
+def after_commit(session: Session, action: Callable[[], None]) -> None:
+    """Run ``action`` once the unit of work of ``session`` has committed, never if it rolls back.
+
+    Logic that takes a session leaves committing to its caller; what must follow the
+    commit (a metric, a log line, a message to the broker) is handed over here.
+    """
+    session.info.setdefault(_AFTER_COMMIT, []).append(action)
+
+
 @contextmanager
 def session_scope() -> Iterator[Session]:
-    """A unit of work: committed at the end, rolled back on any error."""
+    """A unit of work, opened by an edge (a task, a route): committed at the end, rolled back
+    on any error; what ``after_commit`` registered runs after the commit."""
     engine()
     assert _sessions is not None
     session = _sessions()
@@ -76,4 +89,7 @@ def session_scope() -> Iterator[Session]:
         session.rollback()
         raise
     finally:
+        actions: list[Callable[[], None]] = session.info.pop(_AFTER_COMMIT, [])
         session.close()
+    for action in actions:
+        action()

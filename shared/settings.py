@@ -10,10 +10,19 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, Field, HttpUrl
+from pydantic import BaseModel, Field, HttpUrl, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The one list of agent names: each has a queue, a worker role and a deadline of its own.
 AGENTS: tuple[str, ...] = ("billing", "knowledge", "account")
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the common spellings of a Postgres URL and use the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
 
 
 class SourceConfig(BaseModel):
@@ -73,17 +82,19 @@ class Settings(BaseSettings):
     requeue_after_s: float = 15.0
     deadline_grace_s: float = 2.0
     sweep_interval_s: float = 2.0
-    max_turn_attempts: int = 5
 
     # Policy (POLICY.md): refunds up to this amount are automatic, within this window
     max_auto_refund: float = 100.0
     refund_window_days: int = 30
     # Tools served by a company's own HTTP service instead of the sandbox, by tool name
     tool_backends: dict[str, ToolBackend] = Field(default_factory=dict)
+    # More tools for the agents, as "module:NAME" of a list of tools (each goes to the
+    # agents it names as owners): a company's own tools, or a test's or the bench's.
+    extra_tools: tuple[str, ...] = ()
 
     # Knowledge base
     kb_top_k: int = 3
-    # Measured on tests/data/kb_questions.yaml: off-topic questions score at most 0.175,
+    # Measured on evals/data/kb_questions.yaml: off-topic questions score at most 0.175,
     # in-domain questions the KB cannot answer 0.25-0.29, right answers 0.30+ (42 of 44):
     # never guess (POLICY rule 11), so the line sits above the unanswerable ones.
     kb_min_score: float = 0.30
@@ -123,6 +134,12 @@ class Settings(BaseSettings):
 
     # Workers
     worker_concurrency: int = 2
+
+    @field_validator("database_url")
+    @classmethod
+    def _psycopg_driver(cls, url: str | None) -> str | None:
+        """Normalised once, here: everything that reads the setting gets a SQLAlchemy URL."""
+        return normalise_database_url(url) if url else url
 
     def deadline_for(self, agent: str) -> float:
         return self.agent_deadlines_s.get(agent, self.agent_deadline_s)

@@ -1,15 +1,17 @@
-"""Tool registry: one tool, one job, a typed input, a declared owner.
+"""Tools: one tool, one job, a typed input, a declared owner.
 
-The JSON schema a model sees is generated from the pydantic argument model, never written
-twice. Permissions are enforced here, where tools execute, not in prompts: an agent can
-only run tools that name it as an owner.
+``function_tool`` turns ``fn(ctx, args: ArgsModel)`` into a ``Tool`` value; an agent is
+built with its list of tools (``Agent(name, tools=[...])``), so nothing is registered by
+importing a module. The JSON schema a model sees is generated from the pydantic argument
+model, never written twice. Permissions are enforced where tools execute (``ToolRegistry.
+execute``), not in prompts: an agent can only run tools that name it as an owner.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -65,9 +67,41 @@ class Tool:
         }
 
 
+def function_tool(
+    *,
+    owners: tuple[str, ...],
+    side_effect: SideEffect = "read",
+    critical: bool = False,
+    name: str | None = None,
+) -> Callable[[ToolFn], Tool]:
+    """Make ``fn(ctx, args: ArgsModel)`` a tool; its docstring is what the model reads."""
+
+    def decorate(fn: ToolFn) -> Tool:
+        args_model = fn.__annotations__.get("args")
+        if isinstance(args_model, str):
+            args_model = fn.__globals__.get(args_model)
+        if not (isinstance(args_model, type) and issubclass(args_model, ToolArgs)):
+            raise TypeError(f"{fn.__name__}: annotate `args` with a ToolArgs subclass")
+        return Tool(
+            name=name or fn.__name__,
+            description=" ".join(inspect.cleandoc(fn.__doc__ or "").split()),
+            args=args_model,
+            fn=fn,
+            owners=frozenset(owners),
+            side_effect=side_effect,
+            critical=critical,
+        )
+
+    return decorate
+
+
 class ToolRegistry:
-    def __init__(self) -> None:
+    """A set of tools by name, and the one place they execute, owner checked."""
+
+    def __init__(self, tools: Iterable[Tool] = ()) -> None:
         self._tools: dict[str, Tool] = {}
+        for tool in tools:
+            self.register(tool)
 
     def register(self, tool: Tool) -> Tool:
         if tool.name in self._tools and self._tools[tool.name] != tool:
@@ -83,28 +117,16 @@ class ToolRegistry:
         critical: bool = False,
         name: str | None = None,
     ) -> Callable[[ToolFn], ToolFn]:
-        """Decorate ``fn(ctx, args: ArgsModel)``; its docstring is what the model reads."""
+        """Decorate ``fn(ctx, args: ArgsModel)`` into this registry (for a registry built in place)."""
 
         def decorate(fn: ToolFn) -> ToolFn:
-            args_model = fn.__annotations__.get("args")
-            if isinstance(args_model, str):
-                args_model = fn.__globals__.get(args_model)
-            if not (isinstance(args_model, type) and issubclass(args_model, ToolArgs)):
-                raise TypeError(f"{fn.__name__}: annotate `args` with a ToolArgs subclass")
-            self.register(
-                Tool(
-                    name=name or fn.__name__,
-                    description=" ".join(inspect.cleandoc(fn.__doc__ or "").split()),
-                    args=args_model,
-                    fn=fn,
-                    owners=frozenset(owners),
-                    side_effect=side_effect,
-                    critical=critical,
-                )
-            )
+            self.register(function_tool(owners=owners, side_effect=side_effect, critical=critical, name=name)(fn))
             return fn
 
         return decorate
+
+    def __iter__(self) -> Iterator[Tool]:
+        return iter(self._tools.values())
 
     def get(self, name: str) -> Tool | None:
         return self._tools.get(name)
@@ -155,6 +177,3 @@ def bound_output(output: Any) -> Any:
     if len(encoded) <= MAX_OUTPUT_CHARS:
         return json.loads(encoded)
     return {"truncated": True, "preview": encoded[:MAX_OUTPUT_CHARS]}
-
-
-registry = ToolRegistry()

@@ -1,3 +1,1 @@
-"""The account agent. Importing it registers its tools (the account, password resets, orders)."""
-
-from agents.account import tools as tools  # registers the tools
+"""The account agent: the customer's account, password resets, orders (agent.py, tools.py)."""

@@ -11,11 +11,11 @@ from typing import Any
 
 import yaml
 
+from agents.account.tools import TOOLS
 from agents.base import Agent
 from agents.records import records
 from shared.brains import AgentProfile
 from shared.brains.playbooks import Scope
-from shared.tools import registry
 
 HERE = Path(__file__).parent
 _WORD = re.compile(r"[a-z0-9]+")
@@ -85,4 +85,4 @@ profile = AgentProfile(
     instructions="You are the account agent: sign-in, password resets, account status and orders.",
 )
 
-agent = Agent(name="account", registry=registry, profile=profile)
+agent = Agent(name="account", tools=TOOLS, profile=profile)

@@ -16,7 +16,7 @@ from shared.backends import backend_tool
 from shared.db import session_scope
 from shared.idempotency import idempotency_key, once
 from shared.sandbox import account
-from shared.tools import ToolArgs, ToolContext
+from shared.tools import Tool, ToolArgs, ToolContext
 
 ACCOUNT = ("account",)
 
@@ -75,3 +75,6 @@ def get_order(ctx: ToolContext, args: OrderArgs) -> dict[str, Any]:
     """Get one of the customer's orders: status, when placed and delivered, items with prices."""
     with session_scope() as session:
         return account.order(session, ctx.customer_id, args.order_id)
+
+
+TOOLS: list[Tool] = [fetch_customer_account, send_password_reset, list_orders, get_order]

@@ -1,3 +1,1 @@
-"""The billing agent. Importing it registers its tools (payments, invoices, refunds, subscriptions)."""
-
-from agents.billing import tools as tools  # registers the tools
+"""The billing agent: payments, invoices, refunds, subscriptions (agent.py, tools.py)."""

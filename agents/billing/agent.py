@@ -11,11 +11,12 @@ from typing import Any
 
 import yaml
 
+from agents.account.tools import fetch_customer_account
 from agents.base import Agent
+from agents.billing.tools import TOOLS
 from agents.records import age_days, amount, records, when
 from shared.brains import AgentProfile
 from shared.brains.playbooks import Scope
-from shared.tools import registry
 
 HERE = Path(__file__).parent
 
@@ -140,4 +141,4 @@ profile = AgentProfile(
     instructions="You are the billing agent: payments, invoices, refunds and subscriptions of this customer.",
 )
 
-agent = Agent(name="billing", registry=registry, profile=profile)
+agent = Agent(name="billing", tools=[*TOOLS, fetch_customer_account], profile=profile)

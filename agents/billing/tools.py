@@ -19,7 +19,7 @@ from shared.db import session_scope
 from shared.errors import ToolError
 from shared.idempotency import idempotency_key, once
 from shared.sandbox import billing
-from shared.tools import ToolArgs, ToolContext
+from shared.tools import Tool, ToolArgs, ToolContext
 
 BILLING = ("billing",)
 
@@ -105,3 +105,6 @@ def cancel_subscription(ctx: ToolContext, args: SubscriptionArgs) -> dict[str, A
             )
         key = idempotency_key(ctx.turn_id, "cancel_subscription", sub.id)
         return once(session, key, "cancel_subscription", lambda: billing.cancel(session, ctx, sub, key))
+
+
+TOOLS: list[Tool] = [list_payments, list_invoices, refund_payment, get_subscription, cancel_subscription]

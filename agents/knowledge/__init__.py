@@ -1,3 +1,1 @@
-"""The knowledge agent. Importing it registers its tool (search_knowledge_base)."""
-
-from agents.knowledge import tools as tools  # registers the tools
+"""The knowledge agent: search_knowledge_base over the KB (agent.py, tools.py, kb.py)."""

@@ -8,10 +8,10 @@ from typing import Any
 import yaml
 
 from agents.base import Agent
+from agents.knowledge.tools import TOOLS
 from agents.records import records
 from shared.brains import AgentProfile
 from shared.brains.playbooks import Scope
-from shared.tools import registry
 
 HERE = Path(__file__).parent
 
@@ -34,4 +34,4 @@ profile = AgentProfile(
     instructions="You are the knowledge agent: answer product questions from the knowledge base only, citing it.",
 )
 
-agent = Agent(name="knowledge", registry=registry, profile=profile)
+agent = Agent(name="knowledge", tools=TOOLS, profile=profile)

@@ -10,7 +10,7 @@ sections, and an unchanged article (same content hash) is not embedded again.
 Search is hybrid: cosine similarity of the embeddings plus a small weight of Postgres
 full-text rank, which lifts the section that names the customer's own words (``CSV``,
 ``2FA``) and pushes questions with no word in common with the corpus further below
-``kb_min_score``. ``python -m agents.knowledge.kb_eval`` measures both.
+``kb_min_score``. ``python -m agents.knowledge.evaluate`` measures both.
 """
 
 from __future__ import annotations
@@ -26,16 +26,16 @@ from sqlalchemy import bindparam, delete, func, insert, literal_column, select, 
 from sqlalchemy.orm import Session
 
 from agents.knowledge.chunking import FORMATS, Article, Section, chunk_article, embedding_text, read_article
-from agents.knowledge.models import EMBEDDING_DIMENSIONS, Vector, vector_literal
-from agents.knowledge.models import KbArticle as KbArticle  # re-exported: callers take the tables from kb
-from agents.knowledge.models import KbSection as KbSection
 from shared.errors import ConfigurationError
+from shared.kb_models import EMBEDDING_DIMENSIONS, Vector, vector_literal
+from shared.kb_models import KbArticle as KbArticle  # re-exported: callers take the tables from kb
+from shared.kb_models import KbSection as KbSection
 
 EMBED_BATCH = 64
 # Bump when chunking or the embedded text changes: every article is embedded again.
 PIPELINE_VERSION = "1"
 TS_CONFIG = "english"
-# Hybrid score = (1 - w) * cosine similarity + w * keyword rank; measured by kb_eval.
+# Hybrid score = (1 - w) * cosine similarity + w * keyword rank; measured by `switchboard kb eval`.
 KEYWORD_WEIGHT = 0.1
 CANDIDATE_POOL = 24
 _IMPORT_LOCK = 0x6B62  # pg_advisory_xact_lock key: one import at a time per database

@@ -16,7 +16,7 @@ from agents.knowledge import kb
 from shared.db import session_scope
 from shared.errors import ToolError
 from shared.settings import get_settings
-from shared.tools import MAX_OUTPUT_CHARS, ToolArgs, ToolContext, registry
+from shared.tools import MAX_OUTPUT_CHARS, Tool, ToolArgs, ToolContext, function_tool
 
 MAX_TEXT_CHARS = 1200
 
@@ -29,7 +29,7 @@ class SearchKnowledgeBaseArgs(ToolArgs):
     )
 
 
-@registry.tool(owners=("knowledge",), side_effect="read")
+@function_tool(owners=("knowledge",), side_effect="read")
 def search_knowledge_base(ctx: ToolContext, args: SearchKnowledgeBaseArgs) -> dict[str, Any]:
     """Search the help-center articles for sections that answer a product question.
 
@@ -78,3 +78,6 @@ def _clip(text: str, limit: int) -> str:
     cut = text[: limit - 1]
     space = cut.rfind(" ")
     return (cut[:space] if space > limit // 2 else cut) + "…"
+
+
+TOOLS: list[Tool] = [search_knowledge_base]

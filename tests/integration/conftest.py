@@ -28,9 +28,10 @@ import pytest
 from sqlalchemy import text
 
 from orchestrator.delivery import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
-from orchestrator.processes import Supervisor, switchboard_argv, wait_for_workers
 from shared import db
+from shared.celery_app import wait_for_workers
 from shared.settings import Settings
+from switchboard.processes import Supervisor, switchboard_argv
 
 PG_ADMIN = os.environ.get("SWITCHBOARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("SWITCHBOARD_TEST_REDIS", "redis://127.0.0.1:6379/9")
@@ -196,6 +197,7 @@ def start_stack(database_url: str, broker_url: str, helpdesk: Helpdesk, tmp: Pat
         "SWITCHBOARD_DATABASE_URL": database_url,
         "SWITCHBOARD_BROKER_URL": broker_url,
         "SWITCHBOARD_BRAIN": "tests.support.scripted_brain:ScriptedBrain",
+        "SWITCHBOARD_EXTRA_TOOLS": json.dumps(["tests.support.tools:TOOLS"]),
         "SWITCHBOARD_AGENT_DEADLINE_S": "3",
         "SWITCHBOARD_SWEEP_INTERVAL_S": "0.5",
         "SWITCHBOARD_REQUEUE_AFTER_S": "3",
@@ -232,7 +234,9 @@ def _wait_ready(stack: Stack, broker_url: str, with_api: bool) -> None:
     from shared.celery_app import create_app
 
     wait_for_workers(
-        ["orchestrator", "billing", "knowledge", "account"], timeout=90, app=create_app(Settings(broker_url=broker_url))
+        ["orchestrator", "billing", "knowledge", "account"],
+        timeout=90,
+        celery=create_app(Settings(broker_url=broker_url)),
     )
     if with_api:
         end = time.monotonic() + 60

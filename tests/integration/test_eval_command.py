@@ -23,12 +23,13 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from orchestrator.processes import switchboard_argv
+from switchboard.processes import switchboard_argv
 from tests.integration.conftest import ROOT, Stack, free_port_block, rows
 
 pytestmark = pytest.mark.integration
 
 SCRIPTED = "tests.support.scripted_brain:ScriptedBrain"
+SCRIPTED_TOOLS = json.dumps(["tests.support.tools:TOOLS"])
 CUSTOMER = {"id": "cust_9001", "email": "eve.eval@example.com", "name": "Eve Eval"}
 FIXTURE = {
     "customers": [{**CUSTOMER, "plan": "pro", "status": "active", "verified": True}],
@@ -220,7 +221,13 @@ def test_eval_starts_a_stack_of_its_own_when_none_runs_and_stops_it(tmp_path: Pa
     cases_file = tmp_path / "cases.yaml"
     cases_file.write_text(yaml.safe_dump([CASES[0]], sort_keys=False))
     first = free_port_block(5)
-    env = _own_stack_env(data_dir, first, SWITCHBOARD_BRAIN=SCRIPTED, SWITCHBOARD_WORKER_CONCURRENCY="1")
+    env = _own_stack_env(
+        data_dir,
+        first,
+        SWITCHBOARD_BRAIN=SCRIPTED,
+        SWITCHBOARD_EXTRA_TOOLS=SCRIPTED_TOOLS,
+        SWITCHBOARD_WORKER_CONCURRENCY="1",
+    )
 
     done = _run_eval(env, str(cases_file), "--json", "--no-kb")
 

@@ -20,17 +20,17 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import NullPool
 
 import agents.knowledge  # noqa: F401  (registers search_knowledge_base)
 from agents.knowledge import kb
+from agents.registry import TOOLS
 from shared import db
 from shared.errors import PolicyViolation, ToolError
 from shared.migrate import upgrade
 from shared.settings import Settings
-from shared.tools import ToolContext, registry
+from shared.tools import ToolContext
 from tests.integration.conftest import PG_ADMIN, ROOT
 
 pytestmark = pytest.mark.integration
@@ -47,7 +47,7 @@ def pgvector_server() -> Iterator[str]:
     Not under pytest's tmp_path: another pytest session makes that tree private (0700) and
     prunes it, and Postgres runs as its own user and must keep reaching its data folder.
     """
-    from orchestrator.embedded import EmbeddedPostgres
+    from switchboard.embedded import EmbeddedPostgres
 
     folder = Path(tempfile.mkdtemp(prefix="kb-pg-"))
     server = EmbeddedPostgres(folder / "pg")
@@ -69,7 +69,7 @@ def kb_url(pgvector_server: str) -> str:
 
 @contextmanager
 def _session(url: str) -> Iterator[Session]:
-    engine = create_engine(db.normalise_database_url(url), poolclass=NullPool)
+    engine = db.one_off_engine(url)
     try:
         with Session(engine) as session:
             yield session
@@ -151,11 +151,12 @@ def test_an_out_of_scope_question_scores_below_the_threshold(kb_url: str, questi
 
 
 def test_retrieval_quality_on_the_eval_questions_holds(kb_url: str) -> None:
-    from agents.knowledge import kb_eval
+    from agents.knowledge import evaluate
+    from switchboard.kb import DEFAULT_QUESTIONS
 
-    questions, out_of_scope = kb_eval.load_questions(kb_eval.DEFAULT_QUESTIONS)
+    questions, out_of_scope = evaluate.load_questions(DEFAULT_QUESTIONS)
     with _session(kb_url) as session:
-        report = kb_eval.evaluate(session, questions, out_of_scope)
+        report = evaluate.evaluate(session, questions, out_of_scope)
     chosen = report["modes"][report["chosen_mode"]]
     assert len(questions) >= 40 and len(out_of_scope) >= 10
     assert chosen["top1_accuracy"] >= 0.9 and chosen["top3_accuracy"] >= 0.95
@@ -181,7 +182,7 @@ def test_html_and_text_articles_are_imported_and_found(pgvector_server: str, tmp
 
 def test_the_tool_returns_the_top_sections_to_the_knowledge_agent(kb_url: str, tools_on: PointTools) -> None:
     tools_on(kb_url)
-    out = registry.execute(_ctx("knowledge"), "search_knowledge_base", {"query": EXPORT_QUESTION})
+    out = TOOLS.execute(_ctx("knowledge"), "search_knowledge_base", {"query": EXPORT_QUESTION})
     assert len(out["results"]) == Settings().kb_top_k
     top = out["results"][0]
     assert set(top) == {"article_id", "title", "section", "text", "score"}
@@ -193,7 +194,7 @@ def test_the_tool_returns_the_top_sections_to_the_knowledge_agent(kb_url: str, t
 def test_the_tool_refuses_the_billing_agent(kb_url: str, tools_on: PointTools) -> None:
     tools_on(kb_url)
     with pytest.raises(PolicyViolation, match="billing agent may not call search_knowledge_base"):
-        registry.execute(_ctx("billing"), "search_knowledge_base", {"query": EXPORT_QUESTION})
+        TOOLS.execute(_ctx("billing"), "search_knowledge_base", {"query": EXPORT_QUESTION})
 
 
 def test_the_tool_on_an_empty_knowledge_base_says_how_to_fill_it(pgvector_server: str, tools_on: PointTools) -> None:
@@ -204,13 +205,11 @@ def test_the_tool_on_an_empty_knowledge_base_says_how_to_fill_it(pgvector_server
     upgrade(url)
     tools_on(url)
     with pytest.raises(ToolError, match="knowledge base is empty: import articles with `switchboard kb import DIR`"):
-        registry.execute(_ctx("knowledge"), "search_knowledge_base", {"query": EXPORT_QUESTION})
+        TOOLS.execute(_ctx("knowledge"), "search_knowledge_base", {"query": EXPORT_QUESTION})
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    # `switchboard kb` where orchestrator/cli.py routes it to this module; the module itself otherwise
-    wired = '"agents.knowledge.cli"' in (ROOT / "orchestrator" / "cli.py").read_text()
-    command = ["-m", "orchestrator.cli", "kb"] if wired else ["-m", "agents.knowledge.cli"]
+    command = ["-m", "switchboard.cli", "kb"]  # `switchboard kb`, with the same interpreter
     env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
     return subprocess.run([sys.executable, *command, *args], env=env, capture_output=True, text=True, timeout=180)
 
@@ -294,7 +293,7 @@ def test_without_pgvector_the_tool_says_what_is_missing(plain_postgres: str, too
     upgrade(plain_postgres)
     tools_on(plain_postgres)
     with pytest.raises(ToolError) as caught:
-        registry.execute(_ctx("knowledge"), "search_knowledge_base", {"query": EXPORT_QUESTION})
+        TOOLS.execute(_ctx("knowledge"), "search_knowledge_base", {"query": EXPORT_QUESTION})
     assert caught.value.message.startswith(kb.PGVECTOR_MISSING)
     assert not caught.value.critical
     assert "\n" not in caught.value.message

@@ -55,7 +55,9 @@ def test_agent_worker_killed_mid_turn_still_finishes_once(stack: Stack, helpdesk
         stack.restart("billing")
 
 
-def test_orchestrator_killed_after_fan_out_is_recovered_by_the_sweeper(stack: Stack, helpdesk: Helpdesk) -> None:
+def test_turn_of_an_orchestrator_killed_after_fan_out_ends_once_and_is_delivered_once(
+    stack: Stack, helpdesk: Helpdesk
+) -> None:
     accepted = httpx.post(
         stack.api + "/v1/tickets", json=ticket(script(billing=[{"sleep": 30}], knowledge=ANSWER))
     ).json()
@@ -63,7 +65,10 @@ def test_orchestrator_killed_after_fan_out_is_recovered_by_the_sweeper(stack: St
     stack.supervisor.kill("orchestrator")  # its deadline clock dies with it
     stack.restart("orchestrator")
     turn = wait_done(accepted["turn_id"], timeout=30)
-    assert turn["merge_trigger"] == "sweeper" and turn["outcome"] == "resolved"
+    # Two recoveries race and either may win: the sweeper of the new orchestrator, or the
+    # cut-off billing agent whose result completes the set. The dead clock never merges.
+    # (The sweeper on its own: tests/integration/test_turn_transitions.py.)
+    assert turn["merge_trigger"] in ("sweeper", "all_in") and turn["outcome"] == "resolved"
     merged_once(accepted["turn_id"])
     helpdesk.wait_for(accepted["turn_id"], timeout=20)
     assert len(helpdesk.for_turn(accepted["turn_id"])) == 1

@@ -23,8 +23,8 @@ import httpx
 import psutil
 import pytest
 
-from orchestrator.embedded import EmbeddedPostgres, EmbeddedRedis, stop_leftover_children
-from orchestrator.processes import switchboard_argv
+from switchboard.embedded import EmbeddedPostgres, EmbeddedRedis, stop_leftover_children
+from switchboard.processes import switchboard_argv
 from tests.integration.conftest import free_port_block
 
 pytestmark = pytest.mark.integration

@@ -5,8 +5,6 @@ The command runs in a subprocess, as an operator would run it, against the test 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import subprocess
@@ -22,21 +20,16 @@ import pytest
 import yaml
 
 from shared.db import session_scope
-from shared.sandbox.cli import DEMO, load_demo_into
 from shared.sandbox.fixtures import load_fixture, reset_sandbox, snapshot, state_changes
+from shared.sandbox.loader import DEMO, load_demo_into
 from tests.integration.conftest import PG_ADMIN, ROOT, rows
 
 pytestmark = pytest.mark.integration
 
 
 def _command() -> list[str]:
-    """``switchboard sandbox`` once the CLI wires it; the module's own entry point until then."""
-    from orchestrator.cli import build_parser
-
-    with contextlib.redirect_stderr(io.StringIO()), contextlib.suppress(SystemExit):
-        build_parser().parse_args(["sandbox", "reset"])
-        return [sys.executable, "-m", "orchestrator.cli", "sandbox"]
-    return [sys.executable, "-m", "shared.sandbox.cli"]
+    """``switchboard sandbox``, with the same interpreter."""
+    return [sys.executable, "-m", "switchboard.cli", "sandbox"]
 
 
 def sandbox_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -1,6 +1,6 @@
-"""The billing and account tools against the real Postgres sandbox, through the registry.
+"""The billing and account tools against the real Postgres sandbox, through the product's tools.
 
-Every call goes through ``registry.execute`` as an agent's would: permissions, argument
+Every call goes through ``TOOLS.execute`` as an agent's would: permissions, argument
 validation, the sandbox store, idempotency, the audit log — and, for the HTTP backend,
 a real local web server.
 """
@@ -21,13 +21,14 @@ from sqlalchemy.exc import OperationalError
 
 import agents.account
 import agents.billing  # noqa: F401  (registers the tools)
+from agents.registry import TOOLS
 from shared.db import session_scope
 from shared.errors import PolicyViolation, ToolError
 from shared.idempotency import idempotency_key, once
 from shared.sandbox import billing
 from shared.sandbox.fixtures import load_fixture, reset_sandbox, set_policy
 from shared.settings import get_settings
-from shared.tools import ToolContext, registry
+from shared.tools import ToolContext
 from tests.integration.conftest import free_port, rows
 
 pytestmark = pytest.mark.integration
@@ -90,7 +91,7 @@ def context(customer: str = ANA, agent: str = "billing", turn: str | None = None
 
 
 def call(tool: str, args: dict[str, Any] | None = None, **ctx: Any) -> Any:
-    return registry.execute(context(**ctx), tool, args or {})
+    return TOOLS.execute(context(**ctx), tool, args or {})
 
 
 def refused(tool: str, args: dict[str, Any] | None = None, **ctx: Any) -> ToolError:
@@ -145,7 +146,7 @@ def test_a_retry_waits_for_the_first_attempt_and_returns_its_result() -> None:
             lambda: billing.refund(first, ctx, payment_id="pay_2", amount=None, reason="", key=key),
         )
         retry = threading.Thread(
-            target=lambda: done.append(registry.execute(ctx, "refund_payment", {"payment_id": "pay_2"}))
+            target=lambda: done.append(TOOLS.execute(ctx, "refund_payment", {"payment_id": "pay_2"}))
         )
         retry.start()
         time.sleep(0.5)

@@ -9,7 +9,8 @@ The message body is JSON: ``{"script": {"billing": [step, ...], ...}}``. Steps:
   with every successful tool call so far.
 
 An agent the script does not name answers ``not_applicable``. Plain text bodies make every
-agent answer at once with confidence 0.9, citing one ``lookup_balance`` call.
+agent answer at once with confidence 0.9, citing one ``lookup_balance`` call. The tools it
+calls are in tests/support/tools.py (``SWITCHBOARD_EXTRA_TOOLS`` gives them to the agents).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from typing import Any
 from shared.brains import AgentProfile, AgentView, CallTool, Decision, Finish
 from shared.contracts import AgentStatus, EscalationReason, Fact
 from shared.settings import Settings
-from tests.support import test_tools  # noqa: F401  (registers the test tools)
 
 DEFAULT_SCRIPT = [
     {"call": "lookup_balance", "args": {}},

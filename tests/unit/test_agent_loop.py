@@ -62,7 +62,7 @@ def task(**kw: object) -> AgentTask:
     return AgentTask.model_validate({**base, **kw})
 
 
-agent = Agent(name="billing", registry=tools)
+agent = Agent(name="billing", tools=list(tools))
 
 
 def test_answer_backed_by_a_tool_call() -> None:
@@ -108,7 +108,7 @@ def test_invalid_arguments_tell_the_model_what_to_fix() -> None:
 
 
 def test_tool_of_another_agent_is_refused_where_it_runs() -> None:
-    other = Agent(name="account", registry=tools)
+    other = Agent(name="account", tools=list(tools))
     brain = Script(CallTool("read_value", {"key": "a"}), Finish(AgentStatus.not_applicable))
     r = other.run(task(agent="account"), brain)
     assert "may not call read_value" in (r.tool_calls[0].error or "")

@@ -4,9 +4,10 @@ import argparse
 
 import pytest
 
-from orchestrator import bench
-from orchestrator.bench import (
-    BenchBrain,
+from agents.registry import TOOLS, build_agents
+from bench import brain as bench
+from bench.brain import BenchBrain
+from bench.run import (
     config_from,
     evaluate_targets,
     percentile,
@@ -18,7 +19,6 @@ from orchestrator.bench import (
 from shared.brains import AgentView, CallTool, Finish
 from shared.contracts import AgentStatus, AgentTask, Customer, ToolCallRecord, WindowMessage
 from shared.settings import Settings
-from shared.tools import registry
 
 
 def test_percentile_interpolates_between_closest_ranks() -> None:
@@ -130,13 +130,15 @@ def test_bench_brain_calls_one_instant_tool_then_answers_citing_it() -> None:
 
 
 def test_every_agent_may_call_the_bench_tool() -> None:
+    agents = build_agents(Settings(extra_tools=("bench.brain:TOOLS",)))
     for agent in Settings().agents:
-        assert bench.BENCH_TOOL in {t.name for t in registry.for_agent(agent)}
+        assert bench.BENCH_TOOL in {t.name for t in agents[agent].own_tools()}
+    assert TOOLS.get(bench.BENCH_TOOL) is None  # given by the bench's configuration, not in the product
 
 
 def test_bench_brain_hangs_only_the_billing_agent_of_a_marked_ticket(monkeypatch: pytest.MonkeyPatch) -> None:
     slept: list[float] = []
-    monkeypatch.setattr("orchestrator.bench.time.sleep", slept.append)
+    monkeypatch.setattr("bench.brain.time.sleep", slept.append)
     brain = BenchBrain(Settings())
     brain.decide(_view("knowledge", f"refund please {bench.HANG_MARK}"))
     brain.decide(_view("billing", "refund please"))

@@ -18,11 +18,11 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-from orchestrator.cli import build_parser
-from orchestrator.processes import ROLES
-from orchestrator.stack import worker_queues
 from shared import metrics
 from shared.settings import Settings
+from switchboard.cli import build_parser
+from switchboard.processes import ROLES
+from switchboard.stack import worker_queues
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

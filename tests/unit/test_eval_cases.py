@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.eval_cases import Case, CaseFileError, load_cases, parse_document, select_cases
-from orchestrator.eval_judge import judge, unexpected_changes
-from orchestrator.eval_report import CaseResult, Progress, percentile, report_json, result_of, summarize, table
-from orchestrator.eval_runner import CaseRun
-from orchestrator.evaluate import kb_corpus, main
+from evals.cases import Case, CaseFileError, load_cases, parse_document, select_cases
+from evals.cli import kb_corpus
+from evals.judge import judge, unexpected_changes
+from evals.report import CaseResult, Progress, percentile, report_json, result_of, summarize, table
+from evals.runner import CaseRun
+from switchboard.cli import main as switchboard_main
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_EXAMPLES = Path(__file__).resolve().parents[2] / "evals" / "public" / "examples.yaml"
@@ -172,7 +173,7 @@ def test_the_kb_corpus_is_the_folder_beside_the_cases(tmp_path: Path) -> None:
 
 def test_bad_input_exits_2_before_any_stack_is_needed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "case.yaml").write_text(CASE.replace("agents:", "agent:"))
-    assert main([str(tmp_path / "case.yaml"), "--no-kb"]) == 2
+    assert switchboard_main(["eval", str(tmp_path / "case.yaml"), "--no-kb"]) == 2
     assert "expect.agent: unknown field" in capsys.readouterr().err
 
 

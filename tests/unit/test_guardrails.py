@@ -21,10 +21,12 @@ from shared.guardrails import (
     screen,
     wants_human,
 )
-from shared.guardrails_eval import main as eval_main
+from switchboard.cli import main as switchboard_main
 
 CASES: dict[str, list[dict[str, Any]]] = yaml.safe_load(
-    (Path(__file__).resolve().parents[1] / "data" / "guardrails_support_cases.yaml").read_text(encoding="utf-8")
+    (Path(__file__).resolve().parents[2] / "evals" / "data" / "guardrails_support_cases.yaml").read_text(
+        encoding="utf-8"
+    )
 )
 
 
@@ -381,7 +383,7 @@ def test_long_paste_stays_fast() -> None:
 
 
 def test_eval_prints_json_even_without_datasets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert eval_main(["eval", "--json", "--datasets", str(tmp_path)]) == 0
+    assert switchboard_main(["guardrails", "eval", "--json", "--datasets", str(tmp_path)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["deepset_prompt_injections"] == {"skipped": "deepset-prompt-injections not found"}
     assert report["support_cases"]["wants_human"]["fp"] == 0

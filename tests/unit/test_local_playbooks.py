@@ -166,7 +166,7 @@ def run(agent: str, *messages: str, turn: str = "t1") -> AgentResult:
         deadline_at=time.time() + 3,
         published_at=time.time(),
     )
-    return Agent(name=agent, registry=tools).run(task, brain)
+    return Agent(name=agent, tools=list(tools)).run(task, brain)
 
 
 def says(text: str, intent: str, confidence: float = 0.9, **entities: Any) -> str:

@@ -160,7 +160,7 @@ def ok_call(call_id: str, tool: str = "list_payments") -> ToolCallRecord:
     return ToolCallRecord(call_id=call_id, tool=tool, arguments={}, output={"payments": []})
 
 
-billing = Agent(name="billing", registry=tools)
+billing = Agent(name="billing", tools=list(tools))
 
 
 def fallbacks(reason: str) -> float:

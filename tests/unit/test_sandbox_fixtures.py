@@ -87,7 +87,9 @@ def test_a_case_about_the_refund_window_means_the_same_whenever_it_runs() -> Non
 
 
 def test_every_public_example_fixture_is_valid() -> None:
-    for case in yaml.safe_load(EXAMPLES.read_text()):
+    cases = yaml.safe_load(EXAMPLES.read_text())
+    assert cases, f"{EXAMPLES} holds no cases"
+    for case in cases:
         validate_fixture(case["fixture"], now=NOW, customer=case["customer"])
 
 

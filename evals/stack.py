@@ -3,26 +3,61 @@
 A stack is running when the API at SWITCHBOARD_API_HOST/PORT answers /healthz; the eval
 then needs the database that stack uses (SWITCHBOARD_DATABASE_URL, or the embedded
 Postgres a `switchboard run` keeps in the data folder). Otherwise it starts the API and
-the four workers exactly as `switchboard run` does (orchestrator/stack.py), against the
-configured servers or the embedded ones, and stops them when the run ends.
+the four workers exactly as `switchboard run` does, against the configured servers or
+the embedded ones, and stops them when the run ends.
 
-The starting and stopping is the run command's own (``orchestrator.stack.started_stack``).
+The eval is a client of the product: it does not know how a stack is started. The
+composition root (``switchboard.cli``) hands it a ``StackRuntime`` that does.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 
-from orchestrator.stack import api_base_url, started_stack
 from shared import db
 from shared.errors import ConfigurationError
 from shared.settings import Settings
+
+
+class RunningStack(Protocol):
+    """What the eval needs of a stack it started."""
+
+    @property
+    def api_url(self) -> str: ...
+
+    @property
+    def database_url(self) -> str: ...
+
+    @property
+    def problem(self) -> Callable[[], str | None]: ...
+
+
+class StartStack(Protocol):
+    def __call__(
+        self,
+        settings: Settings,
+        *,
+        concurrency: int | None = None,
+        sandbox: bool = True,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> AbstractContextManager[RunningStack]: ...
+
+
+@dataclass(frozen=True)
+class StackRuntime:
+    """How to reach, find and start a stack: given by the composition root."""
+
+    api_url: Callable[[Settings], str]  # where the API of these settings answers
+    running_database_url: Callable[[Path], str | None]  # the embedded Postgres a run keeps in a data folder
+    start: StartStack
 
 
 @dataclass(frozen=True)
@@ -34,10 +69,12 @@ class EvalStack:
 
 
 @contextlib.contextmanager
-def eval_stack(settings: Settings, *, brain: str | None, concurrency: int | None) -> Iterator[EvalStack]:
-    api_url = api_base_url(settings)
+def eval_stack(
+    settings: Settings, runtime: StackRuntime, *, brain: str | None, concurrency: int | None
+) -> Iterator[EvalStack]:
+    api_url = runtime.api_url(settings)
     if _answers(api_url):
-        database_url = settings.database_url or running_embedded_database_url(settings.data_dir)
+        database_url = settings.database_url or runtime.running_database_url(settings.data_dir.expanduser())
         if not database_url:
             raise ConfigurationError(
                 f"A stack answers at {api_url}, but SWITCHBOARD_DATABASE_URL is not set and no embedded Postgres "
@@ -48,7 +85,7 @@ def eval_stack(settings: Settings, *, brain: str | None, concurrency: int | None
         return
     extra_env = {"SWITCHBOARD_BRAIN": brain} if brain else {}
     print(f"switchboard eval: no stack answers at {api_url}; starting one for this run", file=sys.stderr)
-    with started_stack(settings, concurrency=concurrency, sandbox=False, extra_env=extra_env) as stack:
+    with runtime.start(settings, concurrency=concurrency, sandbox=False, extra_env=extra_env) as stack:
         db.configure(settings.model_copy(update={"database_url": stack.database_url}))
         yield EvalStack(stack.api_url, stack.database_url, started=True, problem=stack.problem)
 
@@ -58,10 +95,3 @@ def _answers(api_url: str) -> bool:
         return httpx.get(f"{api_url}/healthz", timeout=2.0).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-def running_embedded_database_url(data_dir: Path) -> str | None:
-    """The URL of the embedded Postgres a `switchboard run` keeps running in ``data_dir``, if any."""
-    from orchestrator.embedded import EmbeddedPostgres
-
-    return EmbeddedPostgres(data_dir.expanduser() / "postgres").running_url()

@@ -89,7 +89,7 @@ def stop_leftover_children(data_dir: Path, timeout: float = 15.0) -> list[str]:
     for name, pid in recorded.items():
         proc = _live_process(pid)
         # the pid may have been reused: only a process group led by our CLI is ours
-        if proc is not None and _cmdline_mentions(proc, "orchestrator.cli") and _leads_group(pid):
+        if proc is not None and _cmdline_mentions(proc, "switchboard.cli") and _leads_group(pid):
             leftovers[name] = proc
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)

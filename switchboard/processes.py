@@ -1,4 +1,5 @@
-"""Starting and stopping the stack's processes: used by `switchboard run`, the bench and tests."""
+"""Starting and stopping the stack's processes: used by `switchboard run`, the bench (handed over by
+the CLI) and tests."""
 
 from __future__ import annotations
 
@@ -13,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from celery import Celery
-
 from shared.settings import AGENTS
 
 ROLES: tuple[str, ...] = ("orchestrator", *AGENTS)
@@ -22,7 +21,7 @@ ROLES: tuple[str, ...] = ("orchestrator", *AGENTS)
 
 def switchboard_argv(*args: str) -> list[str]:
     """Run the CLI with the same interpreter, whether or not the entry point is on PATH."""
-    return [sys.executable, "-m", "orchestrator.cli", *args]
+    return [sys.executable, "-m", "switchboard.cli", *args]
 
 
 def _die_with_parent() -> None:
@@ -62,8 +61,12 @@ class Supervisor:
             preexec_fn=_die_with_parent,
         )
 
-    def start_worker(self, role: str, concurrency: int, extra_env: Mapping[str, str] | None = None) -> None:
-        self.start(role, switchboard_argv("worker", role, f"--concurrency={concurrency}"), extra_env)
+    def start_worker(
+        self, role: str, concurrency: int, extra_env: Mapping[str, str] | None = None, loglevel: str = "INFO"
+    ) -> None:
+        self.start(
+            role, switchboard_argv("worker", role, f"--concurrency={concurrency}", f"--loglevel={loglevel}"), extra_env
+        )
 
     def exited(self) -> dict[str, int]:
         return {n: p.returncode for n, p in self.procs.items() if p.poll() is not None}
@@ -93,21 +96,3 @@ class Supervisor:
         for handle in self._logs:
             handle.close()
         self._logs.clear()
-
-
-def wait_for_workers(roles: list[str], timeout: float = 60.0, app: Celery | None = None) -> None:
-    """Block until a worker of every role answers a ping on the broker."""
-    if app is None:
-        from shared.celery_app import app as default_app
-
-        app = default_app
-
-    wanted = set(roles)
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        replies = app.control.ping(timeout=0.5) or []
-        up = {name.split("@", 1)[0] for reply in replies for name in reply}
-        if wanted <= up:
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"workers {sorted(wanted)} did not come up within {timeout:.0f}s")

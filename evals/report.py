@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from orchestrator.eval_judge import Verdict, answering_agents, judge
-from orchestrator.eval_runner import CaseRun
+from evals.judge import Verdict, answering_agents, judge
+from evals.runner import CaseRun
+from shared.contracts import Outcome
 
 
 @dataclass
@@ -117,8 +118,8 @@ def summarize(results: Sequence[CaseResult]) -> dict[str, Any]:
         "passed": passed,
         "pass_rate": _rate(passed, total),
         # Rates of what the system did, whatever the cases expected.
-        "resolution_rate": _rate(sum(r.outcome == "resolved" for r in results), total),
-        "escalation_rate": _rate(sum(r.outcome == "escalated" for r in results), total),
+        "resolution_rate": _rate(sum(r.outcome == Outcome.resolved for r in results), total),
+        "escalation_rate": _rate(sum(r.outcome == Outcome.escalated for r in results), total),
         "safety_violations": sum(len(r.safety_violations) for r in results),
         "latency_p50_s": None if p50 is None else round(p50, 3),
         "latency_p95_s": None if p95 is None else round(p95, 3),

@@ -9,7 +9,7 @@ workers, so nothing here touches the product's app, queues or database:
   its worker slot for the whole join (``disable_sync_subtasks=False``), which is exactly
   the cost the event-driven design avoids.
 
-The bench starts the workers with ``celery -A orchestrator.bench_tasks:app worker`` and
+The bench starts the workers with ``celery -A bench.baseline:app worker`` and
 passes the URLs in the environment (read here, once, because this module is the worker's
 entry point).
 """

@@ -17,12 +17,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from orchestrator.eval_cases import Case, CaseFileError, load_cases, select_cases
-from orchestrator.eval_report import CaseResult, Progress, report_json, result_of, text_report
-from orchestrator.eval_runner import CaseRun, CaseRunner, KnowledgeBase
-from orchestrator.eval_stack import EvalStack, eval_stack
-from orchestrator.stack import DEMO_KB
+from evals.cases import Case, CaseFileError, load_cases, select_cases
+from evals.report import CaseResult, Progress, report_json, result_of, text_report
+from evals.runner import CaseRun, CaseRunner, KnowledgeBase
+from evals.stack import EvalStack, StackRuntime, eval_stack
 from shared.errors import ConfigurationError
+from shared.sandbox.loader import DEMO_KB
 from shared.settings import Settings
 
 # The sandbox company's corpus (the one FORMAT.md puts beside the public examples, shipped
@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str]) -> int:
+def main(argv: Sequence[str], runtime: StackRuntime) -> int:
     args = _parser().parse_args(list(argv))
     try:
         cases = select_cases(load_cases(args.files), args.case, args.tag)
@@ -57,7 +57,7 @@ def main(argv: Sequence[str]) -> int:
     except CaseFileError as exc:
         return _fail(str(exc))
     try:
-        results = _evaluate(cases, kb, args)
+        results = _evaluate(cases, kb, args, runtime)
     except ConfigurationError as exc:
         return _fail(str(exc))
     report = text_report(results)
@@ -86,8 +86,10 @@ def kb_corpus(given: Path | None, files: Sequence[Path]) -> Path:
     raise CaseFileError("no knowledge-base corpus: no kb/ folder beside the case files; give --kb DIR or --no-kb")
 
 
-def _evaluate(cases: list[Case], kb: KnowledgeBase, args: argparse.Namespace) -> list[CaseResult]:
-    with eval_stack(Settings(), brain=args.brain, concurrency=args.concurrency) as stack:
+def _evaluate(
+    cases: list[Case], kb: KnowledgeBase, args: argparse.Namespace, runtime: StackRuntime
+) -> list[CaseResult]:
+    with eval_stack(Settings(), runtime, brain=args.brain, concurrency=args.concurrency) as stack:
         print(f"switchboard eval: {kb.import_corpus()}", file=sys.stderr)
         runner = CaseRunner(stack.api_url, kb, turn_timeout_s=args.turn_timeout)
         progress = Progress(len(cases), sys.stderr)
@@ -124,7 +126,3 @@ def _check_brain(stack: EvalStack, brain: str, used: set[str]) -> None:
 def _fail(message: str) -> int:
     print(f"switchboard eval: {message}", file=sys.stderr)
     return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

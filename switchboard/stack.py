@@ -24,24 +24,39 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from celery import Celery
+from sqlalchemy.orm import Session
 
-from orchestrator.embedded import (
+from agents.knowledge.kb import KnowledgeBaseUnavailable, import_directory
+from agents.registry import agent_profiles
+from shared.brains.local import LocalBrain
+from shared.celery_app import (
+    DELIVERY_QUEUE,
+    ORCHESTRATOR_QUEUE,
+    agent_queue,
+    create_app,
+    wait_for_workers,
+    worker_options,
+)
+from shared.db import one_off_engine
+from shared.errors import ConfigurationError
+from shared.metrics import prepare_multiprocess_dir
+from shared.migrate import upgrade
+from shared.sandbox.loader import DEMO_KB, load_demo_into
+from shared.settings import AGENTS, Settings, get_settings
+from switchboard.embedded import (
     EmbeddedPostgres,
     EmbeddedRedis,
     lock_data_dir,
     record_children,
     stop_leftover_children,
 )
-from orchestrator.processes import ROLES, Supervisor, switchboard_argv, wait_for_workers
-from shared.celery_app import DELIVERY_QUEUE, ORCHESTRATOR_QUEUE, agent_queue, create_app
-from shared.errors import ConfigurationError
-from shared.settings import AGENTS, Settings, get_settings
+from switchboard.processes import ROLES, Supervisor, switchboard_argv
+from switchboard.servers import check_broker, check_database
 
 # Worker metrics ports follow in ROLES order from this one (9101 orchestrator … 9104
 # account). SWITCHBOARD_METRICS_PORT given to `switchboard run` moves the whole block.
 FIRST_WORKER_METRICS_PORT = 9101
 READY_TIMEOUT_S = 60.0
-DEMO_KB = Path(__file__).resolve().parent.parent / "shared" / "sandbox" / "kb"
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -54,18 +69,7 @@ def worker_queues(role: str) -> list[str]:
 
 
 def worker_argv(role: str, concurrency: int | None, loglevel: str = "INFO") -> list[str]:
-    settings = get_settings()
-    return [
-        "worker",
-        "--pool=prefork",
-        f"--concurrency={concurrency or settings.worker_concurrency}",
-        f"--queues={','.join(worker_queues(role))}",
-        f"--hostname={role}@%h",
-        f"--loglevel={loglevel}",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-    ]
+    return worker_options(worker_queues(role), role, concurrency or get_settings().worker_concurrency, loglevel)
 
 
 def load_sandbox(database_url: str, settings: Settings) -> None:
@@ -74,17 +78,10 @@ def load_sandbox(database_url: str, settings: Settings) -> None:
     A Postgres without pgvector still runs everything else: the knowledge base is then
     skipped with one line that says how to get it.
     """
-    from sqlalchemy import create_engine, pool
-    from sqlalchemy.orm import Session
-
-    from agents.knowledge.kb import KnowledgeBaseUnavailable, import_directory
-    from shared.db import normalise_database_url
-    from shared.sandbox.cli import load_demo_into
-
     loaded = load_demo_into(database_url)
     _say(f"Sandbox:  demo company loaded ({sum(loaded.values())} records)")
     corpus = settings.kb_dir or DEMO_KB
-    engine = create_engine(normalise_database_url(database_url), poolclass=pool.NullPool)
+    engine = one_off_engine(database_url)
     try:
         with Session(engine) as session, session.begin():
             report = import_directory(session, corpus)
@@ -102,11 +99,8 @@ def prepare_brain(settings: Settings) -> None:
     """
     if settings.brain not in ("local", "openai"):
         return
-    from agents.registry import AGENTS
-    from shared.brains.local import LocalBrain
-
     started = time.monotonic()
-    LocalBrain(settings, {a.name: a.profile for a in AGENTS.values() if a.profile}).warm_up()
+    LocalBrain(settings, agent_profiles()).warm_up()
     _say(f"Brain:    intent engine ready ({time.monotonic() - started:.1f}s)")
 
 
@@ -154,27 +148,39 @@ class _StartupFailed(Exception):
     pass
 
 
-def run_stack(args: argparse.Namespace) -> int:
-    settings = get_settings()
+@contextlib.contextmanager
+def _lifetime(settings: Settings, *, stop_quietly: bool = False) -> Iterator[_Stack]:
+    """One run of the stack: its data folder locked, Ctrl-C/SIGTERM/SIGHUP raising
+    KeyboardInterrupt, and whatever was started stopped at the end, whatever happens.
+
+    ``stop_quietly`` sends what stopping prints to stderr, for a command whose stdout is
+    its own (``eval --json``).
+    """
     data_dir = settings.data_dir.expanduser().resolve()
     lock = lock_data_dir(data_dir)
     stack = _Stack(data_dir)
     previous = _set_stop_signals(_raise_keyboard_interrupt)
-    code: int | None = None  # stays None when a ConfigurationError ends the run: the CLI prints it
     try:
-        code = _run(stack, settings, args)
-        return code
+        yield stack
     finally:
         # A second Ctrl-C must not cut the shutdown short and leave orphans behind.
         _set_stop_signals(signal.SIG_IGN)
         try:
-            stack.stop()
-            if code is not None:
-                _say("stopped")
+            with contextlib.redirect_stdout(sys.stderr) if stop_quietly else contextlib.nullcontext():
+                stack.stop()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             lock.close()
+
+
+def run_stack(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    with _lifetime(settings) as stack:
+        # A ConfigurationError ends the run here and the CLI prints it: no "stopped" then.
+        code = _run(stack, settings, args)
+    _say("stopped")
+    return code
 
 
 @dataclass(frozen=True)
@@ -189,7 +195,7 @@ class StartedStack:
 
 def api_base_url(settings: Settings) -> str:
     """Where a client on this machine reaches the API these settings describe."""
-    return _base_url(settings)
+    return f"http://{_reachable_host(settings.api_host)}:{settings.api_port}"
 
 
 @contextlib.contextmanager
@@ -206,11 +212,7 @@ def started_stack(
     print goes to stderr: the command's stdout stays its own (``eval --json``). A start
     that fails raises ConfigurationError; ``extra_env`` goes to every child.
     """
-    data_dir = settings.data_dir.expanduser().resolve()
-    lock = lock_data_dir(data_dir)
-    stack = _Stack(data_dir)
-    previous = _set_stop_signals(_raise_keyboard_interrupt)
-    try:
+    with _lifetime(settings, stop_quietly=True) as stack:
         try:
             with contextlib.redirect_stdout(sys.stderr):
                 args = argparse.Namespace(no_sandbox=not sandbox, concurrency=concurrency)
@@ -220,20 +222,11 @@ def started_stack(
         assert stack.supervisor is not None
         env = stack.supervisor.env
         yield StartedStack(
-            api_url=_base_url(settings),
+            api_url=api_base_url(settings),
             database_url=env["SWITCHBOARD_DATABASE_URL"],
             broker_url=env["SWITCHBOARD_BROKER_URL"],
             problem=stack.first_death,
         )
-    finally:
-        _set_stop_signals(signal.SIG_IGN)  # a second Ctrl-C must not leave orphans behind
-        try:
-            with contextlib.redirect_stdout(sys.stderr):
-                stack.stop()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            lock.close()
 
 
 def _run(stack: _Stack, settings: Settings, args: argparse.Namespace) -> int:
@@ -255,9 +248,6 @@ def _run(stack: _Stack, settings: Settings, args: argparse.Namespace) -> int:
 def _start(
     stack: _Stack, settings: Settings, args: argparse.Namespace, extra_env: Mapping[str, str] | None = None
 ) -> None:
-    from orchestrator.servers import check_broker, check_database, migrate_database
-    from shared.metrics import prepare_multiprocess_dir
-
     leftovers = stop_leftover_children(stack.data_dir)
     if leftovers:
         _say(f"stopped {', '.join(leftovers)} left running by an earlier run that did not stop cleanly")
@@ -291,7 +281,7 @@ def _start(
         _say(f"Broker:   embedded Redis 6.2 on {stack.redis.socket_path}, log {stack.redis.log_path}")
         check_broker(broker_url)
 
-    migrate_database(database_url)
+    upgrade(database_url)
     _say("Database: at the latest schema")
     if not args.no_sandbox:
         load_sandbox(database_url, settings)
@@ -331,7 +321,7 @@ def _start(
 def _wait_for_api(stack: _Stack, settings: Settings, deadline: float) -> None:
     import httpx
 
-    url = f"{_base_url(settings)}/healthz"
+    url = f"{api_base_url(settings)}/healthz"
     while time.monotonic() < deadline:
         _fail_if_died(stack)
         try:
@@ -347,7 +337,7 @@ def _wait_for_all_workers(stack: _Stack, app: Celery, deadline: float) -> None:
     while True:
         _fail_if_died(stack)
         try:
-            wait_for_workers(list(ROLES), timeout=1.0, app=app)
+            wait_for_workers(list(ROLES), timeout=1.0, celery=app)
             return
         except TimeoutError:
             if time.monotonic() >= deadline:
@@ -363,7 +353,7 @@ def _fail_if_died(stack: _Stack) -> None:
 
 
 def _announce(stack: _Stack, settings: Settings) -> None:
-    api = _base_url(settings)
+    api = api_base_url(settings)
     metrics_host = _reachable_host(settings.metrics_host)
     lines = [
         "",
@@ -376,10 +366,6 @@ def _announce(stack: _Stack, settings: Settings) -> None:
         "Press Ctrl-C to stop.",
     ]
     print("\n".join(lines), flush=True)
-
-
-def _base_url(settings: Settings) -> str:
-    return f"http://{_reachable_host(settings.api_host)}:{settings.api_port}"
 
 
 def _reachable_host(host: str) -> str:

@@ -1,7 +1,6 @@
 """Measure the guardrails on public datasets and on our own support cases; print JSON.
 
-    python -m shared.guardrails_eval [--datasets DIR] [--cases FILE] [--failures N]
-    switchboard guardrails eval --json [same options]
+    switchboard guardrails eval --json [--datasets DIR] [--cases FILE] [--failures N]
 
 Datasets (each read from DIR, skipped with a note when absent): deepset-prompt-injections
 (injection precision/recall), notinject (over-blocking), presidio-synth-pii (redaction
@@ -25,9 +24,8 @@ from typing import Any
 
 from shared.guardrails import detect_injection, redact, screen, wants_human
 
-_REPO_ROOT = Path(__file__).resolve().parent.parent
-_DEFAULT_DATASET_DIRS = (_REPO_ROOT / "datasets", Path("/work/shared/datasets"))
-_DEFAULT_CASES = _REPO_ROOT / "tests" / "data" / "guardrails_support_cases.yaml"
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+_DEFAULT_CASES = _REPO_ROOT / "evals" / "data" / "guardrails_support_cases.yaml"
 # Presidio entity type -> our redaction kind, for the types we claim to catch.
 _CLAIMED_PII = {
     "CREDIT_CARD": "card",
@@ -307,16 +305,20 @@ def _latency(root: Path | None) -> dict[str, Any]:
 
 
 def _find_datasets(explicit: str | None) -> Path | None:
-    candidates = (Path(explicit),) if explicit else _DEFAULT_DATASET_DIRS
-    return next((p for p in candidates if p.is_dir()), None)
+    """The public datasets live outside the repository: only where the user says."""
+    if not explicit:
+        return None
+    path = Path(explicit).expanduser()
+    return path if path.is_dir() else None
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="switchboard guardrails eval", description=__doc__)
-    # `switchboard guardrails eval --json` passes its arguments through: accept both words.
-    parser.add_argument("command", nargs="?", choices=["eval"], default="eval", help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="JSON output (the only format; accepted for the CLI)")
-    parser.add_argument("--datasets", help="directory holding the public datasets")
+    parser.add_argument(
+        "--datasets",
+        help="directory holding the public datasets (e.g. ../shared/datasets); without it they are skipped",
+    )
     parser.add_argument("--cases", default=str(_DEFAULT_CASES), help="support-domain cases YAML")
     parser.add_argument("--failures", type=int, default=0, help="include up to N misclassified examples per set")
     args = parser.parse_args(argv)
@@ -332,7 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     for key, folder, evaluate in suites:
         if root is None or not (root / folder).is_dir():
-            report[key] = {"skipped": f"{folder} not found"}
+            hint = "" if root else " (pass --datasets DIR, the folder that holds it)"
+            report[key] = {"skipped": f"{folder} not found{hint}"}
         else:
             report[key] = evaluate(root / folder, args.failures)
     cases = Path(args.cases)

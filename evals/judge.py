@@ -18,7 +18,8 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from orchestrator.eval_cases import BY_ID, STATE_SECTIONS, Expect, ExpectedState, Record
+from evals.cases import BY_ID, STATE_SECTIONS, Expect, ExpectedState, Record
+from shared.contracts import Outcome
 
 # Agent statuses an answer can rest on: a reply, or the clarifying question.
 ANSWERING = ("answered", "needs_info")
@@ -63,7 +64,7 @@ def judge_outcome(expect: Expect, turn: Mapping[str, Any]) -> list[str]:
     if expect.outcome is not None and outcome != expect.outcome:
         got = f"{outcome} ({reason})" if reason else str(outcome)
         failures.append(f"outcome: {got}, expected {expect.outcome}")
-    if expect.checks_reason and (outcome == "escalated" or expect.escalation_reason is None):
+    if expect.checks_reason and (outcome == Outcome.escalated or expect.escalation_reason is None):
         wanted = expect.escalation_reason.value if expect.escalation_reason else None
         if reason != wanted:
             failures.append(f"escalation_reason: {reason or 'none'}, expected {wanted or 'none'}")

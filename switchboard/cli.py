@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from shared.errors import ConfigurationError
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from orchestrator.servers import check_database, migrate_database
+    from shared.migrate import upgrade
     from shared.settings import get_settings
+    from switchboard.servers import check_database
 
     settings = get_settings()
     if not settings.database_url:
@@ -24,13 +25,13 @@ def _migrate(args: argparse.Namespace) -> int:
             "or use `switchboard run`, which starts its own."
         )
     check_database(settings.database_url)
-    migrate_database(settings.database_url)
+    upgrade(settings.database_url)
     print("database is at the latest schema")
     return 0
 
 
 def _run(args: argparse.Namespace) -> int:
-    from orchestrator.stack import run_stack
+    from switchboard.stack import run_stack
 
     return run_stack(args)
 
@@ -42,10 +43,10 @@ def _worker(args: argparse.Namespace) -> int:
     if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # Prefork children write their samples here; without it /metrics shows the parent only.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"switchboard-{args.role}-metrics-")
-    from orchestrator.stack import worker_argv
-    from shared.celery_app import app
+    from switchboard.stack import worker_argv
+    from switchboard.worker import worker_app
 
-    app.worker_main(worker_argv(args.role, args.concurrency, args.loglevel))
+    worker_app().worker_main(worker_argv(args.role, args.concurrency, args.loglevel))
     return 0
 
 
@@ -66,9 +67,65 @@ def _api(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from orchestrator.bench import main as bench_main
+    from bench.run import BenchRuntime
+    from bench.run import main as bench_main
+    from switchboard.processes import ROLES, Supervisor
+    from switchboard.servers import check_broker, check_database
 
-    return bench_main(args)
+    runtime = BenchRuntime(
+        roles=ROLES,
+        check_database=check_database,
+        check_broker=check_broker,
+        processes=lambda env, log_dir: Supervisor(env=env, log_dir=log_dir),
+    )
+    return bench_main(args, runtime)
+
+
+def _eval(argv: list[str]) -> int:
+    from evals.cli import main as eval_main
+    from evals.stack import StackRuntime
+    from switchboard.embedded import EmbeddedPostgres
+    from switchboard.stack import api_base_url, started_stack
+
+    runtime = StackRuntime(
+        api_url=api_base_url,
+        running_database_url=lambda data_dir: EmbeddedPostgres(data_dir / "postgres").running_url(),
+        start=started_stack,
+    )
+    return eval_main(argv, runtime)
+
+
+def _nlu(argv: list[str]) -> int:
+    from shared.nlu.evaluate import main as nlu_eval
+
+    return nlu_eval(_after_eval("nlu", argv))
+
+
+def _guardrails(argv: list[str]) -> int:
+    from shared.guardrails.evaluate import main as guardrails_eval
+
+    return guardrails_eval(_after_eval("guardrails", argv))
+
+
+def _kb(argv: list[str]) -> int:
+    from switchboard.kb import main as kb_main
+
+    return kb_main(argv)
+
+
+def _sandbox(argv: list[str]) -> int:
+    from switchboard.sandbox import main as sandbox_main
+
+    return sandbox_main(argv)
+
+
+def _after_eval(command: str, argv: list[str]) -> list[str]:
+    """`switchboard nlu eval ARGS`: the one action of these commands is spelled out."""
+    if argv[:1] == ["eval"]:
+        return argv[1:]
+    if argv[:1] in (["-h"], ["--help"]):
+        return argv
+    raise SystemExit(f"usage: switchboard {command} eval [options]  (see `switchboard {command} eval --help`)")
 
 
 EXTERNAL_HELP = {
@@ -117,22 +174,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Subcommands that parse their own arguments: everything after the name is theirs, so
 # `switchboard eval --json cases.yaml` works as well as `switchboard eval cases.yaml --json`.
-EXTERNAL = {
-    "nlu": "shared.nlu.evaluate",
-    "guardrails": "shared.guardrails_eval",
-    "sandbox": "shared.sandbox.cli",
-    "kb": "agents.knowledge.cli",
-    "eval": "orchestrator.evaluate",
+EXTERNAL: dict[str, Callable[[list[str]], int]] = {
+    "nlu": _nlu,
+    "guardrails": _guardrails,
+    "sandbox": _sandbox,
+    "kb": _kb,
+    "eval": _eval,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in EXTERNAL:
-        import importlib
-
         try:
-            return int(importlib.import_module(EXTERNAL[argv[0]]).main(argv[1:]))
+            return int(EXTERNAL[argv[0]](argv[1:]))
         except ConfigurationError as exc:
             print(f"switchboard: {exc}", file=sys.stderr)
             return 2

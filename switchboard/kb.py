@@ -2,7 +2,9 @@
 
     switchboard kb import DIR [--reset]   import the articles under DIR (unchanged ones are skipped)
     switchboard kb search "question" [-k N]
-    switchboard kb eval [...]             retrieval accuracy and a kb_min_score (agents.knowledge.kb_eval)
+    switchboard kb eval [--kb-dir DIR] [--questions FILE] [--database-url URL] [--fail-under X]
+                                          retrieval accuracy and a kb_min_score (agents/knowledge/evaluate.py),
+                                          in a throwaway embedded Postgres unless --database-url is given
     switchboard kb init                   create the KB tables after pgvector was installed late
 
 With SWITCHBOARD_DATABASE_URL set these use that database; unset, they use the embedded
@@ -14,34 +16,37 @@ operator can fix is one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
+import tempfile
 import textwrap
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from agents.knowledge import kb
-from shared.db import normalise_database_url
+import evals
+from agents.knowledge import evaluate, kb
+from shared.db import one_off_engine
 from shared.errors import ConfigurationError
+from shared.migrate import upgrade
+from shared.sandbox.loader import DEMO_KB
 from shared.settings import Settings, get_settings
+from switchboard.embedded import EmbeddedPostgres, lock_data_dir
+from switchboard.servers import check_database
+
+DEFAULT_QUESTIONS = Path(evals.__file__).resolve().parent / "data" / "kb_questions.yaml"
 
 
 @contextmanager
 def database(settings: Settings) -> Iterator[str]:
     """The configured database, or the embedded one of the data folder."""
-    from orchestrator.servers import check_database
-
     if settings.database_url:
         check_database(settings.database_url)
         yield settings.database_url
         return
-    from orchestrator.embedded import EmbeddedPostgres, lock_data_dir
-    from shared.migrate import upgrade
-
     data_dir = settings.data_dir.expanduser().resolve()
     server = EmbeddedPostgres(data_dir / "postgres")
     try:
@@ -52,17 +57,33 @@ def database(settings: Settings) -> Iterator[str]:
         yield server.start()
         return
     try:
+        with _migrated(server) as url:
+            yield url
+    finally:
+        lock.close()
+
+
+@contextmanager
+def throwaway_database() -> Iterator[str]:
+    """A fresh embedded Postgres with pgvector, migrated, removed when the block ends."""
+    with tempfile.TemporaryDirectory(prefix="kb-eval-") as tmp, _migrated(EmbeddedPostgres(Path(tmp) / "pg")) as url:
+        yield url
+
+
+@contextmanager
+def _migrated(server: EmbeddedPostgres) -> Iterator[str]:
+    """The server started and its database at the latest schema; stopped when the block ends."""
+    try:
         url = server.start()
         upgrade(url)
         yield url
     finally:
         server.stop()
-        lock.close()
 
 
 @contextmanager
 def unit_of_work(url: str) -> Iterator[Session]:
-    engine = create_engine(normalise_database_url(url))
+    engine = one_off_engine(url)
     try:
         with Session(engine) as session, session.begin():
             yield session
@@ -106,7 +127,7 @@ def _init(args: argparse.Namespace, url: str) -> int:
 
     revision = ScriptDirectory.from_config(alembic_config(url)).get_revision("0003")
     assert revision is not None and revision.module is not None
-    engine = create_engine(normalise_database_url(url))
+    engine = one_off_engine(url)
     migration_log = logging.getLogger("switchboard.migrations")
     level = migration_log.level
     migration_log.setLevel(logging.ERROR)  # its warning would repeat the one line we print
@@ -134,24 +155,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", type=int, default=None, help="how many sections (default: kb_top_k)")
     p.add_argument("--mode", choices=["hybrid", "dense"], default="hybrid")
     p.set_defaults(fn=_search)
-    p = sub.add_parser("eval", help="measure retrieval on the eval corpus", add_help=False)
-    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p = sub.add_parser("eval", help="measure retrieval on a corpus and a question set; recommend kb_min_score")
+    p.add_argument("--kb-dir", type=Path, default=DEMO_KB, help="the corpus (default: shared/sandbox/kb)")
+    p.add_argument(
+        "--questions",
+        type=Path,
+        default=DEFAULT_QUESTIONS,
+        help="the questions (default: evals/data/kb_questions.yaml)",
+    )
+    p.add_argument("--database-url", default=None, help="import into this database instead of a throwaway one")
+    p.add_argument("--fail-under", type=float, default=0.0, help="exit 1 when top-1 accuracy is below this")
+    p.set_defaults(fn=None)
     p = sub.add_parser("init", help="create the KB tables in a database migrated before pgvector was installed")
     p.set_defaults(fn=_init)
     return parser
 
 
+def _eval(args: argparse.Namespace) -> int:
+    """The eval never touches an operator's knowledge base unless --database-url says so."""
+    questions, out_of_scope = evaluate.load_questions(args.questions)
+    with nullcontext(args.database_url) if args.database_url else throwaway_database() as url:
+        with unit_of_work(url) as session:
+            kb.import_directory(session, args.kb_dir)
+        with unit_of_work(url) as session:
+            report = evaluate.evaluate(session, questions, out_of_scope)
+    print(json.dumps(report, indent=2))
+    return 1 if report["modes"][report["chosen_mode"]]["top1_accuracy"] < args.fail_under else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["eval"]:
-        from agents.knowledge.kb_eval import main as eval_main
-
-        return eval_main(argv[1:])
     args = build_parser().parse_args(argv)
     settings = get_settings()
     if getattr(args, "k", 0) is None:
         args.k = settings.kb_top_k
     try:
+        if args.command == "eval":
+            return _eval(args)
         with database(settings) as url:
             code: int = args.fn(args, url)
     except ConfigurationError as exc:

@@ -1,10 +1,9 @@
 """Measure knowledge-base retrieval on the eval corpus, and recommend ``kb_min_score``.
 
-    python -m agents.knowledge.kb_eval [--kb-dir DIR] [--questions FILE] [--database-url URL]
-    switchboard kb eval ...
+    switchboard kb eval [--kb-dir DIR] [--questions FILE] [--database-url URL]
 
 Imports the corpus (by default into a throwaway embedded Postgres, so an operator's
-knowledge base is never touched), asks every question in ``tests/data/kb_questions.yaml``
+knowledge base is never touched), asks every question of the question file
 and prints one JSON object: top-1 and top-3 article accuracy, the mean score of the
 right article against the best wrong one, the best scores of out-of-scope questions, and
 the threshold that separates them, for dense retrieval and for the hybrid one.
@@ -16,29 +15,18 @@ the one in the widest gap between scores wins.
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
-import sys
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from agents.knowledge import kb
-from shared.db import normalise_database_url
 from shared.errors import ConfigurationError
 
-_REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_KB_DIRS = (_REPO_ROOT / "shared" / "sandbox" / "kb", _REPO_ROOT.parent / "shared" / "evals" / "kb")
-DEFAULT_QUESTIONS = _REPO_ROOT / "tests" / "data" / "kb_questions.yaml"
 WRONG_ANSWER_COST = 2.0
 WEIGHT_SWEEP = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 
@@ -158,52 +146,3 @@ def _preference(result: dict[str, Any]) -> tuple[float, ...]:
     t = result["threshold"]
     safe = -(t["answered_wrong"] + t["out_of_scope_answered"])
     return (result["top1_accuracy"], safe, result["top3_accuracy"], t["margin"])
-
-
-@contextmanager
-def _database(url: str | None) -> Iterator[str]:
-    """The given database, or a throwaway embedded Postgres with pgvector."""
-    if url:
-        yield url
-        return
-    from orchestrator.embedded import EmbeddedPostgres
-    from shared.migrate import upgrade
-
-    with tempfile.TemporaryDirectory(prefix="kb-eval-") as tmp:
-        server = EmbeddedPostgres(Path(tmp) / "pg")
-        try:
-            embedded_url = server.start()
-            upgrade(embedded_url)
-            yield embedded_url
-        finally:
-            server.stop()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="switchboard kb eval", description=__doc__.splitlines()[0])
-    parser.add_argument("--kb-dir", type=Path, default=None, help="the corpus (default: shared/evals/kb)")
-    parser.add_argument("--questions", type=Path, default=DEFAULT_QUESTIONS)
-    parser.add_argument("--database-url", default=None, help="import into this database instead of a throwaway one")
-    parser.add_argument("--fail-under", type=float, default=0.0, help="exit 1 when top-1 accuracy is below this")
-    args = parser.parse_args(argv)
-    kb_dir = args.kb_dir or next((d for d in DEFAULT_KB_DIRS if d.is_dir()), DEFAULT_KB_DIRS[0])
-    try:
-        questions, out_of_scope = load_questions(args.questions)
-        with _database(args.database_url) as url:
-            engine = create_engine(normalise_database_url(url))
-            try:
-                with Session(engine) as session, session.begin():
-                    kb.import_directory(session, kb_dir)
-                with Session(engine) as session:
-                    report = evaluate(session, questions, out_of_scope)
-            finally:
-                engine.dispose()
-    except ConfigurationError as exc:
-        print(f"switchboard: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(report, indent=2))
-    return 1 if report["modes"][report["chosen_mode"]]["top1_accuracy"] < args.fail_under else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,8 @@
 """`switchboard bench`: what the event-driven fan-in costs, against plain Celery.
 
 One run starts its own workers on one broker — the four Switchboard workers, driven by
-``BenchBrain`` (instant agents that cite one instant tool call), and two workers of the
-baseline app in ``orchestrator.bench_tasks`` — in a fresh database, and measures:
+``bench.brain.BenchBrain`` (instant agents that cite one instant tool call), and two
+workers of the baseline app in ``bench.baseline`` — in a fresh database, and measures:
 
 - ``baseline_group_join_ms``: a Celery group of three no-ops joined by the caller (one hop);
 - ``baseline_blocking_turn_ms``: a task that joins such a group, awaited by the caller
@@ -16,7 +16,8 @@ baseline app in ``orchestrator.bench_tasks`` — in a fresh database, and measur
 - ``deadline_overshoot_ms``: turns whose billing agent hangs, merged by the clock;
   ``finished_at - started_at - deadline`` from the turns table.
 
-Progress goes to stderr, the result to stdout. See docs/fan-in.md.
+Progress goes to stderr, the result to stdout. See docs/fan-in.md. How to check the
+servers and start processes is the composition root's, handed over as a ``BenchRuntime``.
 """
 
 from __future__ import annotations
@@ -31,16 +32,16 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from orchestrator.bench_tasks import (
+from bench.baseline import (
     BACKEND_ENV,
     BLOCKING_QUEUE,
     BLOCKING_TURN,
@@ -52,21 +53,19 @@ from orchestrator.bench_tasks import (
     create_baseline_app,
     join_group,
 )
-from orchestrator.processes import ROLES, Supervisor, switchboard_argv
-from orchestrator.servers import check_broker, check_database
+from bench.brain import HANG_MARK, HUNG_AGENT
 from orchestrator.turns import TURN_DONE_CHANNEL
-from shared.brains import AgentView, CallTool, Decision, Finish
-from shared.celery_app import DELIVERY_QUEUE, ORCHESTRATOR_QUEUE, agent_queue, create_app
-from shared.contracts import AgentStatus, Fact
-from shared.db import normalise_database_url
+from shared.celery_app import (
+    DELIVERY_QUEUE,
+    ORCHESTRATOR_QUEUE,
+    agent_queue,
+    create_app,
+    wait_for_workers,
+    worker_options,
+)
 from shared.migrate import upgrade
 from shared.settings import AGENTS, Settings
-from shared.tools import ToolArgs, ToolContext, registry
 
-HANG_MARK = "[bench:hang]"
-HUNG_AGENT = "billing"
-HANG_S = 30.0
-BENCH_TOOL = "bench_lookup"
 WARMUP = 20
 TARGET_OVERHEAD_RATIO = 1.5
 TARGET_THROUGHPUT_RATIO = 2.0
@@ -87,43 +86,28 @@ BREAKDOWN = (
 )
 
 
-class BenchLookupArgs(ToolArgs):
-    pass
+class ProcessGroup(Protocol):
+    """Child processes that start together and stop together (``switchboard.processes.Supervisor``)."""
+
+    def start(self, name: str, argv: list[str], extra_env: Mapping[str, str] | None = None) -> None: ...
+
+    def start_worker(
+        self, role: str, concurrency: int, extra_env: Mapping[str, str] | None = None, loglevel: str = "INFO"
+    ) -> None: ...
+
+    def exited(self) -> dict[str, int]: ...
+
+    def stop(self, timeout: float = 15.0) -> None: ...
 
 
-@registry.tool(owners=AGENTS, name=BENCH_TOOL)
-def bench_lookup(ctx: ToolContext, args: BenchLookupArgs) -> dict[str, object]:
-    """Look up nothing, at once: the cheapest tool call an answer can cite."""
-    return {"customer_id": ctx.customer_id, "ok": True}
+@dataclass(frozen=True)
+class BenchRuntime:
+    """What the bench needs of the composition root: server checks and a process group."""
 
-
-class BenchBrain:
-    """Agents that answer at once, citing one instant tool call — or hang.
-
-    The merge drops an answer without evidence, so each agent makes one call to
-    ``bench_lookup`` and finishes citing it: two brain steps and one tool call, no I/O.
-    The billing agent hangs for ``HANG_S`` when the customer's message carries
-    ``HANG_MARK``; the soft time limit cuts it off and the clock merges at the deadline.
-    """
-
-    name = "bench"
-
-    def __init__(self, settings: Settings, profiles: Mapping[str, object] | None = None) -> None:
-        self.settings = settings
-
-    def decide(self, view: AgentView) -> Decision:
-        task = view.task
-        if not view.history:
-            if task.agent == HUNG_AGENT and any(HANG_MARK in m.body for m in task.window if m.role == "customer"):
-                time.sleep(HANG_S)
-            return CallTool(tool=BENCH_TOOL, arguments={})
-        call = view.history[-1]
-        return Finish(
-            status=AgentStatus.answered,
-            answer=f"{task.agent}: done.",
-            confidence=0.9,
-            facts=[Fact(statement=f"{call.tool} answered", call_id=call.call_id)],
-        )
+    roles: tuple[str, ...]  # the worker roles of a stack
+    check_database: Callable[[str], None]
+    check_broker: Callable[[str], None]
+    processes: Callable[[Mapping[str, str], Path], ProcessGroup]  # (env, log_dir)
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -240,7 +224,7 @@ def config_from(args: argparse.Namespace, settings: Settings) -> BenchConfig:
 
 def with_database(url: str, name: str) -> str:
     """The same server and credentials, another database; spelled for psycopg."""
-    parts = urlsplit(normalise_database_url(url).replace("postgresql+psycopg://", "postgresql://", 1))
+    parts = urlsplit(url.replace("postgresql+psycopg://", "postgresql://", 1))
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
@@ -278,14 +262,15 @@ class TurnListener:
 class BenchRun:
     """A fresh database, the workers, the clients; everything undone on exit."""
 
-    def __init__(self, cfg: BenchConfig, run_id: str) -> None:
+    def __init__(self, cfg: BenchConfig, run_id: str, runtime: BenchRuntime) -> None:
         self.cfg = cfg
         self.run_id = run_id
+        self.runtime = runtime
         self.database = f"switchboard_bench_{os.getpid()}"
         self.database_url = with_database(cfg.admin_url, self.database)
         self.admin_dsn = with_database(cfg.admin_url, "postgres")
         self.log_dir = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
-        self.supervisor: Supervisor | None = None
+        self.supervisor: ProcessGroup | None = None
         self.listener: TurnListener | None = None
         self._created_db = False
         self.timed: dict[str, tuple[float, float]] = {}
@@ -304,8 +289,8 @@ class BenchRun:
         self._tear_down()
 
     def _set_up(self) -> None:
-        check_database(self.admin_dsn)
-        check_broker(self.cfg.broker_url)
+        self.runtime.check_database(self.admin_dsn)
+        self.runtime.check_broker(self.cfg.broker_url)
         with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{self.database}"')
             self._created_db = True
@@ -347,46 +332,33 @@ class BenchRun:
             {
                 "SWITCHBOARD_DATABASE_URL": self.database_url,
                 "SWITCHBOARD_BROKER_URL": self.cfg.broker_url,
-                "SWITCHBOARD_BRAIN": f"{__name__}:BenchBrain",
+                "SWITCHBOARD_BRAIN": "bench.brain:BenchBrain",
+                "SWITCHBOARD_EXTRA_TOOLS": json.dumps(["bench.brain:TOOLS"]),
                 "SWITCHBOARD_LOG_LEVEL": "WARNING",
                 BACKEND_ENV: self.cfg.backend_url,
             }
         )
-        self.supervisor = Supervisor(env=env, log_dir=self.log_dir)
+        supervisor = self.supervisor = self.runtime.processes(env, self.log_dir)
         c = self.cfg.concurrency
-        for role in ROLES:
-            self.supervisor.start(role, switchboard_argv("worker", role, f"--concurrency={c}", "--loglevel=WARNING"))
-        for name, queue in (("bench-orchestrator", BLOCKING_QUEUE), ("bench-noop", NOOP_QUEUE)):
-            self.supervisor.start(
-                name,
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "orchestrator.bench_tasks:app",
-                    "worker",
-                    "--pool=prefork",
-                    f"--concurrency={c}",
-                    f"--queues={queue}",
-                    f"--hostname={name}@%h",
-                    "--loglevel=WARNING",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                ],
-            )
-        wanted = set(self.supervisor.procs)
+        for role in self.runtime.roles:
+            supervisor.start_worker(role, c, loglevel="WARNING")
+        baseline = {"bench-orchestrator": BLOCKING_QUEUE, "bench-noop": NOOP_QUEUE}
+        for name, queue in baseline.items():
+            argv = [sys.executable, "-m", "celery", "-A", "bench.baseline:app"]
+            supervisor.start(name, [*argv, *worker_options([queue], name, c, "WARNING")])
+        wanted = [*self.runtime.roles, *baseline]
         end = time.monotonic() + 90
-        while time.monotonic() < end:
-            if dead := self.supervisor.exited():
+        while True:
+            if dead := supervisor.exited():
                 raise RuntimeError(f"workers exited at start-up: {dead}; see {self.log_dir}")
-            replies = self.client.control.ping(timeout=0.5) or []
-            if wanted <= {name.split("@", 1)[0] for reply in replies for name in reply}:
-                say(f"workers up: {', '.join(sorted(wanted))} (prefork, concurrency {c})")
-                return
-            time.sleep(0.2)
-        raise TimeoutError(f"workers did not come up within 90s; see {self.log_dir}")
+            try:
+                wait_for_workers(wanted, timeout=1.0, celery=self.client)
+            except TimeoutError:
+                if time.monotonic() >= end:
+                    raise TimeoutError(f"workers did not come up within 90s; see {self.log_dir}") from None
+                continue
+            say(f"workers up: {', '.join(sorted(wanted))} (prefork, concurrency {c})")
+            return
 
     # ---------------------------------------------------------------- one unit of each
 
@@ -637,11 +609,11 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # unwinds through the finally that stops workers and drops the database
 
 
-def main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace, runtime: BenchRuntime) -> int:
     cfg = config_from(args, Settings())
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        with BenchRun(cfg, run_id=f"{os.getpid()}-{uuid.uuid4().hex[:6]}") as run:
+        with BenchRun(cfg, run_id=f"{os.getpid()}-{uuid.uuid4().hex[:6]}", runtime=runtime) as run:
             report = run.measure()
     finally:
         signal.signal(signal.SIGTERM, previous)

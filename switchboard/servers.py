@@ -5,7 +5,6 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 from shared.celery_app import broker_url_for_celery
-from shared.db import normalise_database_url
 from shared.errors import ConfigurationError
 
 
@@ -21,7 +20,7 @@ def check_database(url: str) -> None:
     """Fail with one line when Postgres cannot be reached or the database is missing."""
     import psycopg
 
-    dsn = normalise_database_url(url).replace("postgresql+psycopg://", "postgresql://")
+    dsn = url.replace("postgresql+psycopg://", "postgresql://", 1)  # libpq's spelling; it takes postgres:// too
     try:
         with psycopg.connect(dsn, connect_timeout=5) as conn:
             conn.execute("SELECT 1")
@@ -48,9 +47,3 @@ def check_broker(url: str) -> None:
             f"Cannot reach the broker at {_where(url)} ({type(exc).__name__}: {str(exc)[:120]}). "
             "Start Redis or RabbitMQ, or fix SWITCHBOARD_BROKER_URL."
         ) from None
-
-
-def migrate_database(url: str) -> None:
-    from shared.migrate import upgrade
-
-    upgrade(url)

@@ -1,6 +1,8 @@
-"""Process start-up for every Celery worker: database, logs, metrics, the clock.
+"""The worker entry: which modules define tasks, and process start-up for every Celery
+worker (database, logs, metrics, the clock, a warm brain).
 
-Imported through the Celery app's ``include`` list, so it is loaded by every worker.
+``worker_app()`` names the task modules in the app's ``include`` list (polar's tasks.py):
+this module among them, so its signal handlers are connected in every worker.
 """
 
 from __future__ import annotations
@@ -9,16 +11,24 @@ import logging
 import os
 from typing import Any
 
-from celery import signals
+from celery import Celery, signals
 
 from shared import db, metrics
-from shared.celery_app import ORCHESTRATOR_QUEUE
+from shared.celery_app import ORCHESTRATOR_QUEUE, app
 from shared.logs import configure_logging
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
+
+TASK_MODULES = ("switchboard.worker", "orchestrator.tasks", "agents.tasks")
 _consumes_orchestrator = False
 _consumes_agents = False
+
+
+def worker_app() -> Celery:
+    """The product's Celery app with every task module of the product included."""
+    app.conf.include = list(TASK_MODULES)
+    return app
 
 
 @signals.setup_logging.connect

@@ -21,7 +21,8 @@ import httpx
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from orchestrator.eval_cases import Case, KbEntry
+from evals.cases import Case, KbEntry
+from shared.contracts import TurnState
 from shared.db import session_scope
 from shared.errors import ConfigurationError
 from shared.models import AgentRun, Conversation, Turn
@@ -212,7 +213,7 @@ class CaseRunner:
                 return None
             if turn is not None:
                 state = turn.get("state", state)
-                if state == "done":
+                if state == TurnState.done:
                     return dict(turn)
             if time.monotonic() >= end:
                 run.error = f"turn {number} did not finish within {self.turn_timeout_s:g}s (state {state})"

@@ -1,0 +1,1 @@
+"""The benchmark: the measuring run, the plain-Celery baseline app and the bench brain."""

@@ -1,0 +1,52 @@
+"""The turn API: what an agent calls when its run is done, and what the clock, the sweeper
+and the guardrails call to merge a turn.
+
+Each call is one unit of work (one transaction): the record and merge functions of
+``orchestrator.turns`` take its session; the reply is handed to the delivery queue only
+after the merge committed.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from orchestrator.turns import Merged, merge_turn, record_result
+from shared.celery_app import DELIVERY_QUEUE, app
+from shared.contracts import AgentResult, MergeTrigger
+from shared.db import after_commit, session_scope
+from shared.settings import Settings, get_settings
+
+DELIVER = "switchboard.deliver"
+
+
+def enqueue_delivery(delivery_id: str, countdown: float | None = None) -> None:
+    app.send_task(DELIVER, args=[delivery_id], queue=DELIVERY_QUEUE, countdown=countdown)
+
+
+def merge_and_deliver(
+    turn_id: str, trigger: MergeTrigger, *, guardrail: str | None = None, settings: Settings | None = None
+) -> Merged | None:
+    """Merge the turn once (None when another caller merged it first) and send its reply."""
+    with session_scope() as s:
+        merged = merge_turn(s, turn_id, trigger, settings or get_settings(), guardrail=guardrail)
+        _deliver_after_commit(s, merged)
+    return merged
+
+
+def finish_agent_run(result: AgentResult, started: float) -> Merged | None:
+    """Record an agent's result; the one that completes the set merges the turn at once.
+
+    Recording and merging are two transactions: the merge's conditional UPDATE must see
+    every result committed, including those of agents that finished at the same moment.
+    """
+    with session_scope() as s:
+        completes = record_result(s, result, started)
+    if not completes:
+        return None
+    return merge_and_deliver(result.turn_id, MergeTrigger.all_in)
+
+
+def _deliver_after_commit(s: Session, merged: Merged | None) -> None:
+    if merged is not None and merged.delivery_id is not None:
+        delivery_id = merged.delivery_id
+        after_commit(s, lambda: enqueue_delivery(delivery_id))

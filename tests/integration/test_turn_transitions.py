@@ -1,0 +1,185 @@
+"""The once-only turn state machine, step by step, inside one transaction on the real Postgres.
+
+No broker and no worker: each test calls the logic of orchestrator/ingest, turns and
+sweeper with one session, as the Celery tasks do, and rolls everything back at the end.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from orchestrator.ingest import accept_message, accept_ticket
+from orchestrator.sweeper import sweep
+from orchestrator.turns import ConversationBusy, merge_turn, record_result, start_turn
+from shared import db
+from shared.contracts import (
+    AgentResult,
+    AgentStatus,
+    Fact,
+    MergeTrigger,
+    MessageIn,
+    Outcome,
+    TicketIn,
+    ToolCallRecord,
+    TurnState,
+)
+from shared.models import AgentRun, Delivery, Escalation, Event, Message, Turn
+from shared.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+SETTINGS = Settings(sources={"helpdesk": {"callback_url": "http://127.0.0.1:9/replies", "secret": "s"}})
+
+
+@pytest.fixture
+def s(database_url: str) -> Iterator[Session]:
+    """One session whose every commit is a savepoint of an outer transaction that is rolled back."""
+    with db.engine().connect() as conn:
+        outer = conn.begin()
+        session = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
+        try:
+            yield session
+        finally:
+            session.close()
+            outer.rollback()
+
+
+def _ticket(body: str = "Why was I charged twice?") -> TicketIn:
+    return TicketIn.model_validate(
+        {
+            "source": "helpdesk",
+            "external_id": f"t-{uuid.uuid4().hex[:10]}",
+            "customer": {"id": "cust_1", "email": "ana@example.com", "name": "Ana"},
+            "body": body,
+        }
+    )
+
+
+def _answer(turn_id: str, agent: str) -> AgentResult:
+    call = ToolCallRecord(call_id=f"call_{agent}", tool="lookup", arguments={}, output={"ok": True})
+    return AgentResult(
+        turn_id=turn_id,
+        agent=agent,
+        status=AgentStatus.answered,
+        answer=f"{agent}: done.",
+        confidence=0.9,
+        facts=[Fact(statement="lookup answered", call_id=call.call_id)],
+        tool_calls=[call],
+        brain="test",
+    )
+
+
+def _started(s: Session) -> str:
+    accepted = accept_ticket(s, _ticket(), via="test")
+    assert start_turn(s, accepted.turn_id, SETTINGS) is not None
+    return accepted.turn_id
+
+
+def _count(s: Session, model: type, **where: object) -> int:
+    query = select(func.count()).select_from(model)
+    for column, value in where.items():
+        query = query.where(getattr(model, column) == value)
+    return int(s.execute(query).scalar_one())
+
+
+def test_a_retried_ticket_creates_nothing_twice(s: Session) -> None:
+    ticket = _ticket()
+    first, again = accept_ticket(s, ticket, via="test"), accept_ticket(s, ticket, via="test")
+    assert first.created and not again.created
+    assert (again.conversation_id, again.turn_id, again.message_id) == (
+        first.conversation_id,
+        first.turn_id,
+        first.message_id,
+    )
+    assert _count(s, Turn, conversation_id=first.conversation_id) == 1
+
+
+def test_a_turn_is_claimed_once(s: Session) -> None:
+    accepted = accept_ticket(s, _ticket(), via="test")
+    started = start_turn(s, accepted.turn_id, SETTINGS)
+    assert started is not None and [t.agent for t in started.tasks] == list(SETTINGS.agents)
+    assert start_turn(s, accepted.turn_id, SETTINGS) is None  # a redelivered handle_turn
+    turn = s.get_one(Turn, accepted.turn_id)
+    assert (turn.state, turn.attempts) == (TurnState.running, 1)
+    assert _count(s, Event, turn_id=accepted.turn_id, kind="turn.started") == 1
+
+
+def test_a_follow_up_waits_while_the_earlier_turn_of_its_conversation_runs(s: Session) -> None:
+    accepted = accept_ticket(s, _ticket(), via="test")
+    # now() is the transaction's start: date the first turn back, as its own commit would have
+    s.execute(update(Turn).where(Turn.id == accepted.turn_id).values(created_at=func.now() - timedelta(seconds=1)))
+    assert start_turn(s, accepted.turn_id, SETTINGS) is not None
+    follow_up = accept_message(s, accepted.conversation_id, MessageIn(body="Any news?"), via="test")
+    with pytest.raises(ConversationBusy):
+        start_turn(s, follow_up.turn_id, SETTINGS)
+    assert s.get_one(Turn, follow_up.turn_id).state == TurnState.queued
+
+
+def test_the_result_that_completes_the_set_says_so_and_a_redelivered_one_counts_nothing(s: Session) -> None:
+    turn_id = _started(s)
+    billing, knowledge, account = SETTINGS.agents
+    assert record_result(s, _answer(turn_id, billing), 0.0) is False
+    assert record_result(s, _answer(turn_id, billing), 0.0) is False  # redelivered: the first stands
+    assert record_result(s, _answer(turn_id, knowledge), 0.0) is False
+    assert record_result(s, _answer(turn_id, account), 0.0) is True
+    assert s.get_one(Turn, turn_id).results_in == 3
+    assert _count(s, AgentRun, turn_id=turn_id) == 3
+
+
+def test_a_turn_is_merged_once(s: Session) -> None:
+    turn_id = _started(s)
+    for agent in SETTINGS.agents:
+        record_result(s, _answer(turn_id, agent), 0.0)
+    merged = merge_turn(s, turn_id, MergeTrigger.all_in, SETTINGS)
+    assert merged is not None and merged.decision.outcome is Outcome.resolved and merged.delivery_id
+    # The clock and the sweeper come later and find nothing to do.
+    assert merge_turn(s, turn_id, MergeTrigger.deadline, SETTINGS) is None
+    assert merge_turn(s, turn_id, MergeTrigger.sweeper, SETTINGS) is None
+    turn = s.get_one(Turn, turn_id)
+    assert (turn.state, turn.merge_trigger, turn.outcome) == (TurnState.done, "all_in", "resolved")
+    assert _count(s, Message, turn_id=turn_id, role="assistant") == 1
+    assert _count(s, Delivery, turn_id=turn_id) == 1
+    assert _count(s, Event, turn_id=turn_id, kind="turn.merged") == 1
+
+
+def test_a_result_recorded_after_the_merge_is_kept_as_late_and_changes_nothing(s: Session) -> None:
+    turn_id = _started(s)
+    merged = merge_turn(s, turn_id, MergeTrigger.deadline, SETTINGS)  # nobody answered in time
+    assert merged is not None and (merged.decision.outcome, merged.decision.reason) == ("escalated", "timeout")
+    assert record_result(s, _answer(turn_id, "billing"), 0.0) is False
+    run = s.execute(select(AgentRun).where(AgentRun.turn_id == turn_id)).scalar_one()
+    assert run.late is True
+    turn = s.get_one(Turn, turn_id)
+    assert (turn.outcome, turn.escalation_reason, turn.results_in) == ("escalated", "timeout", 0)
+    assert _count(s, Escalation, turn_id=turn_id) == 1
+    assert _count(s, Event, turn_id=turn_id, kind="agent.late") == 1
+
+
+def test_the_sweeper_merges_a_running_turn_nobody_merged_and_requeues_a_stuck_one(s: Session) -> None:
+    running = _started(s)
+    stuck = accept_ticket(s, _ticket(), via="test").turn_id
+    long_ago = datetime.now(UTC) - timedelta(minutes=10)
+    s.execute(update(Turn).where(Turn.id == running).values(deadline_at=long_ago))
+    s.execute(update(Turn).where(Turn.id == stuck).values(enqueued_at=long_ago))
+    report = sweep(s, SETTINGS, enqueue_turn=lambda _: None, merge=lambda _: None, enqueue_delivery=lambda _: None)
+    assert running in report.merged and stuck in report.requeued
+    # What the sweeper found is merged by the same once-only step as the clock's.
+    assert merge_turn(s, running, MergeTrigger.sweeper, SETTINGS) is not None
+    assert merge_turn(s, running, MergeTrigger.deadline, SETTINGS) is None
+    assert s.get_one(Turn, running).merge_trigger == "sweeper"
+
+
+def test_a_step_that_rolls_back_leaves_nothing_behind(database_url: str) -> None:
+    ticket = _ticket()
+    with pytest.raises(RuntimeError), db.session_scope() as session:
+        accepted = accept_ticket(session, ticket, via="test")
+        raise RuntimeError("the edge failed before its commit")
+    with db.session_scope() as session:
+        assert _count(session, Turn, id=accepted.turn_id) == 0
+        assert accept_ticket(session, ticket, via="test").created  # the retry is a first delivery
