@@ -15,6 +15,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -68,6 +69,13 @@ MODEL_TOKENS = Counter(
     "switchboard_model_tokens_total", "Tokens reported by the model endpoint, by model and kind", ["model", "kind"]
 )
 MODEL_COST = Counter("switchboard_model_cost_usd_total", "Model spend in USD from usage and the price table", ["model"])
+# 1 per worker process (prefork children) that finished its start-up (database, clock,
+# the brain's models loaded) and takes tasks; summed over the live processes of a worker.
+READY_PROCESSES = Gauge(
+    "switchboard_worker_ready_processes",
+    "Worker processes that finished start-up (brain loaded) and take tasks",
+    multiprocess_mode="livesum",
+)
 
 
 def registry() -> CollectorRegistry:

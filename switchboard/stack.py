@@ -316,6 +316,7 @@ def _start(
     deadline = time.monotonic() + READY_TIMEOUT_S
     _wait_for_api(stack, settings, deadline)
     _wait_for_all_workers(stack, create_app(settings.model_copy(update={"broker_url": broker_url})), deadline)
+    _wait_for_ready_processes(stack, settings, concurrency, deadline)
 
 
 def _wait_for_api(stack: _Stack, settings: Settings, deadline: float) -> None:
@@ -344,6 +345,39 @@ def _wait_for_all_workers(stack: _Stack, app: Celery, deadline: float) -> None:
                 raise _StartupFailed(
                     f"not every worker answered a ping within {READY_TIMEOUT_S:.0f}s; see the logs in {stack.log_dir}"
                 ) from None
+
+
+def _wait_for_ready_processes(stack: _Stack, settings: Settings, concurrency: int, deadline: float) -> None:
+    """A worker answers a ping before its prefork children have loaded the brain; a task
+    that reached a child still starting would spend its deadline waiting. Up means every
+    child of every worker says it is ready (switchboard_worker_ready_processes)."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    host = _reachable_host(settings.metrics_host)
+    waiting = dict(stack.metrics_ports)
+    while waiting:
+        _fail_if_died(stack)
+        for role, port in list(waiting.items()):
+            try:
+                text = httpx.get(f"http://{host}:{port}/metrics", timeout=1.0).text
+            except httpx.HTTPError:
+                continue
+            ready = sum(
+                sample.value
+                for family in text_string_to_metric_families(text)
+                if family.name == "switchboard_worker_ready_processes"
+                for sample in family.samples
+            )
+            if ready >= concurrency:
+                del waiting[role]
+        if waiting and time.monotonic() >= deadline:
+            raise _StartupFailed(
+                f"the {', '.join(waiting)} worker processes did not finish starting within {READY_TIMEOUT_S:.0f}s; "
+                f"see the logs in {stack.log_dir}"
+            )
+        if waiting:
+            time.sleep(0.1)
 
 
 def _fail_if_died(stack: _Stack) -> None:

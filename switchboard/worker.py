@@ -72,6 +72,8 @@ def _child_process(**_: Any) -> None:
                 warm_up()
             except Exception:  # the first turn will try again and fail visibly if it must
                 log.exception("warming up the brain failed")
+    # What `switchboard run` waits for before it says the stack is up.
+    metrics.READY_PROCESSES.set(1)
 
 
 @signals.worker_process_shutdown.connect

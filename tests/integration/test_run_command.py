@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from switchboard.embedded import EmbeddedPostgres, EmbeddedRedis, stop_leftover_children
 from switchboard.processes import switchboard_argv
@@ -128,6 +129,15 @@ class Run:
         self.proc.wait()
 
 
+def _ready_processes(metrics_text: str) -> float:
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(metrics_text)
+        if family.name == "switchboard_worker_ready_processes"
+        for sample in family.samples
+    )
+
+
 def _running(proc: psutil.Process) -> bool:
     try:
         return proc.status() != psutil.STATUS_ZOMBIE
@@ -194,6 +204,9 @@ def test_run_after_a_crashed_run_serves_tickets_and_stops_everything_on_ctrl_c(d
             response = httpx.get(url, timeout=5)
             assert response.status_code == 200, url
             assert response.headers["content-type"].startswith("text/plain"), url
+        # "running" only once every worker process (concurrency 1) has loaded the brain
+        for url in metrics[1:]:
+            assert _ready_processes(httpx.get(url, timeout=5).text) == 1, url
 
         accepted = httpx.post(f"{api}/v1/tickets", json=TICKET, timeout=10)
         assert accepted.status_code == 202, accepted.text
