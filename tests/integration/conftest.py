@@ -31,7 +31,7 @@ from orchestrator.delivery import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_sig
 from shared import db
 from shared.celery_app import wait_for_workers
 from shared.settings import Settings
-from switchboard.processes import Supervisor, switchboard_argv
+from switchboard.processes import ROLES, Supervisor, switchboard_argv
 
 PG_ADMIN = os.environ.get("SWITCHBOARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("SWITCHBOARD_TEST_REDIS", "redis://127.0.0.1:6379/9")
@@ -213,7 +213,7 @@ def start_stack(database_url: str, broker_url: str, helpdesk: Helpdesk, tmp: Pat
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }
     supervisor = Supervisor(env=env, log_dir=tmp / "logs")
-    ports = {role: free_port() for role in ("orchestrator", "billing", "knowledge", "account")}
+    ports = {role: free_port() for role in ROLES}
     for role, port in ports.items():
         supervisor.start_worker(role, 2, {"SWITCHBOARD_METRICS_PORT": str(port)})
     api = ""
@@ -234,7 +234,7 @@ def _wait_ready(stack: Stack, broker_url: str, with_api: bool) -> None:
     from shared.celery_app import create_app
 
     wait_for_workers(
-        ["orchestrator", "billing", "knowledge", "account"],
+        list(ROLES),
         timeout=90,
         celery=create_app(Settings(broker_url=broker_url)),
     )
