@@ -22,7 +22,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from evals.cases import Case, KbEntry
-from shared.contracts import TurnState
+from orchestrator.keys import create_key, revoke_key
+from shared.contracts import Role, TurnState
 from shared.db import session_scope
 from shared.errors import ConfigurationError
 from shared.models import AgentRun, Conversation, Turn
@@ -109,11 +110,18 @@ class CaseRunner:
         self.kb = kb
         self.turn_timeout_s = turn_timeout_s
         self.settle_s = settle_s
-        self.http = httpx.Client(base_url=self.api_url, timeout=10.0)
+        # The eval calls the API as a helpdesk of its own source, with a key it makes in the
+        # stack's database for this run and revokes at the end (it resets the sandbox there too).
+        with session_scope() as s:
+            key, token = create_key(s, role=Role.helpdesk, source=SOURCE, name="switchboard eval (this run)")
+        self._key_id = key.id
+        self.http = httpx.Client(base_url=self.api_url, timeout=10.0, headers={"Authorization": f"Bearer {token}"})
         self._database_checked = False
 
     def close(self) -> None:
         self.http.close()
+        with session_scope() as s:
+            revoke_key(s, self._key_id)
 
     def run(self, case: Case) -> CaseRun:
         run = CaseRun(case)

@@ -13,6 +13,7 @@ composition root (``switchboard.cli``) hands it a ``StackRuntime`` that does.
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
@@ -22,6 +23,7 @@ from typing import Protocol
 
 import httpx
 
+from evals.runner import SOURCE as EVAL_SOURCE
 from shared import db
 from shared.errors import ConfigurationError
 from shared.settings import Settings
@@ -84,6 +86,9 @@ def eval_stack(
         yield EvalStack(api_url, database_url, started=False, problem=lambda: None)
         return
     extra_env = {"SWITCHBOARD_BRAIN": brain} if brain else {}
+    # The source the eval posts as must be configured in the stack it starts.
+    sources = {name: cfg.model_dump(mode="json") for name, cfg in settings.sources.items()}
+    extra_env["SWITCHBOARD_SOURCES"] = json.dumps({**sources, EVAL_SOURCE: sources.get(EVAL_SOURCE, {})})
     print(f"switchboard eval: no stack answers at {api_url}; starting one for this run", file=sys.stderr)
     with runtime.start(settings, concurrency=concurrency, sandbox=False, extra_env=extra_env) as stack:
         db.configure(settings.model_copy(update={"database_url": stack.database_url}))

@@ -1,6 +1,9 @@
 """The HTTP API: routes only. Validation lives in the pydantic contracts, work in services.
 
 Each route is an edge: it opens the unit of work and passes the session to the service.
+Every ``/v1`` route takes an API key (``Authorization: Bearer <key>``, orchestrator/keys.py):
+a helpdesk key posts and reads for its own source only, and what a key may not see is a
+404, the same as what does not exist.
 
 Errors are RFC 9457 problem documents (``application/problem+json``) whose ``detail``
 says what to fix.
@@ -11,9 +14,9 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -25,10 +28,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from orchestrator.conversations import conversation_view
 from orchestrator.delivery import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from orchestrator.ingest import accept_message, accept_ticket
+from orchestrator.keys import Principal, principal_for
 from orchestrator.tasks import enqueue_turn
 from shared import db, metrics
 from shared.celery_app import app as celery_app
-from shared.contracts import Accepted, ConversationView, MessageIn, TicketIn
+from shared.contracts import Accepted, ConversationView, MessageIn, Role, TicketIn
 from shared.errors import NotFound
 from shared.settings import Settings, get_settings
 
@@ -104,6 +108,45 @@ def _describe(errors: list[Any]) -> tuple[str, list[dict[str, Any]]]:
     return "; ".join(f"{i['field']}: {i['problem']}" for i in items), items
 
 
+class Unauthenticated(Exception):
+    """401: no key, or one that is unknown or revoked; or a source that is not configured."""
+
+    def __init__(self, detail: str, title: str = "Unauthorized") -> None:
+        super().__init__(detail)
+        self.title = title
+
+
+class Forbidden(Exception):
+    """403: a valid key whose role may not do this."""
+
+
+def _principal(token: str) -> Principal | None:
+    with db.session_scope() as s:
+        return principal_for(s, token)
+
+
+async def authenticated(request: Request) -> Principal:
+    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated(
+            "Send an API key as `Authorization: Bearer <key>`; create one with "
+            "`switchboard keys create --role helpdesk --source SOURCE --name NAME`."
+        )
+    principal = await run_in_threadpool(_principal, token.strip())
+    if principal is None:
+        raise Unauthenticated("That API key is unknown or revoked. Use a key from `switchboard keys list`.")
+    return principal
+
+
+# The caller of a /v1 route (the template's SessionDep pattern).
+Caller = Annotated[Principal, Depends(authenticated)]
+
+
+def _may_post(principal: Principal) -> None:
+    if principal.role not in (Role.helpdesk, Role.admin):
+        raise Forbidden(f"An {principal.role} key cannot post messages; a helpdesk key of the source does.")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     api = FastAPI(
@@ -125,14 +168,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
         return problem(404, "Not Found", str(exc))
 
+    @api.exception_handler(Unauthenticated)
+    async def _unauthenticated(_: Request, exc: Unauthenticated) -> JSONResponse:
+        response = problem(401, exc.title, str(exc))
+        response.headers["WWW-Authenticate"] = 'Bearer realm="switchboard"'
+        return response
+
+    @api.exception_handler(Forbidden)
+    async def _forbidden(_: Request, exc: Forbidden) -> JSONResponse:
+        return problem(403, "Forbidden", str(exc))
+
     @api.post("/v1/tickets", status_code=202, response_model=Accepted)
-    async def post_ticket(request: Request) -> Any:
+    async def post_ticket(request: Request, principal: Caller) -> Any:
+        _may_post(principal)
         raw = await request.body()
         try:
             ticket = TicketIn.model_validate_json(raw)
         except ValidationError as exc:
             detail, errors = _describe(list(exc.errors(include_url=False)))
             return problem(400 if "JSON" in detail else 422, "Invalid ticket", detail, errors=errors)
+        if principal.role is Role.helpdesk and ticket.source != principal.source:
+            raise Forbidden(
+                f"This key posts for the source {principal.source!r}, not {ticket.source!r}: "
+                f"use that source's key, or set source to {principal.source!r}."
+            )
+        if ticket.source not in settings.sources:
+            raise Unauthenticated(
+                f"The source {ticket.source!r} is not configured. Add it to SWITCHBOARD_SOURCES, "
+                f'e.g. {{"{ticket.source}": {{"callback_url": "https://…", "secret": "…"}}}}.',
+                title="Unknown source",
+            )
         source = settings.source(ticket.source)
         if source.require_signature and not verify_signature(
             source.secret, request.headers.get(TIMESTAMP_HEADER), request.headers.get(SIGNATURE_HEADER), raw
@@ -149,15 +214,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return accepted
 
     @api.post("/v1/conversations/{conversation_id}/messages", status_code=202, response_model=Accepted)
-    async def post_message(conversation_id: str, message: MessageIn) -> Any:
-        accepted = await _run(_in_unit_of_work, accept_message, conversation_id, message, via="http")
+    async def post_message(conversation_id: str, message: MessageIn, principal: Caller) -> Any:
+        _may_post(principal)
+        accepted = await _run(
+            _in_unit_of_work, accept_message, conversation_id, message, via="http", source=principal.source
+        )
         if accepted.created:
             await _run(_enqueue, accepted.turn_id)
         return accepted
 
     @api.get("/v1/conversations/{conversation_id}", response_model=ConversationView)
-    async def get_conversation(conversation_id: str) -> Any:
-        return await _run(_in_unit_of_work, conversation_view, conversation_id)
+    async def get_conversation(conversation_id: str, principal: Caller) -> Any:
+        return await _run(_in_unit_of_work, conversation_view, conversation_id, principal)
 
     @api.get("/healthz")
     async def healthz() -> dict[str, str]:

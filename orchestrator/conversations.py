@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from orchestrator.keys import Principal, may_see
 from shared.contracts import AgentResult, ConversationView, TurnState, TurnView
 from shared.errors import NotFound
 from shared.models import AgentRun, Conversation, Message, Turn
@@ -21,9 +22,9 @@ def _ms(a: datetime | None, b: datetime | None) -> float | None:
     return round((b - a).total_seconds() * 1000, 1) if a and b else None
 
 
-def conversation_view(s: Session, conversation_id: str) -> ConversationView:
+def conversation_view(s: Session, conversation_id: str, principal: Principal) -> ConversationView:
     conversation = s.get(Conversation, conversation_id)
-    if conversation is None:
+    if conversation is None or not may_see(s, principal, conversation):
         raise NotFound(f"No conversation {conversation_id!r}.")
     messages = (
         s.execute(select(Message).where(Message.conversation_id == conversation_id).order_by(Message.created_at))

@@ -63,8 +63,12 @@ def _existing_ticket(s: Session, ticket: TicketIn) -> Accepted:
     return Accepted(conversation_id=row[0], turn_id=row[1], message_id=row[2], created=False)
 
 
-def accept_message(s: Session, conversation_id: str, message: MessageIn, *, via: str) -> Accepted:
-    if s.get(Conversation, conversation_id) is None:
+def accept_message(
+    s: Session, conversation_id: str, message: MessageIn, *, via: str, source: str | None = None
+) -> Accepted:
+    """A follow-up; ``source`` limits it to that source's conversations (a helpdesk key's)."""
+    conversation = s.get(Conversation, conversation_id)
+    if conversation is None or (source is not None and conversation.source != source):
         raise NotFound(f"No conversation {conversation_id!r}. Create it with POST /v1/tickets.")
     if message.external_id is not None:
         existing = s.execute(

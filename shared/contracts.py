@@ -96,6 +96,14 @@ class DeliveryState(StrEnum):
     failed = "failed"
 
 
+class Role(StrEnum):
+    """What an API key may do (README, security model)."""
+
+    helpdesk = "helpdesk"  # one source: its tickets, follow-ups and conversations
+    agent = "agent"  # a human support agent: the escalation desk and the conversations behind it
+    admin = "admin"  # keys, erasure, retention, everything
+
+
 # --------------------------------------------------------------------------- agents
 
 

@@ -25,6 +25,17 @@ def one_off_engine(url: str) -> Engine:
     return create_engine(normalise_database_url(url), poolclass=pool.NullPool)
 
 
+@contextmanager
+def one_off_session(url: str) -> Iterator[Session]:
+    """One unit of work on a database outside the settings (a command's): committed at the end."""
+    engine = one_off_engine(url)
+    try:
+        with Session(engine) as session, session.begin():
+            yield session
+    finally:
+        engine.dispose()
+
+
 def configure(settings: Settings) -> Engine:
     """Create (or, after a fork, re-create) the process's engine."""
     global _engine, _engine_pid, _sessions

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -173,3 +174,23 @@ class Delivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = _now()
+
+
+class ApiKey(Base):
+    """A caller of the API. Only the SHA-256 digest of the key is stored: the key itself is
+    shown once, when it is created, and cannot be read back."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        UniqueConstraint("digest", name="uq_api_keys_digest"),
+        CheckConstraint("role IN ('helpdesk', 'agent', 'admin')", name="ck_api_keys_role"),
+        CheckConstraint("(role = 'helpdesk') = (source IS NOT NULL)", name="ck_api_keys_source"),
+    )
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str | None] = mapped_column(String(64))  # a helpdesk key's one source
+    digest: Mapped[str] = mapped_column(String(64))
+    prefix: Mapped[str] = mapped_column(String(16))  # the first characters, to recognise a key in a list
+    created_at: Mapped[datetime] = _now()
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -113,6 +113,12 @@ def _kb(argv: list[str]) -> int:
     return kb_main(argv)
 
 
+def _keys(argv: list[str]) -> int:
+    from switchboard.keys import main as keys_main
+
+    return keys_main(argv)
+
+
 def _sandbox(argv: list[str]) -> int:
     from switchboard.sandbox import main as sandbox_main
 
@@ -133,6 +139,7 @@ EXTERNAL_HELP = {
     "guardrails": "offline evaluation of the guardrails",
     "sandbox": "load, reset or show the sandbox company's records (demo, eval fixtures)",
     "kb": "import, search and evaluate the knowledge base",
+    "keys": "create, list and revoke API keys",
     "eval": "run scenario cases through the whole system and judge them",
 }
 
@@ -179,6 +186,7 @@ EXTERNAL: dict[str, Callable[[list[str]], int]] = {
     "guardrails": _guardrails,
     "sandbox": _sandbox,
     "kb": _kb,
+    "keys": _keys,
     "eval": _eval,
 }
 

@@ -19,80 +19,24 @@ import argparse
 import json
 import logging
 import sys
-import tempfile
 import textwrap
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
-
-from sqlalchemy.orm import Session
 
 import evals
 from agents.knowledge import evaluate, kb
-from shared.db import one_off_engine
+from shared.db import one_off_engine, one_off_session
 from shared.errors import ConfigurationError
-from shared.migrate import upgrade
 from shared.sandbox.loader import DEMO_KB
-from shared.settings import Settings, get_settings
-from switchboard.embedded import EmbeddedPostgres, lock_data_dir
-from switchboard.servers import check_database
+from shared.settings import get_settings
+from switchboard.servers import database, throwaway_database
 
 DEFAULT_QUESTIONS = Path(evals.__file__).resolve().parent / "data" / "kb_questions.yaml"
 
 
-@contextmanager
-def database(settings: Settings) -> Iterator[str]:
-    """The configured database, or the embedded one of the data folder."""
-    if settings.database_url:
-        check_database(settings.database_url)
-        yield settings.database_url
-        return
-    data_dir = settings.data_dir.expanduser().resolve()
-    server = EmbeddedPostgres(data_dir / "postgres")
-    try:
-        lock = lock_data_dir(data_dir)
-    except ConfigurationError:
-        # `switchboard run` holds the folder: its Postgres is up and migrated. Adopt it
-        # and leave it running.
-        yield server.start()
-        return
-    try:
-        with _migrated(server) as url:
-            yield url
-    finally:
-        lock.close()
-
-
-@contextmanager
-def throwaway_database() -> Iterator[str]:
-    """A fresh embedded Postgres with pgvector, migrated, removed when the block ends."""
-    with tempfile.TemporaryDirectory(prefix="kb-eval-") as tmp, _migrated(EmbeddedPostgres(Path(tmp) / "pg")) as url:
-        yield url
-
-
-@contextmanager
-def _migrated(server: EmbeddedPostgres) -> Iterator[str]:
-    """The server started and its database at the latest schema; stopped when the block ends."""
-    try:
-        url = server.start()
-        upgrade(url)
-        yield url
-    finally:
-        server.stop()
-
-
-@contextmanager
-def unit_of_work(url: str) -> Iterator[Session]:
-    engine = one_off_engine(url)
-    try:
-        with Session(engine) as session, session.begin():
-            yield session
-    finally:
-        engine.dispose()
-
-
 def _import(args: argparse.Namespace, url: str) -> int:
-    with unit_of_work(url) as session:
+    with one_off_session(url) as session:
         report = kb.import_directory(session, args.directory, reset=args.reset)
         articles, sections = kb.counts(session)
     print(
@@ -104,7 +48,7 @@ def _import(args: argparse.Namespace, url: str) -> int:
 
 
 def _search(args: argparse.Namespace, url: str) -> int:
-    with unit_of_work(url) as session:
+    with one_off_session(url) as session:
         hits = kb.search(session, args.query, args.k, mode=args.mode)
     if not hits:
         raise ConfigurationError(kb.KB_EMPTY)
@@ -137,7 +81,7 @@ def _init(args: argparse.Namespace, url: str) -> int:
     finally:
         migration_log.setLevel(level)
         engine.dispose()
-    with unit_of_work(url) as session:
+    with one_off_session(url) as session:
         kb.require_tables(session)
     print("the knowledge-base tables are ready: import articles with `switchboard kb import DIR`")
     return 0
@@ -175,9 +119,9 @@ def _eval(args: argparse.Namespace) -> int:
     """The eval never touches an operator's knowledge base unless --database-url says so."""
     questions, out_of_scope = evaluate.load_questions(args.questions)
     with nullcontext(args.database_url) if args.database_url else throwaway_database() as url:
-        with unit_of_work(url) as session:
+        with one_off_session(url) as session:
             kb.import_directory(session, args.kb_dir)
-        with unit_of_work(url) as session:
+        with one_off_session(url) as session:
             report = evaluate.evaluate(session, questions, out_of_scope)
     print(json.dumps(report, indent=2))
     return 1 if report["modes"][report["chosen_mode"]]["top1_accuracy"] < args.fail_under else 0

@@ -1,11 +1,19 @@
-"""Reaching the servers Switchboard needs, with one-line errors that say what to do."""
+"""Reaching the servers Switchboard needs, with one-line errors that say what to do, and the
+database a one-off command works on (the configured one, or the data folder's embedded one)."""
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from shared.celery_app import broker_url_for_celery
 from shared.errors import ConfigurationError
+from shared.migrate import upgrade
+from shared.settings import Settings
+from switchboard.embedded import EmbeddedPostgres, lock_data_dir
 
 
 def _where(url: str) -> str:
@@ -47,3 +55,44 @@ def check_broker(url: str) -> None:
             f"Cannot reach the broker at {_where(url)} ({type(exc).__name__}: {str(exc)[:120]}). "
             "Start Redis or RabbitMQ, or fix SWITCHBOARD_BROKER_URL."
         ) from None
+
+
+@contextmanager
+def database(settings: Settings) -> Iterator[str]:
+    """The configured database, or the embedded one of the data folder."""
+    if settings.database_url:
+        check_database(settings.database_url)
+        yield settings.database_url
+        return
+    data_dir = settings.data_dir.expanduser().resolve()
+    server = EmbeddedPostgres(data_dir / "postgres")
+    try:
+        lock = lock_data_dir(data_dir)
+    except ConfigurationError:
+        # `switchboard run` holds the folder: its Postgres is up and migrated. Adopt it
+        # and leave it running.
+        yield server.start()
+        return
+    try:
+        with migrated(server) as url:
+            yield url
+    finally:
+        lock.close()
+
+
+@contextmanager
+def throwaway_database() -> Iterator[str]:
+    """A fresh embedded Postgres with pgvector, migrated, removed when the block ends."""
+    with tempfile.TemporaryDirectory(prefix="kb-eval-") as tmp, migrated(EmbeddedPostgres(Path(tmp) / "pg")) as url:
+        yield url
+
+
+@contextmanager
+def migrated(server: EmbeddedPostgres) -> Iterator[str]:
+    """The server started and its database at the latest schema; stopped when the block ends."""
+    try:
+        url = server.start()
+        upgrade(url)
+        yield url
+    finally:
+        server.stop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -28,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from agents.knowledge.kb import KnowledgeBaseUnavailable, import_directory
 from agents.registry import agent_profiles
+from orchestrator.keys import create_key, has_live_keys
 from shared.brains.local import LocalBrain
 from shared.celery_app import (
     DELIVERY_QUEUE,
@@ -37,7 +39,8 @@ from shared.celery_app import (
     wait_for_workers,
     worker_options,
 )
-from shared.db import one_off_engine
+from shared.contracts import Role
+from shared.db import one_off_engine, one_off_session
 from shared.errors import ConfigurationError
 from shared.metrics import prepare_multiprocess_dir
 from shared.migrate import upgrade
@@ -57,6 +60,10 @@ from switchboard.servers import check_broker, check_database
 # account). SWITCHBOARD_METRICS_PORT given to `switchboard run` moves the whole block.
 FIRST_WORKER_METRICS_PORT = 9101
 READY_TIMEOUT_S = 60.0
+# With no SWITCHBOARD_SOURCES, `switchboard run` accepts these: the README's example posts as
+# "demo", and `switchboard eval` posts as "eval".
+DEMO_SOURCE = "demo"
+DEMO_SOURCES: dict[str, dict[str, object]] = {DEMO_SOURCE: {}, "eval": {}}
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -92,6 +99,17 @@ def load_sandbox(database_url: str, settings: Settings) -> None:
         engine.dispose()
 
 
+def demo_keys(database_url: str) -> dict[str, str]:
+    """On the first start (no key exists yet): an admin key and a helpdesk key of the demo
+    source, to be printed once. Later starts create nothing: the keys are not kept in clear."""
+    with one_off_session(database_url) as s:
+        if has_live_keys(s):
+            return {}
+        admin = create_key(s, role=Role.admin, name="demo admin (created by switchboard run)")[1]
+        helpdesk = create_key(s, role=Role.helpdesk, source=DEMO_SOURCE, name="demo helpdesk (switchboard run)")[1]
+    return {"admin": admin, "helpdesk": helpdesk}
+
+
 def prepare_brain(settings: Settings) -> None:
     """Train (or find cached) the intent classifier once, here, before the workers start.
 
@@ -113,6 +131,7 @@ class _Stack:
     redis: EmbeddedRedis | None = None
     supervisor: Supervisor | None = None
     metrics_ports: dict[str, int] = field(default_factory=dict)
+    demo_keys: dict[str, str] = field(default_factory=dict)  # role -> key, created on this start
 
     @property
     def log_dir(self) -> Path:
@@ -296,6 +315,9 @@ def _start(
         **(extra_env or {}),
     }
     env.pop("SWITCHBOARD_METRICS_PORT", None)  # each worker gets its own below
+    if not settings.sources and "SWITCHBOARD_SOURCES" not in (extra_env or {}):
+        env["SWITCHBOARD_SOURCES"] = json.dumps(DEMO_SOURCES)
+        _say(f"Sources:  {', '.join(DEMO_SOURCES)} (none configured: set SWITCHBOARD_SOURCES for your helpdesks)")
     stack.supervisor = Supervisor(env=env, log_dir=stack.log_dir)
     _say(f"Logs:     {stack.log_dir}/<name>.log")
 
@@ -317,6 +339,8 @@ def _start(
     _wait_for_api(stack, settings, deadline)
     _wait_for_all_workers(stack, create_app(settings.model_copy(update={"broker_url": broker_url})), deadline)
     _wait_for_ready_processes(stack, settings, concurrency, deadline)
+    if not args.no_sandbox:  # last: a start that fails creates no keys nobody saw
+        stack.demo_keys = demo_keys(database_url)
 
 
 def _wait_for_api(stack: _Stack, settings: Settings, deadline: float) -> None:
@@ -397,9 +421,27 @@ def _announce(stack: _Stack, settings: Settings) -> None:
         f"  metrics  {api}/metrics  (api)",
         *(f"           http://{metrics_host}:{port}/metrics  ({role})" for role, port in stack.metrics_ports.items()),
         f"  logs     {stack.log_dir}/<name>.log  (api, {', '.join(ROLES)}{', redis' if stack.redis else ''})",
+        *_key_lines(stack.demo_keys, api),
         "Press Ctrl-C to stop.",
     ]
     print("\n".join(lines), flush=True)
+
+
+def _key_lines(keys: dict[str, str], api: str) -> list[str]:
+    if not keys:
+        return ["  keys     `switchboard keys list`; a new one: `switchboard keys create --role ROLE --name NAME`"]
+    ticket = (
+        '{"source": "demo", "external_id": "T-1", "customer": {"id": "cust_1001", "email": "ana.ruiz@example.com"}, '
+        '"body": "Hi, I was charged twice for my November invoice."}'
+    )
+    return [
+        f"  keys     admin     {keys['admin']}",
+        f"           helpdesk  {keys['helpdesk']}  (source {DEMO_SOURCE})",
+        "           shown only now: keep them (`switchboard keys list` shows their ids)",
+        "  try      curl -s -XPOST "
+        + f"{api}/v1/tickets -H 'Authorization: Bearer {keys['helpdesk']}' "
+        + f"-H 'Content-Type: application/json' -d '{ticket}'",
+    ]
 
 
 def _reachable_host(host: str) -> str:

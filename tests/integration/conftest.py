@@ -157,6 +157,15 @@ class Stack:
     env: dict[str, str]
     supervisor: Supervisor
     metrics_ports: dict[str, int]
+    keys: dict[str, str] = field(default_factory=dict)  # admin, and a helpdesk key per source
+
+    @property
+    def http(self) -> httpx.Client:
+        """The API as an admin key calls it."""
+        return self.client("admin")
+
+    def client(self, key: str) -> httpx.Client:
+        return httpx.Client(base_url=self.api, headers={"Authorization": f"Bearer {self.keys[key]}"}, timeout=10)
 
     def restart(self, role: str) -> None:
         self.supervisor.procs.pop(role, None)
@@ -207,6 +216,7 @@ def start_stack(database_url: str, broker_url: str, helpdesk: Helpdesk, tmp: Pat
             {
                 "helpdesk": {"callback_url": helpdesk.url, "secret": WEBHOOK_SECRET},
                 "signed": {"callback_url": helpdesk.url, "secret": WEBHOOK_SECRET, "require_signature": True},
+                "eval": {},  # what `switchboard eval` posts as, against this running stack
             }
         ),
         "SWITCHBOARD_LOG_LEVEL": "INFO",
@@ -221,13 +231,25 @@ def start_stack(database_url: str, broker_url: str, helpdesk: Helpdesk, tmp: Pat
         port = free_port()
         supervisor.start("api", switchboard_argv("api", "--port", str(port)))
         api = f"http://127.0.0.1:{port}"
-    stack = Stack(api=api, env=env, supervisor=supervisor, metrics_ports=ports)
+    stack = Stack(api=api, env=env, supervisor=supervisor, metrics_ports=ports, keys=_keys())
     try:
         _wait_ready(stack, broker_url, with_api)
     except Exception:
         supervisor.stop()
         raise
     return stack
+
+
+def _keys() -> dict[str, str]:
+    """An admin key and a helpdesk key of each configured source, in the test database."""
+    from orchestrator.keys import create_key
+    from shared.contracts import Role
+
+    with db.session_scope() as s:
+        keys = {"admin": create_key(s, role=Role.admin, name="tests: admin")[1]}
+        for source in ("helpdesk", "signed"):
+            keys[source] = create_key(s, role=Role.helpdesk, source=source, name=f"tests: {source}")[1]
+    return keys
 
 
 def _wait_ready(stack: Stack, broker_url: str, with_api: bool) -> None:

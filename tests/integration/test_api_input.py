@@ -37,7 +37,7 @@ def problem(response: httpx.Response, status: int) -> str:
 def test_missing_fields_are_named(stack: Stack) -> None:
     payload = ticket("hi")
     del payload["customer"], payload["external_id"]
-    detail = problem(httpx.post(stack.api + "/v1/tickets", json=payload), 422)
+    detail = problem(stack.http.post("/v1/tickets", json=payload), 422)
     assert "customer" in detail and "external_id" in detail
 
 
@@ -46,27 +46,27 @@ def test_wrong_types_are_explained(stack: Stack) -> None:
     payload = ticket("hi")
     payload["customer"] = {"id": "c1", "email": "not-an-email"}
     payload["body"] = 42
-    detail = problem(httpx.post(stack.api + "/v1/tickets", json=payload), 422)
+    detail = problem(stack.http.post("/v1/tickets", json=payload), 422)
     assert "customer.email" in detail and "body" in detail
 
 
 @pytest.mark.usefixtures("nothing_stored")
 def test_empty_body_text_is_rejected(stack: Stack) -> None:
-    detail = problem(httpx.post(stack.api + "/v1/tickets", json=ticket("   ")), 422)
+    detail = problem(stack.http.post("/v1/tickets", json=ticket("   ")), 422)
     assert "body" in detail
 
 
 @pytest.mark.usefixtures("nothing_stored")
 def test_one_megabyte_body_is_refused_with_413(stack: Stack) -> None:
     payload = ticket("x" * (1024 * 1024))
-    detail = problem(httpx.post(stack.api + "/v1/tickets", json=payload), 413)
+    detail = problem(stack.http.post("/v1/tickets", json=payload), 413)
     assert "larger than" in detail
 
 
 @pytest.mark.usefixtures("nothing_stored")
 def test_invalid_json_is_a_400(stack: Stack) -> None:
-    response = httpx.post(
-        stack.api + "/v1/tickets", content=b'{"source": "helpdesk", ', headers={"content-type": "application/json"}
+    response = stack.http.post(
+        "/v1/tickets", content=b'{"source": "helpdesk", ', headers={"content-type": "application/json"}
     )
     assert "not valid JSON" in problem(response, 400)
 
@@ -74,11 +74,11 @@ def test_invalid_json_is_a_400(stack: Stack) -> None:
 @pytest.mark.usefixtures("nothing_stored")
 def test_unknown_fields_are_refused(stack: Stack) -> None:
     payload = ticket("hi", priority="urgent")
-    assert "priority" in problem(httpx.post(stack.api + "/v1/tickets", json=payload), 422)
+    assert "priority" in problem(stack.http.post("/v1/tickets", json=payload), 422)
 
 
 @pytest.mark.usefixtures("nothing_stored")
 def test_unknown_conversation_is_a_404(stack: Stack) -> None:
-    assert "conv_nope" in problem(httpx.get(stack.api + "/v1/conversations/conv_nope"), 404)
-    response = httpx.post(stack.api + "/v1/conversations/conv_nope/messages", json={"body": "hello"})
+    assert "conv_nope" in problem(stack.http.get("/v1/conversations/conv_nope"), 404)
+    response = stack.http.post("/v1/conversations/conv_nope/messages", json={"body": "hello"})
     assert "POST /v1/tickets" in problem(response, 404)

@@ -6,7 +6,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.integration.conftest import (
@@ -39,9 +38,7 @@ def merged_once(turn_id: str) -> None:
 
 
 def test_agent_worker_killed_mid_turn_still_finishes_once(stack: Stack, helpdesk: Helpdesk) -> None:
-    accepted = httpx.post(
-        stack.api + "/v1/tickets", json=ticket(script(billing=[{"sleep": 30}], knowledge=ANSWER))
-    ).json()
+    accepted = stack.http.post("/v1/tickets", json=ticket(script(billing=[{"sleep": 30}], knowledge=ANSWER))).json()
     wait_state(accepted["turn_id"], "running")
     time.sleep(0.5)  # let the billing agent start hanging
     stack.supervisor.kill("billing")
@@ -58,9 +55,7 @@ def test_agent_worker_killed_mid_turn_still_finishes_once(stack: Stack, helpdesk
 def test_turn_of_an_orchestrator_killed_after_fan_out_ends_once_and_is_delivered_once(
     stack: Stack, helpdesk: Helpdesk
 ) -> None:
-    accepted = httpx.post(
-        stack.api + "/v1/tickets", json=ticket(script(billing=[{"sleep": 30}], knowledge=ANSWER))
-    ).json()
+    accepted = stack.http.post("/v1/tickets", json=ticket(script(billing=[{"sleep": 30}], knowledge=ANSWER))).json()
     wait_state(accepted["turn_id"], "running")
     stack.supervisor.kill("orchestrator")  # its deadline clock dies with it
     stack.restart("orchestrator")
@@ -77,7 +72,7 @@ def test_turn_of_an_orchestrator_killed_after_fan_out_ends_once_and_is_delivered
 def test_turn_stored_while_no_orchestrator_runs_is_picked_up_later(stack: Stack) -> None:
     stack.supervisor.kill("orchestrator")
     try:
-        accepted = httpx.post(stack.api + "/v1/tickets", json=ticket(script(knowledge=ANSWER))).json()
+        accepted = stack.http.post("/v1/tickets", json=ticket(script(knowledge=ANSWER))).json()
         assert accepted["created"] is True
         assert rows("SELECT state FROM turns WHERE id = :t", t=accepted["turn_id"]) == [{"state": "queued"}]
     finally:
@@ -94,8 +89,8 @@ def rabbit_stack(database_url: str, helpdesk: Helpdesk, tmp_path: Path, stack: S
 
 
 def test_rabbitmq_broker_runs_the_same_turn_by_url_alone(rabbit_stack: Stack, helpdesk: Helpdesk) -> None:
-    accepted = httpx.post(
-        rabbit_stack.api + "/v1/tickets", json=ticket(script(billing=[{"sleep": 30}], knowledge=ANSWER, account=ANSWER))
+    accepted = rabbit_stack.http.post(
+        "/v1/tickets", json=ticket(script(billing=[{"sleep": 30}], knowledge=ANSWER, account=ANSWER))
     ).json()
     turn = wait_done(accepted["turn_id"], timeout=20)
     assert (turn["outcome"], turn["merge_trigger"]) == ("resolved", "deadline")

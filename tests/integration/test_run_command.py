@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 READY_LINE = "Press Ctrl-C to stop."
 START_TIMEOUT_S = 90.0
 TICKET = {
-    "source": "zendesk",
+    "source": "demo",
     "external_id": "run-command-1",
     "channel": "email",
     "customer": {"id": "cust_1001", "email": "ana.ruiz@example.com", "name": "Ana Ruiz"},
@@ -97,6 +97,11 @@ class Run:
 
     def api(self) -> str:
         match = re.search(r"^\s+API\s+(http://\S+)$", "".join(self.out), re.MULTILINE)
+        assert match, self.printed()
+        return match.group(1)
+
+    def printed_key(self, role: str) -> str:
+        match = re.search(rf"^\s+(?:keys\s+)?{role}\s+(sb_\S+)", "".join(self.out), re.MULTILINE)
         assert match, self.printed()
         return match.group(1)
 
@@ -208,7 +213,10 @@ def test_run_after_a_crashed_run_serves_tickets_and_stops_everything_on_ctrl_c(d
         for url in metrics[1:]:
             assert _ready_processes(httpx.get(url, timeout=5).text) == 1, url
 
-        accepted = httpx.post(f"{api}/v1/tickets", json=TICKET, timeout=10)
+        assert httpx.post(f"{api}/v1/tickets", json=TICKET, timeout=10).status_code == 401  # no key
+        helpdesk_key = run.printed_key("helpdesk")
+        auth = {"Authorization": f"Bearer {helpdesk_key}"}
+        accepted = httpx.post(f"{api}/v1/tickets", json=TICKET, headers=auth, timeout=10)
         assert accepted.status_code == 202, accepted.text
         assert accepted.json()["created"] is True
         assert "switchboard_messages_ingested_total" in httpx.get(f"{api}/metrics", timeout=5).text

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 
 def post(stack: Stack, payload: dict[str, object]) -> httpx.Response:
-    return httpx.post(stack.api + "/v1/tickets", json=payload, timeout=10)
+    return stack.http.post("/v1/tickets", json=payload, timeout=10)
 
 
 def test_ticket_is_answered_and_the_signed_reply_reaches_the_helpdesk(stack: Stack, helpdesk: Helpdesk) -> None:
@@ -44,7 +44,7 @@ def test_ticket_is_answered_and_the_signed_reply_reaches_the_helpdesk(stack: Sta
     assert reply.body["reply"].count("Your balance is 42.") == 2  # billing and knowledge drafts
     assert reply.headers["X-Switchboard-Delivery"] == reply.body["delivery_id"]
 
-    view = httpx.get(f"{stack.api}/v1/conversations/{accepted['conversation_id']}", timeout=10).json()
+    view = stack.http.get(f"/v1/conversations/{accepted['conversation_id']}", timeout=10).json()
     assert [m["role"] for m in view["messages"]] == ["customer", "assistant"]
     (turn_view,) = view["turns"]
     assert {a["agent"]: a["status"] for a in turn_view["agents"]} == {
@@ -169,22 +169,22 @@ def test_needs_info_asks_one_clarifying_question(stack: Stack, helpdesk: Helpdes
 def test_follow_up_message_runs_a_second_turn_that_sees_the_first(stack: Stack) -> None:
     first = post(stack, ticket("Hello there")).json()
     wait_done(first["turn_id"])
-    follow = httpx.post(
-        f"{stack.api}/v1/conversations/{first['conversation_id']}/messages",
+    follow = stack.http.post(
+        f"/v1/conversations/{first['conversation_id']}/messages",
         json={"body": "And another thing", "external_id": "m-2"},
         timeout=10,
     )
     assert follow.status_code == 202
     second = follow.json()
     assert second["conversation_id"] == first["conversation_id"] and second["turn_id"] != first["turn_id"]
-    retry = httpx.post(
-        f"{stack.api}/v1/conversations/{first['conversation_id']}/messages",
+    retry = stack.http.post(
+        f"/v1/conversations/{first['conversation_id']}/messages",
         json={"body": "And another thing", "external_id": "m-2"},
         timeout=10,
     ).json()
     assert retry["turn_id"] == second["turn_id"] and retry["created"] is False
     wait_done(second["turn_id"])
-    view = httpx.get(f"{stack.api}/v1/conversations/{first['conversation_id']}", timeout=10).json()
+    view = stack.http.get(f"/v1/conversations/{first['conversation_id']}", timeout=10).json()
     assert [m["role"] for m in view["messages"]] == ["customer", "assistant", "customer", "assistant"]
     assert len(view["turns"]) == 2 and all(t["state"] == "done" for t in view["turns"])
 
