@@ -70,6 +70,40 @@ class BodyLimit:
             await _too_large(self.limit, send)
 
 
+class JsonOnly:
+    """A request with a body must say it is JSON (415 otherwise): a browser's cross-site form
+    or text/plain POST never reaches a route."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
+            content_type = dict(scope.get("headers") or []).get(b"content-type", b"").decode("latin-1")
+            media = content_type.split(";", 1)[0].strip().lower()
+            if media != "application/json" and not media.endswith("+json"):
+                body = json.dumps(
+                    _problem(
+                        415,
+                        "Unsupported Media Type",
+                        f"Send the body as JSON with Content-Type: application/json (got {media or 'none'!r}).",
+                    )
+                ).encode()
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 415,
+                        "headers": [
+                            (b"content-type", b"application/problem+json"),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
 class _BodyTooLarge(Exception):
     pass
 
@@ -242,6 +276,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         payload, content_type = metrics.render()
         return Response(payload, media_type=content_type)
 
+    api.add_middleware(JsonOnly)
     api.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return api
 

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -60,7 +61,7 @@ def verify_signature(
         age = abs((now or time.time()) - float(timestamp))
     except ValueError:
         return False
-    if age > tolerance_s:
+    if not math.isfinite(age) or age > tolerance_s:  # nan and inf are never fresh
         return False
     return hmac.compare_digest(sign(secret, timestamp, body), signature)
 

@@ -37,7 +37,7 @@ from shared.contracts import (
     TurnState,
 )
 from shared.db import after_commit
-from shared.guardrails import screen
+from shared.guardrails import detect_injection, screen
 from shared.metrics import (
     AGENT_LATE_RESULTS,
     AGENT_TIMEOUTS,
@@ -86,6 +86,10 @@ def _screen(body: str, customer: Customer) -> tuple[str, list[str]] | None:
     screening = screen(body, customer_email=customer.email, customer_id=customer.id)
     if screening.injection.flagged:
         return EscalationReason.injection.value, list(screening.injection.rules)
+    # The name comes from the helpdesk but was typed by the customer: it reaches the model too.
+    named = detect_injection(customer.name) if customer.name else None
+    if named is not None and named.flagged:
+        return EscalationReason.injection.value, [f"name:{rule}" for rule in named.rules]
     if screening.wants_human:
         return EscalationReason.human_requested.value, []
     return None

@@ -8,8 +8,18 @@ from __future__ import annotations
 
 from enum import StrEnum
 from typing import Annotated, Any, Literal
+from zoneinfo import available_timezones
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
 Body = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)]
@@ -17,6 +27,28 @@ Body = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # Postgres cannot store U+0000 in text or JSONB: refuse it here, as the caller's mistake.
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("contains a NUL character (U+0000); remove it")
+        return value
+
+
+_TIMEZONES = frozenset(available_timezones())
+
+
+def _iana_timezone(name: str) -> str:
+    if name not in _TIMEZONES:
+        raise ValueError(f"{name!r} is not an IANA time zone; use one like 'Europe/Madrid' or 'UTC'")
+    return name
+
+
+TimeZone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_iana_timezone)]
+# BCP 47 as helpdesks send it: "en", "pt-BR", "zh_Hant_TW"
+Locale = Annotated[str, StringConstraints(max_length=32, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$")]
 
 
 # --------------------------------------------------------------------------- ingest
@@ -26,8 +58,8 @@ class Customer(Strict):
     id: ShortText
     email: EmailStr | None = None
     name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=256)] = ""
-    timezone: Annotated[str, StringConstraints(max_length=64)] | None = None
-    locale: Annotated[str, StringConstraints(max_length=32)] | None = None
+    timezone: TimeZone | None = None
+    locale: Locale | None = None
 
 
 class TicketIn(Strict):

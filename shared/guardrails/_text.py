@@ -10,9 +10,9 @@ _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u00b4": "'", "`": 
 _SPACES = re.compile(r"[ \t\u00a0\u2009\u202f]+")
 _SENTENCE_BREAK = re.compile(r"(?:[.!?;]+(?=\s|$)|\n)+")
 
-# The detectors only ever read the first part of a very long paste: what a customer asks for,
-# or tries to inject, sits near the top, and the cost must stay bounded per message.
-DETECTION_WINDOW = 8000
+# The detectors read the whole message: an instruction hidden past the first screenful is
+# still an instruction. The API's body limit (20,000 characters) bounds the cost.
+DETECTION_WINDOW = 20_000
 
 
 def compile_alternation(patterns: Iterable[str], flags: int = 0) -> re.Pattern[str]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
-from tests.integration.conftest import Stack, rows, ticket
+from tests.integration.conftest import Stack, rows, ticket, wait_done
 
 pytestmark = pytest.mark.integration
 
@@ -82,3 +84,47 @@ def test_unknown_conversation_is_a_404(stack: Stack) -> None:
     assert "conv_nope" in problem(stack.http.get("/v1/conversations/conv_nope"), 404)
     response = stack.http.post("/v1/conversations/conv_nope/messages", json={"body": "hello"})
     assert "POST /v1/tickets" in problem(response, 404)
+
+
+def _with_customer(**fields: object) -> dict[str, object]:
+    payload = ticket("hi")
+    payload["customer"] = {**payload["customer"], **fields}  # type: ignore[dict-item]
+    return payload
+
+
+@pytest.mark.usefixtures("nothing_stored")
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        (ticket("refund\x00please"), "body"),
+        (ticket("hi", subject="Charged\x00twice"), "subject"),
+        (_with_customer(name="Ana\x00Ruiz"), "customer.name"),
+        (_with_customer(id="cust\x001"), "customer.id"),
+        (_with_customer(timezone="Mars/Olympus"), "customer.timezone"),
+        (_with_customer(locale="english please"), "customer.locale"),
+    ],
+)
+def test_nul_characters_and_unknown_time_zones_or_locales_are_a_422_that_names_the_field(
+    stack: Stack, payload: dict[str, object], field: str
+) -> None:
+    detail = problem(stack.http.post("/v1/tickets", json=payload), 422)
+    assert field in detail
+
+
+def test_a_follow_up_with_a_nul_character_is_a_422(stack: Stack) -> None:
+    first = stack.http.post("/v1/tickets", json=ticket("hello")).json()
+    wait_done(first["turn_id"])
+    before = counts()
+    response = stack.http.post(f"/v1/conversations/{first['conversation_id']}/messages", json={"body": "a\x00b"})
+    assert "NUL" in problem(response, 422)
+    assert counts() == before
+
+
+@pytest.mark.usefixtures("nothing_stored")
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None]
+)
+def test_a_body_that_is_not_declared_json_is_a_415(stack: Stack, content_type: str | None) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    response = stack.http.post("/v1/tickets", content=json.dumps(ticket("hi")).encode(), headers=headers)
+    assert "application/json" in problem(response, 415)
