@@ -87,7 +87,10 @@ def eval_stack(
         return
     extra_env = {"SWITCHBOARD_BRAIN": brain} if brain else {}
     # The source the eval posts as must be configured in the stack it starts.
-    sources = {name: cfg.model_dump(mode="json") for name, cfg in settings.sources.items()}
+    sources = {
+        name: {**cfg.model_dump(mode="json"), "secret": cfg.secret.get_secret_value()}
+        for name, cfg in settings.sources.items()
+    }
     extra_env["SWITCHBOARD_SOURCES"] = json.dumps({**sources, EVAL_SOURCE: sources.get(EVAL_SOURCE, {})})
     print(f"switchboard eval: no stack answers at {api_url}; starting one for this run", file=sys.stderr)
     with runtime.start(settings, concurrency=concurrency, sandbox=False, extra_env=extra_env) as stack:

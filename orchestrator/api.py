@@ -234,7 +234,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         source = settings.source(ticket.source)
         if source.require_signature and not verify_signature(
-            source.secret, request.headers.get(TIMESTAMP_HEADER), request.headers.get(SIGNATURE_HEADER), raw
+            source.secret.get_secret_value(),
+            request.headers.get(TIMESTAMP_HEADER),
+            request.headers.get(SIGNATURE_HEADER),
+            raw,
         ):
             return problem(
                 401,

@@ -112,7 +112,7 @@ def deliver(delivery_id: str, settings: Settings, client: httpx.Client | None = 
     headers = {
         "Content-Type": "application/json",
         TIMESTAMP_HEADER: timestamp,
-        SIGNATURE_HEADER: sign(settings.source(row.source).secret, timestamp, body),
+        SIGNATURE_HEADER: sign(settings.source(row.source).secret.get_secret_value(), timestamp, body),
         DELIVERY_HEADER: delivery_id,
         "User-Agent": "switchboard",
     }

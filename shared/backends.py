@@ -127,7 +127,7 @@ def call_backend(
         "arguments": args.model_dump(mode="json"),
         "idempotency_key": action_key,
     }
-    headers = dict(backend.headers)
+    headers = {name: value.get_secret_value() for name, value in backend.headers.items()}
     if action_key is not None:
         headers.setdefault("Idempotency-Key", action_key)
     unsure = " It may or may not have taken effect; a human must check." if action_key is not None else ""

@@ -22,7 +22,7 @@ def one_off_engine(url: str) -> Engine:
 
     ``url`` may come from outside the settings (an embedded server, a test), in any spelling.
     """
-    return create_engine(normalise_database_url(url), poolclass=pool.NullPool)
+    return create_engine(normalise_database_url(url), poolclass=pool.NullPool, hide_parameters=True)
 
 
 @contextmanager
@@ -52,6 +52,8 @@ def configure(settings: Settings) -> Engine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=True,
+        # An error's message must not carry the row it failed on (a message body, an email).
+        hide_parameters=True,
         connect_args={"application_name": f"switchboard-{os.getpid()}"},
     )
     _engine_pid = os.getpid()

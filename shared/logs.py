@@ -11,6 +11,15 @@ from typing import Any
 from shared.guardrails import redact_mapping
 
 _STANDARD = set(vars(logging.makeLogRecord({})))
+# Celery passes each task's context as the extra ``data`` (worker/strategy.py, app/trace.py):
+# its args and kwargs are ticket bodies, customers and agent windows. They never reach a log.
+_TASK_PAYLOAD = frozenset({"args", "kwargs", "argsrepr", "kwargsrepr"})
+
+
+def _without_payload(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: v for k, v in value.items() if k not in _TASK_PAYLOAD}
+    return value
 
 
 class JsonFormatter(logging.Formatter):
@@ -22,7 +31,9 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
             "pid": record.process,
         }
-        entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")})
+        entry.update(
+            {k: _without_payload(v) for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+        )
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         # Whatever a log call passed, cards, emails, phones and secrets leave redacted.

@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, Field, HttpUrl, field_validator
+from pydantic import BaseModel, Field, HttpUrl, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The one list of agent names: each has a queue, a worker role and a deadline of its own.
@@ -29,7 +29,9 @@ class SourceConfig(BaseModel):
     """A helpdesk that sends tickets: where replies go and the secret that signs them."""
 
     callback_url: HttpUrl | None = None
-    secret: str = Field(default="", description="HMAC-SHA256 key for outbound (and inbound) signatures")
+    secret: SecretStr = Field(
+        default=SecretStr(""), description="HMAC-SHA256 key for outbound (and inbound) signatures"
+    )
     require_signature: bool = Field(
         default=False, description="reject POST /v1/tickets from this source without a valid signature"
     )
@@ -40,7 +42,7 @@ class ToolBackend(BaseModel):
 
     url: HttpUrl
     timeout_s: float = 2.0
-    headers: dict[str, str] = Field(default_factory=dict, description="e.g. an Authorization header")
+    headers: dict[str, SecretStr] = Field(default_factory=dict, description="e.g. an Authorization header")
 
 
 class ModelPrice(BaseModel):
@@ -103,7 +105,7 @@ class Settings(BaseSettings):
 
     # OpenAI-compatible brain (used when brain = "openai"; falls back to local)
     openai_base_url: str | None = None
-    openai_api_key: str = Field(default="", repr=False)
+    openai_api_key: SecretStr = SecretStr("")
     openai_router_model: str = "gpt-4o-mini"
     openai_agent_model: str = "gpt-4o"
     openai_timeout_s: float = 2.5

@@ -53,15 +53,19 @@ def _worker(args: argparse.Namespace) -> int:
 def _api(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from shared.logs import configure_logging
     from shared.settings import get_settings
 
     settings = get_settings()
+    # The API logs as the workers do: JSON lines through the redacting formatter, uvicorn's too.
+    configure_logging(settings.log_level, settings.log_json)
     uvicorn.run(
         "orchestrator.api:create_app",
         factory=True,
         host=args.host or settings.api_host,
         port=args.port or settings.api_port,
         log_level=settings.log_level.lower(),
+        log_config=None,
     )
     return 0
 

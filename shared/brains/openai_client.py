@@ -196,7 +196,7 @@ class ModelClient:
         self.sleep = sleep
         self.client = OpenAI(
             base_url=settings.openai_base_url or "https://api.openai.com/v1",
-            api_key=settings.openai_api_key or NO_KEY,
+            api_key=settings.openai_api_key.get_secret_value() or NO_KEY,
             timeout=settings.openai_timeout_s,
             max_retries=0,
         )

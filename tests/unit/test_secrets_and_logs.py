@@ -1,0 +1,56 @@
+"""Secrets stay out of reprs, and task payloads and SQL parameters stay out of log lines."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from shared.logs import JsonFormatter
+from shared.settings import Settings
+
+
+def test_settings_repr_shows_no_secret() -> None:
+    settings = Settings(
+        sources={"zendesk": {"secret": "whsec-very-secret"}},
+        openai_api_key="sk-live-very-secret",
+        tool_backends={"list_payments": {"url": "https://pay.internal", "headers": {"Authorization": "Bearer tok-9"}}},
+    )
+    shown = repr(settings) + str(settings) + repr(settings.sources) + repr(settings.tool_backends)
+    for secret in ("whsec-very-secret", "sk-live-very-secret", "tok-9"):
+        assert secret not in shown
+    assert settings.source("zendesk").secret.get_secret_value() == "whsec-very-secret"
+
+
+def _line(record: logging.LogRecord) -> dict[str, object]:
+    return dict(json.loads(JsonFormatter().format(record)))
+
+
+def test_a_celery_task_record_keeps_its_name_and_id_but_not_its_arguments() -> None:
+    # What celery/worker/strategy.py logs for every task it receives.
+    context = {
+        "id": "9f1c",
+        "name": "switchboard.agent.billing",
+        "args": "[{'customer': {'name': 'Zoe Quartermaine', 'email': 'zoe@example.org'}, 'window': ['my card']}]",
+        "kwargs": "{}",
+        "eta": None,
+    }
+    record = logging.makeLogRecord(
+        {"msg": "Task %(name)s[%(id)s] received", "args": context, "levelno": 20, "levelname": "INFO"}
+    )
+    record.data = context
+    line = _line(record)
+    assert line["msg"] == "Task switchboard.agent.billing[9f1c] received"
+    assert "Quartermaine" not in json.dumps(line) and "zoe@example.org" not in json.dumps(line)
+    assert line["data"] == {"id": "9f1c", "name": "switchboard.agent.billing", "eta": None}
+
+
+def test_database_errors_are_logged_without_their_bound_parameters() -> None:
+    # SQLAlchemy puts "[parameters: ...]" (a message body, an email) into every DBAPIError
+    # message unless the engine hides them; both kinds of engine we make do.
+    from shared import db
+
+    engine = db.configure(Settings(database_url="postgresql://nobody@127.0.0.1:1/nothing"))
+    one_off = db.one_off_engine("postgresql://nobody@127.0.0.1:1/nothing")
+    assert engine.hide_parameters and one_off.hide_parameters
+    engine.dispose()
+    one_off.dispose()
