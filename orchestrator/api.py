@@ -29,6 +29,7 @@ from orchestrator.conversations import conversation_view
 from orchestrator.delivery import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from orchestrator.ingest import accept_message, accept_ticket
 from orchestrator.keys import Principal, principal_for
+from orchestrator.retention import erase_customer
 from orchestrator.tasks import enqueue_turn
 from shared import db, metrics
 from shared.celery_app import app as celery_app
@@ -263,6 +264,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @api.get("/v1/conversations/{conversation_id}", response_model=ConversationView)
     async def get_conversation(conversation_id: str, principal: Caller) -> Any:
         return await _run(_in_unit_of_work, conversation_view, conversation_id, principal)
+
+    @api.delete("/v1/customers/{source}/{customer_id}")
+    async def erase(source: str, customer_id: str, principal: Caller) -> dict[str, Any]:
+        """Erasure: every conversation of this customer of this source, with all its rows."""
+        if principal.role is not Role.admin:
+            raise Forbidden("Only an admin key may erase a customer.")
+        counts = await _run(
+            _in_unit_of_work, erase_customer, source=source, customer_id=customer_id, by=principal.key_id
+        )
+        return {"source": source, "customer_id": customer_id, "erased": counts}
 
     @api.get("/healthz")
     async def healthz() -> dict[str, str]:

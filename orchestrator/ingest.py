@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from shared.contracts import Accepted, MessageIn, TicketIn, TurnState
 from shared.db import after_commit
 from shared.errors import NotFound
+from shared.guardrails import for_storage
 from shared.metrics import TICKETS_INGESTED
 from shared.models import Conversation, Event, Message, Turn, new_id
 
@@ -37,7 +38,7 @@ def accept_ticket(s: Session, ticket: TicketIn, *, via: str) -> Accepted:
             source=ticket.source,
             external_id=ticket.external_id,
             channel=ticket.channel,
-            subject=ticket.subject,
+            subject=for_storage(ticket.subject),
             customer_id=ticket.customer.id,
             customer=ticket.customer.model_dump(mode="json"),
         )
@@ -89,7 +90,12 @@ def accept_message(
 
 def _new_turn(s: Session, conversation_id: str, body: str, *, external_id: str | None, via: str) -> Accepted:
     message_id, turn_id = new_id("msg"), new_id("turn")
-    s.add(Message(id=message_id, conversation_id=conversation_id, role="customer", body=body, external_id=external_id))
+    # A full card number, an IBAN or a password never reaches a table (PCI DSS); the agents
+    # and the human still see "[card ending 4242]".
+    stored = for_storage(body)
+    s.add(
+        Message(id=message_id, conversation_id=conversation_id, role="customer", body=stored, external_id=external_id)
+    )
     s.flush()
     s.add(Turn(id=turn_id, conversation_id=conversation_id, message_id=message_id, state=TurnState.queued))
     s.flush()

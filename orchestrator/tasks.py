@@ -13,11 +13,13 @@ from typing import Any
 
 from celery import Task
 from pydantic import ValidationError
+from sqlalchemy import text
 
 from orchestrator.clock import TurnClock, process_clock
 from orchestrator.delivery import deliver
 from orchestrator.fan_in import DELIVER, enqueue_delivery, merge_and_deliver
 from orchestrator.ingest import accept_ticket
+from orchestrator.retention import purge_expired
 from orchestrator.sweeper import sweep
 from orchestrator.turns import ConversationBusy, Merged, start_turn
 from shared.celery_app import ORCHESTRATOR_QUEUE, agent_queue, agent_task_name, app
@@ -44,9 +46,31 @@ def merge_by_sweeper(turn_id: str) -> Merged | None:
     return merge_and_deliver(turn_id, MergeTrigger.sweeper)
 
 
+RETENTION_LOCK_KEY = 0x5B0A2E
+_next_purge = 0.0
+
+
 def run_sweep() -> None:
     with session_scope() as s:
         sweep(s, get_settings(), enqueue_turn=enqueue_turn, merge=merge_by_sweeper, enqueue_delivery=enqueue_delivery)
+    _purge_when_due()
+
+
+def _purge_when_due() -> None:
+    """Retention, from the sweeper's timer: once per interval in each process, one at a time."""
+    global _next_purge
+    settings = get_settings()
+    if time.monotonic() < _next_purge:
+        return
+    _next_purge = time.monotonic() + settings.retention_interval_s
+    with session_scope() as s:
+        if not s.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": RETENTION_LOCK_KEY}).scalar_one():
+            return
+        counts = purge_expired(s, settings.retention_days, by="retention job")
+    if counts["conversations"]:
+        log.info(
+            "retention deleted %d conversations older than %d days", counts["conversations"], settings.retention_days
+        )
 
 
 def clock() -> TurnClock:

@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     deadline_grace_s: float = 2.0
     sweep_interval_s: float = 2.0
 
+    # Personal data: conversations whose last message is older than this are deleted, with
+    # every row that belongs to them, by the orchestrator once per retention_interval_s.
+    retention_days: int = Field(default=90, ge=1)
+    retention_interval_s: float = 3600.0
+
     # Policy (POLICY.md): refunds up to this amount are automatic, within this window
     max_auto_refund: float = 100.0
     refund_window_days: int = 30

@@ -123,6 +123,18 @@ def _keys(argv: list[str]) -> int:
     return keys_main(argv)
 
 
+def _erase(argv: list[str]) -> int:
+    from switchboard.privacy import erase_main
+
+    return erase_main(argv)
+
+
+def _retention(argv: list[str]) -> int:
+    from switchboard.privacy import retention_main
+
+    return retention_main(argv)
+
+
 def _sandbox(argv: list[str]) -> int:
     from switchboard.sandbox import main as sandbox_main
 
@@ -144,6 +156,8 @@ EXTERNAL_HELP = {
     "sandbox": "load, reset or show the sandbox company's records (demo, eval fixtures)",
     "kb": "import, search and evaluate the knowledge base",
     "keys": "create, list and revoke API keys",
+    "erase": "erase everything about one customer",
+    "retention": "delete conversations past the retention age",
     "eval": "run scenario cases through the whole system and judge them",
 }
 
@@ -191,6 +205,8 @@ EXTERNAL: dict[str, Callable[[list[str]], int]] = {
     "sandbox": _sandbox,
     "kb": _kb,
     "keys": _keys,
+    "erase": _erase,
+    "retention": _retention,
     "eval": _eval,
 }
 

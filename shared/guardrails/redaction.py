@@ -186,15 +186,23 @@ def _without_overlaps(found: list[RedactedSpan]) -> list[RedactedSpan]:
     return sorted(kept, key=lambda s: s.start)
 
 
-def redact(text: str, *, customer_email: str | None = None) -> Redaction:
+# What is never stored: a full card number (PCI DSS), an IBAN, an SSN, a password or key.
+# Emails and phone numbers stay in the stored text, for the human who picks the ticket up.
+STORED_KINDS: frozenset[PiiKind] = frozenset({"card", "iban", "ssn", "secret", "api_key"})
+
+
+def redact(text: str, *, customer_email: str | None = None, kinds: frozenset[PiiKind] | None = None) -> Redaction:
     """Replace cards, IBANs, SSNs, other people's emails, phones and secrets with placeholders.
 
     The customer's own email (compared case-insensitively) is kept: agents need it to find
-    the account, and it is already on the ticket.
+    the account, and it is already on the ticket. ``kinds`` limits what is replaced.
     """
     if not text:
         return Redaction(text)
-    spans = _without_overlaps(_findings(text, customer_email))
+    findings = _findings(text, customer_email)
+    if kinds is not None:
+        findings = [span for span in findings if span.kind in kinds]
+    spans = _without_overlaps(findings)
     if not spans:
         return Redaction(text)
     pieces: list[str] = []
@@ -254,3 +262,8 @@ def redact_mapping(obj: T, *, customer_email: str | None = None) -> T:
     are: dump pydantic models first (`model_dump()`).
     """
     return cast(T, _redact_value(obj, customer_email, 0))
+
+
+def for_storage(text: str) -> str:
+    """The text as it may be stored: cards, IBANs, SSNs and secrets replaced (STORED_KINDS)."""
+    return redact(text, kinds=STORED_KINDS).text

@@ -1,0 +1,84 @@
+"""Erasure and retention: deleting conversations with every row that belongs to them.
+
+A conversation's rows are its messages, turns, agent runs, tool calls, escalations,
+deliveries and events (events carry the conversation or turn id as plain text, so they
+are deleted by id, not by cascade). ``erase_customer`` deletes one customer's
+conversations of one source; ``purge_expired`` those whose last message is older than
+``retention_days``. Each records one event that names no person: who asked, the source,
+and the counts.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Delete, delete, func, or_, select
+from sqlalchemy.orm import Session
+
+from shared.models import AgentRun, Conversation, Delivery, Escalation, Event, Message, ToolCall, Turn
+
+BATCH = 500
+TABLES = ("conversations", "messages", "turns", "agent_runs", "tool_calls", "escalations", "deliveries", "events")
+
+
+def delete_conversations(s: Session, conversation_ids: list[str]) -> dict[str, int]:
+    """Delete these conversations and every row that belongs to them; the counts by table."""
+    counts = dict.fromkeys(TABLES, 0)
+    if not conversation_ids:
+        return counts
+    turn_ids = list(s.execute(select(Turn.id).where(Turn.conversation_id.in_(conversation_ids))).scalars())
+    steps: list[tuple[str, Delete]] = [
+        ("events", delete(Event).where(or_(Event.conversation_id.in_(conversation_ids), Event.turn_id.in_(turn_ids)))),
+        ("tool_calls", delete(ToolCall).where(ToolCall.turn_id.in_(turn_ids))),
+        ("agent_runs", delete(AgentRun).where(AgentRun.turn_id.in_(turn_ids))),
+        ("deliveries", delete(Delivery).where(Delivery.turn_id.in_(turn_ids))),
+        ("escalations", delete(Escalation).where(Escalation.turn_id.in_(turn_ids))),
+        ("turns", delete(Turn).where(Turn.id.in_(turn_ids))),
+        ("messages", delete(Message).where(Message.conversation_id.in_(conversation_ids))),
+        ("conversations", delete(Conversation).where(Conversation.id.in_(conversation_ids))),
+    ]
+    for table, statement in steps:
+        result = cast(CursorResult[Any], s.execute(statement))
+        counts[table] += result.rowcount
+    return counts
+
+
+def erase_customer(s: Session, *, source: str, customer_id: str, by: str) -> dict[str, int]:
+    """Everything about one customer of one source. Idempotent: a second erasure counts zeros."""
+    ids = list(
+        s.execute(
+            select(Conversation.id).where(Conversation.source == source, Conversation.customer_id == customer_id)
+        ).scalars()
+    )
+    counts = delete_conversations(s, ids)
+    s.add(Event(kind="customer.erased", data={"source": source, "by": by, "counts": counts}))
+    return counts
+
+
+def expired_conversations(s: Session, retention_days: int, *, now: datetime | None = None) -> list[str]:
+    """Conversations whose last message is older than ``retention_days`` (at most BATCH)."""
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
+    last_message = (
+        select(Message.conversation_id, func.max(Message.created_at).label("last"))
+        .group_by(Message.conversation_id)
+        .subquery()
+    )
+    query = (
+        select(Conversation.id)
+        .outerjoin(last_message, last_message.c.conversation_id == Conversation.id)
+        .where(func.coalesce(last_message.c.last, Conversation.created_at) < cutoff)
+        .limit(BATCH)
+    )
+    return list(s.execute(query).scalars())
+
+
+def purge_expired(s: Session, retention_days: int, *, by: str, dry_run: bool = False) -> dict[str, int]:
+    """Delete (or with ``dry_run`` only count) the conversations past the retention age."""
+    ids = expired_conversations(s, retention_days)
+    if dry_run:
+        return {"conversations": len(ids)}
+    counts = delete_conversations(s, ids)
+    if ids:
+        s.add(Event(kind="retention.purged", data={"by": by, "retention_days": retention_days, "counts": counts}))
+    return counts
