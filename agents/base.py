@@ -134,10 +134,12 @@ class Agent:
     def _call(self, ctx: ToolContext, decision: CallTool) -> ToolCallRecord:
         call_id = f"call_{uuid.uuid4().hex[:12]}"
         start = time.perf_counter()
+        # A model names the tool: a name the catalogue does not know is one label, not a new series.
+        label = decision.tool if self.registry.get(decision.tool) is not None else "unknown"
         try:
             output = self.registry.execute(ctx, decision.tool, decision.arguments)
         except ToolError as exc:
-            TOOL_CALLS.labels(self.name, decision.tool, "critical" if exc.critical else "error").inc()
+            TOOL_CALLS.labels(self.name, label, "critical" if exc.critical else "error").inc()
             log.info("tool %s failed for turn %s: %s", decision.tool, ctx.turn_id, exc.message)
             return ToolCallRecord(
                 call_id=call_id,
@@ -148,7 +150,7 @@ class Agent:
                 error_kind=exc.kind,
                 duration_ms=(time.perf_counter() - start) * 1000,
             )
-        TOOL_CALLS.labels(self.name, decision.tool, "ok").inc()
+        TOOL_CALLS.labels(self.name, label, "ok").inc()
         return ToolCallRecord(
             call_id=call_id,
             tool=decision.tool,

@@ -34,7 +34,7 @@ from orchestrator.tasks import enqueue_turn
 from shared import db, metrics
 from shared.celery_app import app as celery_app
 from shared.contracts import Accepted, ConversationView, MessageIn, Role, TicketIn
-from shared.errors import NotFound
+from shared.errors import ConfigurationError, NotFound
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -184,6 +184,12 @@ def _may_post(principal: Principal) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    unsigned = sorted(n for n, c in settings.sources.items() if c.require_signature and not c.secret.get_secret_value())
+    if unsigned:
+        # Anyone can compute an HMAC with an empty key: such a source would check nothing.
+        raise ConfigurationError(
+            f"SWITCHBOARD_SOURCES: {', '.join(unsigned)} require a signature but have no secret; give each a secret"
+        )
     api = FastAPI(
         title="Switchboard",
         version="0.1.0",

@@ -9,9 +9,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from orchestrator.keys import Principal, may_see
-from shared.contracts import AgentResult, ConversationView, TurnState, TurnView
+from shared.contracts import AgentResult, ConversationView, Role, TurnState, TurnView
 from shared.errors import NotFound
-from shared.models import AgentRun, Conversation, Message, Turn
+from shared.models import AgentRun, Conversation, Event, Message, Turn
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -26,6 +26,15 @@ def conversation_view(s: Session, conversation_id: str, principal: Principal) ->
     conversation = s.get(Conversation, conversation_id)
     if conversation is None or not may_see(s, principal, conversation):
         raise NotFound(f"No conversation {conversation_id!r}.")
+    if principal.role is not Role.helpdesk:
+        # A person read a customer's conversation: on the record (who, which, when).
+        s.add(
+            Event(
+                conversation_id=conversation_id,
+                kind="conversation.read",
+                data={"key_id": principal.key_id, "role": principal.role.value},
+            )
+        )
     messages = (
         s.execute(select(Message).where(Message.conversation_id == conversation_id).order_by(Message.created_at))
         .scalars()

@@ -48,7 +48,9 @@ def accept_ticket(s: Session, ticket: TicketIn, *, via: str) -> Accepted:
     if conversation_id is None:
         accepted = _existing_ticket(s, ticket)
     else:
-        accepted = _new_turn(s, conversation_id, ticket.body, external_id=None, via=via)
+        new = _new_turn(s, conversation_id, ticket.body, external_id=None, via=via)
+        assert new is not None, "a message without an external id never conflicts"
+        accepted = new
     _count(s, via, accepted.created)
     return accepted
 
@@ -72,31 +74,49 @@ def accept_message(
     if conversation is None or (source is not None and conversation.source != source):
         raise NotFound(f"No conversation {conversation_id!r}. Create it with POST /v1/tickets.")
     if message.external_id is not None:
-        existing = s.execute(
-            select(Message.id, Turn.id)
-            .join(Turn, Turn.message_id == Message.id)
-            .where(Message.conversation_id == conversation_id, Message.external_id == message.external_id)
-        ).one_or_none()
+        existing = _existing_message(s, conversation_id, message.external_id)
         if existing is not None:
-            accepted = Accepted(
-                conversation_id=conversation_id, turn_id=existing[1], message_id=existing[0], created=False
-            )
             _count(s, via, False)
-            return accepted
+            return existing
     accepted = _new_turn(s, conversation_id, message.body, external_id=message.external_id, via=via)
+    if accepted is None:  # the same follow-up, sent twice at once: the other request stored it
+        assert message.external_id is not None
+        existing = _existing_message(s, conversation_id, message.external_id)
+        assert existing is not None, "the conflicting message is committed before ON CONFLICT returns"
+        _count(s, via, False)
+        return existing
     _count(s, via, True)
     return accepted
 
 
-def _new_turn(s: Session, conversation_id: str, body: str, *, external_id: str | None, via: str) -> Accepted:
+def _existing_message(s: Session, conversation_id: str, external_id: str) -> Accepted | None:
+    row = s.execute(
+        select(Message.id, Turn.id)
+        .join(Turn, Turn.message_id == Message.id)
+        .where(Message.conversation_id == conversation_id, Message.external_id == external_id)
+    ).one_or_none()
+    if row is None:
+        return None
+    return Accepted(conversation_id=conversation_id, turn_id=row[1], message_id=row[0], created=False)
+
+
+def _new_turn(s: Session, conversation_id: str, body: str, *, external_id: str | None, via: str) -> Accepted | None:
+    """The message and its queued turn. None when a message with this external id exists."""
     message_id, turn_id = new_id("msg"), new_id("turn")
     # A full card number, an IBAN or a password never reaches a table (PCI DSS); the agents
     # and the human still see "[card ending 4242]".
     stored = for_storage(body)
-    s.add(
-        Message(id=message_id, conversation_id=conversation_id, role="customer", body=stored, external_id=external_id)
-    )
-    s.flush()
+    inserted = s.execute(
+        insert(Message)
+        .values(id=message_id, conversation_id=conversation_id, role="customer", body=stored, external_id=external_id)
+        # A concurrent retry of the same follow-up waits here for the first, then finds it.
+        .on_conflict_do_nothing(
+            index_elements=[Message.conversation_id, Message.external_id], index_where=Message.external_id.isnot(None)
+        )
+        .returning(Message.id)
+    ).scalar_one_or_none()
+    if inserted is None:
+        return None
     s.add(Turn(id=turn_id, conversation_id=conversation_id, message_id=message_id, state=TurnState.queued))
     s.flush()
     s.add(Event(conversation_id=conversation_id, turn_id=turn_id, kind="turn.queued", data={"via": via}))

@@ -95,6 +95,11 @@ def test_an_agent_key_reads_only_escalated_conversations_and_posts_nothing(stack
     human = _posted(stack, "helpdesk", ticket("I want to talk to a human", external_id="agent-2"))
     assert wait_done(human["turn_id"])["outcome"] == "escalated"
     assert agent.get(f"/v1/conversations/{human['conversation_id']}").status_code == 200
+    # A person read a customer's conversation: on the record; a helpdesk's own reads are not.
+    reads = rows(
+        "SELECT data FROM events WHERE kind = 'conversation.read' AND conversation_id = :c", c=human["conversation_id"]
+    )
+    assert [r["data"]["role"] for r in reads] == ["agent"]
     response = agent.post("/v1/tickets", json=ticket("hi"))
     assert response.status_code == 403 and "helpdesk key" in response.json()["detail"]
 

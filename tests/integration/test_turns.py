@@ -264,3 +264,16 @@ def test_injection_attempt_takes_no_action_and_escalates(stack: Stack) -> None:
     turn = wait_done(accepted["turn_id"])
     assert (turn["outcome"], turn["escalation_reason"]) == ("escalated", "injection")
     assert rows("SELECT count(*) AS n FROM tool_calls WHERE turn_id = :t", t=accepted["turn_id"]) == [{"n": 0}]
+
+
+def test_the_same_follow_up_sent_concurrently_is_stored_once(stack: Stack) -> None:
+    first = post(stack, ticket("Hello there")).json()
+    wait_done(first["turn_id"])
+    path = f"/v1/conversations/{first['conversation_id']}/messages"
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: stack.http.post(path, json={"body": "Still there?", "external_id": "dup-1"}),
+                                range(8)))  # fmt: skip
+    assert [a.status_code for a in answers] == [202] * 8, [a.text for a in answers if a.status_code != 202]
+    bodies = [a.json() for a in answers]
+    assert sum(b["created"] for b in bodies) == 1 and len({b["turn_id"] for b in bodies}) == 1
+    assert len(rows("SELECT id FROM messages WHERE external_id = 'dup-1'")) == 1

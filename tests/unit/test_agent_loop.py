@@ -135,3 +135,17 @@ def test_a_fact_without_a_tool_call_behind_it_is_refused() -> None:
             answer="You are owed 40",
             facts=[Fact(statement="owed 40", call_id="call_made_up")],
         )
+
+
+def test_a_tool_name_the_model_made_up_is_counted_as_unknown_not_as_a_new_series() -> None:
+    from prometheus_client import REGISTRY
+
+    def calls(tool: str) -> float:
+        labels = {"agent": "billing", "tool": tool, "result": "error"}
+        return REGISTRY.get_sample_value("switchboard_tool_calls_total", labels) or 0.0
+
+    before = calls("unknown")
+    brain = Script(CallTool("drop_table_users_now", {}), Finish(AgentStatus.not_applicable))
+    r = agent.run(task(), brain)
+    assert "no tool named" in (r.tool_calls[0].error or "")
+    assert calls("unknown") == before + 1 and calls("drop_table_users_now") == 0.0

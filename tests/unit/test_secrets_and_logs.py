@@ -54,3 +54,14 @@ def test_database_errors_are_logged_without_their_bound_parameters() -> None:
     assert engine.hide_parameters and one_off.hide_parameters
     engine.dispose()
     one_off.dispose()
+
+
+def test_a_source_that_requires_a_signature_without_a_secret_is_refused_at_start() -> None:
+    import pytest
+
+    from orchestrator.api import create_app
+    from shared.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="zendesk require a signature but have no secret"):
+        create_app(Settings(sources={"zendesk": {"require_signature": True}}))
+    create_app(Settings(sources={"zendesk": {"require_signature": True, "secret": "s"}}))  # with one it starts
