@@ -17,11 +17,11 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from agents.base import Agent
 from agents.registry import AGENT_BY_NAME, agent_profiles, build_agents
-from orchestrator.fan_in import finish_agent_run
+from orchestrator.fan_in import Admission, admit_agent_task, finish_agent_run
 from shared.brains import Brain, load_brain
 from shared.celery_app import agent_queue, agent_task_name, app
 from shared.contracts import AgentResult, AgentStatus, AgentTask, Timings
-from shared.metrics import AGENT_LATENCY, QUEUE_WAIT
+from shared.metrics import AGENT_LATENCY, QUEUE_WAIT, REFUSED_TASKS
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -57,10 +57,18 @@ def _unfinished(task: AgentTask, status: AgentStatus, detail: str, started: floa
     )
 
 
-def run_agent(task: AgentTask) -> AgentResult:
+def run_agent(task: AgentTask) -> AgentResult | None:
+    """Run one agent on its turn. None when the task names no turn of this agent (refused)."""
     started = time.time()
     QUEUE_WAIT.labels(agent_queue(task.agent)).observe(max(0.0, started - task.published_at))
-    if started >= task.deadline_at:
+    admission, task = admit_agent_task(task)
+    if admission is Admission.forged:
+        REFUSED_TASKS.labels(agent_task_name(task.agent), "no_such_turn").inc()
+        log.warning("refused an agent task for %s naming turn %s: no such turn of this agent", task.agent, task.turn_id)
+        return None
+    if admission is Admission.ended:
+        result = _unfinished(task, AgentStatus.timed_out, "picked up after the turn was merged", started)
+    elif started >= task.deadline_at:
         result = _unfinished(task, AgentStatus.timed_out, "picked up after the deadline", started)
     else:
         try:
@@ -80,7 +88,8 @@ def _make_task(agent: str) -> None:
     def agent_task(self: Task, payload: dict[str, Any]) -> str:
         task = AgentTask.model_validate(payload)
         try:
-            return run_agent(task).status.value
+            result = run_agent(task)
+            return result.status.value if result is not None else "refused"
         except SoftTimeLimitExceeded:
             # Cut off while recording: the merge at the deadline does not need this result.
             log.warning("agent %s on turn %s cut off while recording its result", agent, task.turn_id)

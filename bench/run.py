@@ -54,6 +54,7 @@ from bench.baseline import (
     join_group,
 )
 from bench.brain import HANG_MARK, HUNG_AGENT
+from orchestrator.keys import create_key
 from orchestrator.turns import TURN_DONE_CHANNEL
 from shared.celery_app import (
     DELIVERY_QUEUE,
@@ -63,6 +64,8 @@ from shared.celery_app import (
     wait_for_workers,
     worker_options,
 )
+from shared.contracts import Role
+from shared.db import one_off_session
 from shared.migrate import upgrade
 from shared.settings import AGENTS, Settings
 
@@ -73,6 +76,7 @@ TARGET_OVERSHOOT_P99_MS = 20.0
 DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_BROKER = "redis://127.0.0.1:6379/11"
 INGEST = "switchboard.ingest"
+BENCH_SOURCE = "bench"
 # The segments of a lone turn, between the timestamps the bench and the rows record.
 BREAKDOWN = (
     "publish_to_accept",  # broker hop to the orchestrator, task start, ticket validation
@@ -295,6 +299,8 @@ class BenchRun:
             conn.execute(f'CREATE DATABASE "{self.database}"')
             self._created_db = True
         upgrade(self.database_url)
+        with one_off_session(self.database_url) as session:  # the bench posts as a helpdesk would
+            self.api_key = create_key(session, role=Role.helpdesk, source=BENCH_SOURCE, name="bench")[1]
         say(f"database {self.database} migrated; broker {self.cfg.broker_url}")
         self.client = create_app(Settings(broker_url=self.cfg.broker_url, database_url=self.database_url))
         self.baseline = create_baseline_app(self.cfg.broker_url, self.cfg.backend_url)
@@ -334,6 +340,7 @@ class BenchRun:
                 "SWITCHBOARD_BROKER_URL": self.cfg.broker_url,
                 "SWITCHBOARD_BRAIN": "bench.brain:BenchBrain",
                 "SWITCHBOARD_EXTRA_TOOLS": json.dumps(["bench.brain:TOOLS"]),
+                "SWITCHBOARD_SOURCES": json.dumps({BENCH_SOURCE: {}}),
                 "SWITCHBOARD_LOG_LEVEL": "WARNING",
                 BACKEND_ENV: self.cfg.backend_url,
             }
@@ -365,7 +372,7 @@ class BenchRun:
     def _ticket(self, tag: str, hang: bool = False) -> dict[str, Any]:
         body = "Why was I charged twice this month?" + (f" {HANG_MARK}" if hang else "")
         return {
-            "source": "bench",
+            "source": BENCH_SOURCE,
             "external_id": f"{self.run_id}-{tag}",
             "channel": "api",
             "customer": {"id": "cust_bench", "name": "Bench Customer"},
@@ -373,7 +380,9 @@ class BenchRun:
         }
 
     def _submit_turn(self, tag: str, hang: bool = False) -> None:
-        self.client.send_task(INGEST, args=[self._ticket(tag, hang)], queue=ORCHESTRATOR_QUEUE)
+        self.client.send_task(
+            INGEST, args=[self._ticket(tag, hang)], kwargs={"api_key": self.api_key}, queue=ORCHESTRATOR_QUEUE
+        )
 
     def _turn_ms(self, tag: str) -> tuple[float, str, float, float]:
         """One turn, alone: its time, its id, and when it was sent and learnt (wall clock)."""

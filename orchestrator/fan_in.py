@@ -8,12 +8,16 @@ after the merge committed.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from orchestrator.turns import Merged, merge_turn, record_result
 from shared.celery_app import DELIVERY_QUEUE, app
-from shared.contracts import AgentResult, MergeTrigger
+from shared.contracts import AgentResult, AgentTask, Customer, MergeTrigger, TurnState
 from shared.db import after_commit, session_scope
+from shared.models import Conversation, Turn
 from shared.settings import Settings, get_settings
 
 DELIVER = "switchboard.deliver"
@@ -44,6 +48,30 @@ def finish_agent_run(result: AgentResult, started: float) -> Merged | None:
     if not completes:
         return None
     return merge_and_deliver(result.turn_id, MergeTrigger.all_in)
+
+
+class Admission(StrEnum):
+    running = "running"  # run it, with the customer of the turn's own conversation
+    ended = "ended"  # the turn was merged already: record that it came too late, run no tool
+    forged = "forged"  # no such turn, not this agent's, or another conversation: refuse
+
+
+def admit_agent_task(task: AgentTask) -> tuple[Admission, AgentTask]:
+    """Check an agent task against its turn's row: the broker is not a way in.
+
+    The customer a tool acts for is the one of the turn's conversation, never the one the
+    message carries.
+    """
+    with session_scope() as s:
+        row = s.execute(
+            select(Turn.state, Turn.agents, Conversation.id, Conversation.customer)
+            .join(Conversation, Conversation.id == Turn.conversation_id)
+            .where(Turn.id == task.turn_id)
+        ).one_or_none()
+    if row is None or task.agent not in (row.agents or []) or row.id != task.conversation_id:
+        return Admission.forged, task
+    admitted = task.model_copy(update={"customer": Customer.model_validate(row.customer)})
+    return (Admission.running if row.state == TurnState.running else Admission.ended), admitted
 
 
 def _deliver_after_commit(s: Session, merged: Merged | None) -> None:

@@ -19,18 +19,20 @@ from orchestrator.clock import TurnClock, process_clock
 from orchestrator.delivery import deliver
 from orchestrator.fan_in import DELIVER, enqueue_delivery, merge_and_deliver
 from orchestrator.ingest import accept_ticket
+from orchestrator.keys import principal_for
 from orchestrator.retention import purge_expired
 from orchestrator.sweeper import sweep
 from orchestrator.turns import ConversationBusy, Merged, start_turn
 from shared.celery_app import ORCHESTRATOR_QUEUE, agent_queue, agent_task_name, app
-from shared.contracts import MergeTrigger, TicketIn
+from shared.contracts import MergeTrigger, Role, TicketIn
 from shared.db import session_scope
-from shared.metrics import QUEUE_WAIT
+from shared.metrics import QUEUE_WAIT, REFUSED_TASKS
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
 
 HANDLE_TURN = "switchboard.orchestrator.handle_turn"
+INGEST = "switchboard.ingest"
 BUSY_RETRY_S = 0.25
 
 
@@ -120,9 +122,11 @@ def handle_turn(self: Task, turn_id: str) -> bool:
         raise self.retry(countdown=BUSY_RETRY_S) from None
 
 
-@app.task(name="switchboard.ingest", bind=True)
-def ingest(self: Task, ticket: dict[str, Any]) -> dict[str, Any]:
-    """A helpdesk that talks to the broker sends the same payload as POST /v1/tickets."""
+@app.task(name=INGEST, bind=True)
+def ingest(self: Task, ticket: dict[str, Any], api_key: str | None = None) -> dict[str, Any]:
+    """A helpdesk that talks to the broker sends the same payload as POST /v1/tickets, and
+    its key as ``api_key``: checked as the API checks it (a helpdesk key of that source, or
+    an admin key; a configured source)."""
     _observe_wait(self, ORCHESTRATOR_QUEUE)
     try:
         parsed = TicketIn.model_validate(ticket)
@@ -130,6 +134,11 @@ def ingest(self: Task, ticket: dict[str, Any]) -> dict[str, Any]:
         # A malformed ticket can never succeed: record why, do not retry it forever.
         log.error("switchboard.ingest rejected a ticket: %s", exc.errors(include_url=False, include_input=False))
         return {"error": "invalid ticket", "problems": exc.errors(include_url=False, include_input=False)}
+    refusal = _refusal(parsed.source, api_key)
+    if refusal is not None:
+        REFUSED_TASKS.labels(INGEST, refusal).inc()
+        log.error("switchboard.ingest refused a ticket of source %r: %s", parsed.source, refusal)
+        return {"error": "refused", "reason": refusal}
     with session_scope() as s:
         accepted = accept_ticket(s, parsed, via="celery")
     if accepted.created:
@@ -138,6 +147,23 @@ def ingest(self: Task, ticket: dict[str, Any]) -> dict[str, Any]:
         except ConversationBusy:
             enqueue_turn(accepted.turn_id)
     return accepted.model_dump()
+
+
+def _refusal(source: str, api_key: str | None) -> str | None:
+    """Why a broker ticket may not be taken (a metric label), or None."""
+    if not api_key:
+        return "no_key"
+    with session_scope() as s:
+        principal = principal_for(s, api_key)
+    if principal is None:
+        return "unknown_key"
+    if principal.role is Role.helpdesk and principal.source != source:
+        return "other_source"
+    if principal.role not in (Role.helpdesk, Role.admin):
+        return "role"
+    if source not in get_settings().sources:
+        return "unknown_source"
+    return None
 
 
 @app.task(name=DELIVER, bind=True, max_retries=None)

@@ -69,6 +69,11 @@ MODEL_TOKENS = Counter(
     "switchboard_model_tokens_total", "Tokens reported by the model endpoint, by model and kind", ["model", "kind"]
 )
 MODEL_COST = Counter("switchboard_model_cost_usd_total", "Model spend in USD from usage and the price table", ["model"])
+REFUSED_TASKS = Counter(
+    "switchboard_refused_tasks_total",
+    "Broker tasks refused: an ingest without a valid key, an agent task naming no turn of its agent",
+    ["task", "reason"],
+)
 # 1 per worker process (prefork children) that finished its start-up (database, clock,
 # the brain's models loaded) and takes tasks; summed over the live processes of a worker.
 READY_PROCESSES = Gauge(

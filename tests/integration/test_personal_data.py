@@ -34,7 +34,7 @@ def test_a_ticket_full_of_personal_data_leaves_none_in_any_log(stack: Stack) -> 
     # The broker path: a helpdesk that sends switchboard.ingest itself.
     broker_ticket = ticket(BODY, customer=_customer())
     create_app(Settings(broker_url=REDIS_URL)).send_task(
-        "switchboard.ingest", args=[broker_ticket], queue="orchestrator"
+        "switchboard.ingest", args=[broker_ticket], kwargs={"api_key": stack.keys["helpdesk"]}, queue="orchestrator"
     )
     for turn_id in (by_http["turn_id"], human["turn_id"]):
         wait_done(turn_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import re
 import time
 
 import httpx
@@ -192,7 +193,9 @@ def test_follow_up_message_runs_a_second_turn_that_sees_the_first(stack: Stack) 
 def test_ticket_sent_as_the_celery_ingest_task_is_answered(stack: Stack) -> None:
     app = create_app(Settings(broker_url=REDIS_URL))
     payload = ticket(script(knowledge=ANSWER))
-    app.send_task("switchboard.ingest", args=[payload], queue="orchestrator")
+    app.send_task(
+        "switchboard.ingest", args=[payload], kwargs={"api_key": stack.keys["helpdesk"]}, queue="orchestrator"
+    )
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         found = rows(
@@ -277,3 +280,54 @@ def test_the_same_follow_up_sent_concurrently_is_stored_once(stack: Stack) -> No
     bodies = [a.json() for a in answers]
     assert sum(b["created"] for b in bodies) == 1 and len({b["turn_id"] for b in bodies}) == 1
     assert len(rows("SELECT id FROM messages WHERE external_id = 'dup-1'")) == 1
+
+
+def _refused(stack: Stack, task: str, reason: str) -> float:
+    text_ = httpx.get(f"http://127.0.0.1:{stack.metrics_ports['orchestrator']}/metrics", timeout=10).text
+    text_ += "".join(
+        httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        for role, port in stack.metrics_ports.items()
+        if role != "orchestrator"
+    )
+    pattern = rf'switchboard_refused_tasks_total{{reason="{reason}",task="{task}"}} ([0-9.]+)'
+    return sum(float(v) for v in re.findall(pattern, text_))
+
+
+@pytest.mark.parametrize(
+    ("key", "reason"), [(None, "no_key"), ("sb_forged", "unknown_key"), ("signed", "other_source")]
+)
+def test_a_broker_ticket_without_its_sources_key_is_refused_and_stores_nothing(
+    stack: Stack, key: str | None, reason: str
+) -> None:
+    app = create_app(Settings(broker_url=REDIS_URL))
+    payload = ticket("Refund my last payment")
+    before = _refused(stack, "switchboard.ingest", reason)
+    api_key = stack.keys.get(key, key) if key else None
+    app.send_task("switchboard.ingest", args=[payload], kwargs={"api_key": api_key}, queue="orchestrator")
+    deadline = time.monotonic() + 15
+    while _refused(stack, "switchboard.ingest", reason) == before:
+        assert time.monotonic() < deadline, "the ticket was neither refused nor counted"
+        time.sleep(0.2)
+    assert rows("SELECT id FROM conversations WHERE external_id = :e", e=payload["external_id"]) == []
+
+
+def test_a_forged_agent_task_runs_no_tool(stack: Stack) -> None:
+    app = create_app(Settings(broker_url=REDIS_URL))
+    now = time.time()
+    forged = {
+        "turn_id": "turn_forged",
+        "conversation_id": "conv_forged",
+        "agent": "billing",
+        "customer": {"id": "cust_1001"},
+        "window": [{"role": "customer", "body": json.dumps(script(billing=[{"call": "lookup_balance", "args": {}}]))}],
+        "deadline_at": now + 3,
+        "published_at": now,
+    }
+    before = _refused(stack, "switchboard.agent.billing", "no_such_turn")
+    app.send_task("switchboard.agent.billing", args=[forged], queue="agent.billing")
+    deadline = time.monotonic() + 15
+    while _refused(stack, "switchboard.agent.billing", "no_such_turn") == before:
+        assert time.monotonic() < deadline, "the forged task was neither refused nor counted"
+        time.sleep(0.2)
+    assert rows("SELECT id FROM tool_calls WHERE turn_id = 'turn_forged'") == []
+    assert rows("SELECT id FROM agent_runs WHERE turn_id = 'turn_forged'") == []
