@@ -35,7 +35,7 @@ from shared import db, metrics
 from shared.celery_app import app as celery_app
 from shared.contracts import Accepted, ConversationView, MessageIn, Role, TicketIn
 from shared.errors import ConfigurationError, NotFound
-from shared.settings import Settings, get_settings
+from shared.settings import Settings, get_settings, refuse_weak_secrets
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -184,6 +184,7 @@ def _may_post(principal: Principal) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    refuse_weak_secrets(settings)
     unsigned = sorted(n for n, c in settings.sources.items() if c.require_signature and not c.secret.get_secret_value())
     if unsigned:
         # Anyone can compute an HMAC with an empty key: such a source would check nothing.

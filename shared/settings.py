@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, HttpUrl, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -53,8 +55,17 @@ class ModelPrice(BaseModel):
     cached_input: float = 0.0
 
 
+# Passwords and secrets nobody should run with: what examples and images ship.
+WEAK_SECRETS = frozenset(
+    {"", "change-me", "changeme", "changethis", "secret", "password", "admin", "switchboard", "guest"}
+)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_", env_file=None, extra="ignore")
+
+    # production: refuse to start with an empty or well-known secret (the deploy files set it)
+    environment: Literal["development", "production"] = "development"
 
     # Where state and messages live. None means: start the embedded servers in data_dir.
     database_url: str | None = None
@@ -148,11 +159,39 @@ class Settings(BaseSettings):
         """Normalised once, here: everything that reads the setting gets a SQLAlchemy URL."""
         return normalise_database_url(url) if url else url
 
+    def weak_secrets(self) -> list[str]:
+        """The settings that hold an empty or well-known secret or password."""
+        weak = [
+            f"SWITCHBOARD_SOURCES[{name}].secret"
+            for name, source in self.sources.items()
+            if source.secret.get_secret_value().strip().lower() in WEAK_SECRETS
+        ]
+        for setting, url in (
+            ("SWITCHBOARD_DATABASE_URL", self.database_url),
+            ("SWITCHBOARD_BROKER_URL", self.broker_url),
+        ):
+            password = urlsplit(url).password if url else None
+            if password is not None and password.lower() in WEAK_SECRETS:
+                weak.append(f"the password in {setting}")
+        return weak
+
     def deadline_for(self, agent: str) -> float:
         return self.agent_deadlines_s.get(agent, self.agent_deadline_s)
 
     def source(self, name: str) -> SourceConfig:
         return self.sources.get(name, SourceConfig())
+
+
+def refuse_weak_secrets(settings: Settings) -> None:
+    """In production, stop at start rather than run with a password anyone can guess."""
+    weak = settings.weak_secrets()
+    if settings.environment == "production" and weak:
+        from shared.errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"SWITCHBOARD_ENVIRONMENT=production and {', '.join(weak)} is empty or a well-known value: "
+            "set a long random one (e.g. `openssl rand -hex 24`)"
+        )
 
 
 @lru_cache(maxsize=1)

@@ -43,8 +43,11 @@ def _worker(args: argparse.Namespace) -> int:
     if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # Prefork children write their samples here; without it /metrics shows the parent only.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"switchboard-{args.role}-metrics-")
+    from shared.settings import get_settings, refuse_weak_secrets
     from switchboard.stack import worker_argv
     from switchboard.worker import worker_app
+
+    refuse_weak_secrets(get_settings())  # one line and exit 2, before Celery starts
 
     worker_app().worker_main(worker_argv(args.role, args.concurrency, args.loglevel))
     return 0
@@ -54,9 +57,10 @@ def _api(args: argparse.Namespace) -> int:
     import uvicorn
 
     from shared.logs import configure_logging
-    from shared.settings import get_settings
+    from shared.settings import get_settings, refuse_weak_secrets
 
     settings = get_settings()
+    refuse_weak_secrets(settings)
     # The API logs as the workers do: JSON lines through the redacting formatter, uvicorn's too.
     configure_logging(settings.log_level, settings.log_json)
     uvicorn.run(

@@ -599,3 +599,27 @@ def test_dashboard_panels_are_well_formed() -> None:
     assert dashboard()["uid"]
     provisioned = load_yaml(DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yaml")["datasources"]
     assert provisioned[0]["type"] == "prometheus"
+
+
+def test_compose_has_no_default_password_binds_the_api_to_loopback_and_runs_in_production() -> None:
+    raw = (DEPLOY / "compose.yaml").read_text()
+    for variable in ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "GRAFANA_ADMIN_PASSWORD"):
+        assert f"${{{variable}:?" in raw and f"${{{variable}:-" not in raw, variable  # unset: compose refuses
+    assert all(value == "" for key, value in env_file(DEPLOY / ".env.example").items() if key.endswith("PASSWORD"))
+    services = compose()["services"]
+    assert services["api"]["ports"] == ["${API_BIND:-127.0.0.1}:${API_PORT:-8000}:8000"]
+    assert "--requirepass" in services["redis"]["command"] and "ports" not in services["redis"]
+    for name, service in switchboard_services().items():
+        env = service_env(service)
+        assert env["SWITCHBOARD_ENVIRONMENT"] == "production", name
+        assert "@redis:" in env.get("SWITCHBOARD_BROKER_URL", "@redis:") and ":${REDIS_PASSWORD" in raw
+    assert env_file(K8S / "switchboard.env")["SWITCHBOARD_ENVIRONMENT"] == "production"
+
+
+def test_the_namespace_denies_ingress_but_to_the_api_and_metrics() -> None:
+    policies = {p["metadata"]["name"]: p for p in k8s_kind("NetworkPolicy")}
+    deny = policies["switchboard-default-deny"]["spec"]
+    assert deny["podSelector"] == {} and deny["policyTypes"] == ["Ingress"] and "ingress" not in deny
+    api = policies["switchboard-api"]["spec"]
+    assert api["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "api"
+    assert [p["port"] for rule in api["ingress"] for p in rule["ports"]] == [8000]

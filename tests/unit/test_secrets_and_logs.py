@@ -65,3 +65,30 @@ def test_a_source_that_requires_a_signature_without_a_secret_is_refused_at_start
     with pytest.raises(ConfigurationError, match="zendesk require a signature but have no secret"):
         create_app(Settings(sources={"zendesk": {"require_signature": True}}))
     create_app(Settings(sources={"zendesk": {"require_signature": True, "secret": "s"}}))  # with one it starts
+
+
+def test_production_refuses_empty_or_well_known_secrets_and_names_them() -> None:
+    import pytest
+
+    from shared.errors import ConfigurationError
+    from shared.settings import refuse_weak_secrets
+
+    weak = Settings(
+        environment="production",
+        sources={"zendesk": {"secret": "change-me"}, "intercom": {"secret": "k3Jq-9f1x-long-random"}},
+        database_url="postgresql://switchboard:switchboard@db:5432/switchboard",
+        broker_url="amqp://guest:guest@mq:5672//",
+    )
+    with pytest.raises(ConfigurationError) as refused:
+        refuse_weak_secrets(weak)
+    message = str(refused.value)
+    assert "SWITCHBOARD_SOURCES[zendesk].secret" in message and "intercom" not in message
+    assert "SWITCHBOARD_DATABASE_URL" in message and "SWITCHBOARD_BROKER_URL" in message
+    assert "change-me" not in message and "guest" not in message  # names the setting, not the value
+    refuse_weak_secrets(weak.model_copy(update={"environment": "development"}))  # a laptop may
+    strong = Settings(
+        environment="production",
+        sources={"zendesk": {"secret": "k3Jq-9f1x-long-random"}},
+        database_url="postgresql://switchboard:Qx7-long-random@db:5432/switchboard",
+    )
+    refuse_weak_secrets(strong)
