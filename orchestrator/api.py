@@ -13,12 +13,19 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from limits import RateLimitItem
+from limits import parse as parse_limit
+from limits.storage import storage_from_string
+from limits.strategies import FixedWindowRateLimiter
 from pydantic import ValidationError
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
@@ -155,6 +162,48 @@ class Forbidden(Exception):
     """403: a valid key whose role may not do this."""
 
 
+class TooManyRequests(Exception):
+    """429: the key used up its rate limit; ``retry_after`` seconds until the window resets."""
+
+    def __init__(self, limit: str, retry_after: int) -> None:
+        super().__init__(f"This key may make {limit} requests; try again in {retry_after}s.")
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    limiter: FixedWindowRateLimiter
+    item: RateLimitItem
+    spelled: str
+
+    def check(self, key_id: str) -> None:
+        try:
+            allowed = self.limiter.hit(self.item, key_id)
+        except Exception as exc:  # the counter's store is down: serve, and say so
+            log.warning("rate limit not checked (%s); serving the request", type(exc).__name__)
+            return
+        if not allowed:
+            reset = self.limiter.get_window_stats(self.item, key_id).reset_time
+            raise TooManyRequests(self.spelled, max(1, math.ceil(reset - time.time())))
+
+
+def rate_limit(settings: Settings) -> RateLimit:
+    try:
+        item = parse_limit(settings.api_rate_limit)
+    except ValueError:
+        raise ConfigurationError(
+            f"SWITCHBOARD_API_RATE_LIMIT={settings.api_rate_limit!r}: write it like '600/minute'"
+        ) from None
+    broker = settings.broker_url or ""
+    if broker.startswith(("redis://", "rediss://")):
+        store = broker
+    elif broker.startswith("unix://"):
+        store = "redis+unix://" + broker[len("unix://") :]
+    else:
+        store = "memory://"
+    return RateLimit(FixedWindowRateLimiter(storage_from_string(store)), item, settings.api_rate_limit)
+
+
 def _principal(token: str) -> Principal | None:
     with db.session_scope() as s:
         return principal_for(s, token)
@@ -170,6 +219,8 @@ async def authenticated(request: Request) -> Principal:
     principal = await run_in_threadpool(_principal, token.strip())
     if principal is None:
         raise Unauthenticated("That API key is unknown or revoked. Use a key from `switchboard keys list`.")
+    limit: RateLimit = request.app.state.rate_limit
+    await run_in_threadpool(limit.check, principal.key_id)
     return principal
 
 
@@ -196,6 +247,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Customer messages in; replies, clarifying questions or escalations out.",
     )
+    api.state.rate_limit = rate_limit(settings)
 
     @api.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -219,6 +271,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @api.exception_handler(Forbidden)
     async def _forbidden(_: Request, exc: Forbidden) -> JSONResponse:
         return problem(403, "Forbidden", str(exc))
+
+    @api.exception_handler(TooManyRequests)
+    async def _too_many(_: Request, exc: TooManyRequests) -> JSONResponse:
+        response = problem(429, "Too Many Requests", str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @api.post("/v1/tickets", status_code=202, response_model=Accepted)
     async def post_ticket(request: Request, principal: Caller) -> Any:

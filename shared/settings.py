@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     max_body_bytes: int = 256 * 1024
+    # Requests per API key ("N/second|minute|hour"); counted in the broker's Redis when the
+    # broker is Redis (shared by every API process), else in each API process's memory.
+    api_rate_limit: str = "600/minute"
 
     # Turn lifecycle
     agents: tuple[str, ...] = AGENTS

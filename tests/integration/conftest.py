@@ -212,6 +212,7 @@ def start_stack(database_url: str, broker_url: str, helpdesk: Helpdesk, tmp: Pat
         "SWITCHBOARD_REQUEUE_AFTER_S": "3",
         "SWITCHBOARD_DEADLINE_GRACE_S": "1",
         "SWITCHBOARD_DELIVERY_BACKOFF_S": "0.2",
+        "SWITCHBOARD_API_RATE_LIMIT": "100000/minute",  # the limits have a test of their own
         "SWITCHBOARD_SOURCES": json.dumps(
             {
                 "helpdesk": {"callback_url": helpdesk.url, "secret": WEBHOOK_SECRET},
