@@ -26,6 +26,7 @@ import httpx
 import psycopg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from orchestrator.delivery import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from shared import db
@@ -74,6 +75,20 @@ def database_url() -> Iterator[str]:
     db.engine().dispose()
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def s(database_url: str) -> Iterator[Session]:
+    """One session whose every commit is a savepoint of an outer transaction that is rolled back:
+    the logic that takes a session, tested against the real Postgres, leaving nothing behind."""
+    with db.engine().connect() as conn:
+        outer = conn.begin()
+        session = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
+        try:
+            yield session
+        finally:
+            session.close()
+            outer.rollback()
 
 
 # --------------------------------------------------------------------------- webhook receiver

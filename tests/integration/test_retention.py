@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -16,24 +15,11 @@ from sqlalchemy.orm import Session
 
 from orchestrator.ingest import accept_message, accept_ticket
 from orchestrator.retention import purge_expired
-from shared import db
 from shared.contracts import MessageIn, TicketIn
 from shared.models import Conversation, Event, Message, Turn
 from tests.integration.conftest import ROOT
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def s(database_url: str) -> Iterator[Session]:
-    with db.engine().connect() as conn:
-        outer = conn.begin()
-        session = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
-        try:
-            yield session
-        finally:
-            session.close()
-            outer.rollback()
 
 
 def _conversation(s: Session, days_ago: int) -> str:

@@ -7,7 +7,6 @@ sweeper with one session, as the Celery tasks do, and rolls everything back at t
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -35,19 +34,6 @@ from shared.settings import Settings
 pytestmark = pytest.mark.integration
 
 SETTINGS = Settings(sources={"helpdesk": {"callback_url": "http://127.0.0.1:9/replies", "secret": "s"}})
-
-
-@pytest.fixture
-def s(database_url: str) -> Iterator[Session]:
-    """One session whose every commit is a savepoint of an outer transaction that is rolled back."""
-    with db.engine().connect() as conn:
-        outer = conn.begin()
-        session = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
-        try:
-            yield session
-        finally:
-            session.close()
-            outer.rollback()
 
 
 def _ticket(body: str = "Why was I charged twice?") -> TicketIn:
