@@ -24,7 +24,7 @@ _VALUE = r"(?:[\"'“«‘](?P<quoted>[^\"'”»’\n]{1,64})[\"'”»’]|(?P<v
 # Word-like secrets: the value can be anything, so a connector ("is", ":") is required, else
 # "reset my password please" would lose the word "please".
 _PASSWORD_WORDS = (
-    r"password|passwd|passphrase|pass word|pwd|contrase[ñn]a|clave(?: de acceso)?"
+    r"password|passwd|passphrase|pass word|pwd|pw|contrase[ñn]a|clave(?: de acceso)?"
     r"|mot de passe|mdp|passwort|kennwort"
     r"|api[ _-]?key|secret(?: key)?|client secret|access token|auth token|token"
     r"|clave api|cl[ée] (?:api|secr[èe]te)|api-schl[üu]ssel|geheimer schl[üu]ssel"

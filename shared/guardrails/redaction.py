@@ -63,6 +63,9 @@ class Redaction:
 
 
 _CARD = re.compile(r"(?<![\w+\-.,/])\d(?:[ -]?\d){12,18}(?![\w\-]|[.,]\d)")
+# Four groups of four with dots or line breaks between them ("4242.4242.4242.4242", a
+# number pasted over lines): too regular to be a version or a date, and Luhn checks it too.
+_CARD_GROUPED = re.compile(r"(?<![\w.])\d{4}(?:(?:\.|\r?\n)\d{4}){3}(?![\w]|\.\d)")
 # An id word right before the number means an order or ticket id, even glued to the word
 # before it ("theorder 4242…"): masking an order id as a card breaks the conversation.
 _CARD_ID_CONTEXT = re.compile(
@@ -116,6 +119,10 @@ def iban_valid(compact: str) -> bool:
 
 
 def _find_cards(text: str) -> Iterator[tuple[int, int, str]]:
+    for match in _CARD_GROUPED.finditer(text):
+        digits = re.sub(r"\D", "", match.group())
+        if luhn_valid(digits):
+            yield match.start(), match.end(), digits[-4:]
     for match in _CARD.finditer(text):
         if _CARD_ID_CONTEXT.search(text[max(0, match.start() - 30) : match.start()]):
             continue

@@ -421,3 +421,20 @@ def test_an_injection_in_the_customer_name_escalates_before_any_agent() -> None:
     verdict = _screen("Hello, a question about my plan.", Customer(id="c1", name=name))
     assert verdict is not None and verdict[0] == "injection"
     assert _screen("Hello, a question about my plan.", Customer(id="c1", name="Ana Ruiz")) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("my card is 4242.4242.4242.4242, thanks", "my card is [card ending 4242], thanks"),
+        ("card:\n4242\n4242\n4242\n4242\nexpires soon", "card:\n[card ending 4242]\nexpires soon"),
+        ("login: ana, pw: hunter2secret", "login: ana, pw: [secret]"),
+    ],
+)
+def test_cards_with_dots_or_line_breaks_and_pw_colon_are_redacted(text: str, expected: str) -> None:
+    assert redact(text).text == expected
+
+
+def test_dotted_numbers_that_are_not_cards_stay() -> None:
+    for text in ("version 1.2.3.4 of the app", "the 2024.11.30 invoice", "order 4242.4242.4242.4241"):
+        assert redact(text).text == text
