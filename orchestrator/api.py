@@ -236,11 +236,16 @@ def _may_post(principal: Principal) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     refuse_weak_secrets(settings)
-    unsigned = sorted(n for n, c in settings.sources.items() if c.require_signature and not c.secret.get_secret_value())
+    unsigned = sorted(
+        n
+        for n, c in settings.sources.items()
+        if (c.require_signature or c.callback_url) and not c.secret.get_secret_value()
+    )
     if unsigned:
         # Anyone can compute an HMAC with an empty key: such a source would check nothing.
         raise ConfigurationError(
-            f"SWITCHBOARD_SOURCES: {', '.join(unsigned)} require a signature but have no secret; give each a secret"
+            f"SWITCHBOARD_SOURCES: {', '.join(unsigned)} require a signature or get signed replies "
+            "but have no secret; give each a secret"
         )
     api = FastAPI(
         title="Switchboard",

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from typing import Any, TypeVar
 
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -63,6 +66,7 @@ log = logging.getLogger(__name__)
 
 WINDOW_MESSAGES = 20
 TURN_DONE_CHANNEL = "switchboard_turn_done"
+R = TypeVar("R", bound=Any)  # a message row with .created_at
 
 
 def _ts(t: float) -> datetime:
@@ -93,6 +97,17 @@ def _screen(body: str, customer: Customer) -> tuple[str, list[str]] | None:
     if screening.wants_human:
         return EscalationReason.human_requested.value, []
     return None
+
+
+def _since_last_pause(newest_first: Sequence[R], ttl: timedelta) -> list[R]:
+    """The messages after the conversation last sat idle longer than ``ttl``: a customer who
+    comes back the next day starts a fresh context (the history stays on the record)."""
+    kept = list(newest_first[:1])
+    for newer, older in pairwise(newest_first):
+        if newer.created_at - older.created_at > ttl:
+            break
+        kept.append(older)
+    return kept
 
 
 def start_turn(s: Session, turn_id: str, settings: Settings) -> StartedTurn | None:
@@ -134,12 +149,15 @@ def start_turn(s: Session, turn_id: str, settings: Settings) -> StartedTurn | No
         return None
     conversation = s.get_one(Conversation, turn.conversation_id)
     message_created = s.execute(select(Message.created_at).where(Message.id == claimed.message_id)).scalar_one()
-    rows = s.execute(
-        select(Message.role, Message.body)
-        .where(Message.conversation_id == conversation.id, Message.created_at <= message_created)
-        .order_by(Message.created_at.desc())
-        .limit(WINDOW_MESSAGES)
-    ).all()
+    rows = _since_last_pause(
+        s.execute(
+            select(Message.role, Message.body, Message.created_at)
+            .where(Message.conversation_id == conversation.id, Message.created_at <= message_created)
+            .order_by(Message.created_at.desc())
+            .limit(WINDOW_MESSAGES)
+        ).all(),
+        timedelta(hours=settings.conversation_ttl_hours),
+    )
     customer = Customer.model_validate(conversation.customer)
     latest = s.execute(select(Message.body).where(Message.id == claimed.message_id)).scalar_one()
     verdict = _screen(latest, customer)

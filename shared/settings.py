@@ -99,6 +99,8 @@ class Settings(BaseSettings):
     deadline_grace_s: float = 2.0
     sweep_interval_s: float = 2.0
 
+    # A customer who writes again after this long idle starts a fresh context for the agents.
+    conversation_ttl_hours: float = Field(default=24.0, gt=0)
     # Personal data: conversations whose last message is older than this are deleted, with
     # every row that belongs to them, by the orchestrator once per retention_interval_s.
     retention_days: int = Field(default=90, ge=1)

@@ -169,3 +169,21 @@ def test_a_step_that_rolls_back_leaves_nothing_behind(database_url: str) -> None
     with db.session_scope() as session:
         assert _count(session, Turn, id=accepted.turn_id) == 0
         assert accept_ticket(session, ticket, via="test").created  # the retry is a first delivery
+
+
+@pytest.mark.parametrize(("idle_hours", "sees_the_first_day"), [(25, False), (1, True)])
+def test_a_customer_back_after_a_day_idle_starts_a_fresh_context(
+    s: Session, idle_hours: int, sees_the_first_day: bool
+) -> None:
+    first = accept_ticket(s, _ticket("Why was I charged twice?"), via="test")
+    assert start_turn(s, first.turn_id, SETTINGS) is not None
+    assert merge_turn(s, first.turn_id, MergeTrigger.deadline, SETTINGS) is not None
+    then = func.now() - timedelta(hours=idle_hours)
+    s.execute(update(Message).where(Message.conversation_id == first.conversation_id).values(created_at=then))
+    s.execute(update(Turn).where(Turn.id == first.turn_id).values(created_at=then))
+    again = accept_message(s, first.conversation_id, MessageIn(body="Hello again, new question."), via="test")
+    started = start_turn(s, again.turn_id, SETTINGS)
+    assert started is not None
+    window = [m.body for m in started.tasks[0].window]
+    assert window[-1] == "Hello again, new question."
+    assert ("Why was I charged twice?" in window) is sees_the_first_day

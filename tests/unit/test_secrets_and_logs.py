@@ -62,8 +62,12 @@ def test_a_source_that_requires_a_signature_without_a_secret_is_refused_at_start
     from orchestrator.api import create_app
     from shared.errors import ConfigurationError
 
-    with pytest.raises(ConfigurationError, match="zendesk require a signature but have no secret"):
+    with pytest.raises(
+        ConfigurationError, match="zendesk require a signature or get signed replies but have no secret"
+    ):
         create_app(Settings(sources={"zendesk": {"require_signature": True}}))
+    with pytest.raises(ConfigurationError, match="intercom"):  # replies signed with an empty key prove nothing
+        create_app(Settings(sources={"intercom": {"callback_url": "https://desk.example.com/hook"}}))
     create_app(Settings(sources={"zendesk": {"require_signature": True, "secret": "s"}}))  # with one it starts
 
 
