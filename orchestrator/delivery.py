@@ -151,7 +151,7 @@ def record(
     """Record how an attempt ended: delivered or failed for good, or pending again to retry."""
     if state is DeliveryState.pending:
         assert retry_in is not None
-        s.execute(
+        still_ours = s.execute(
             update(Delivery)
             .where(Delivery.id == delivery_id, Delivery.state == DeliveryState.sending)
             .values(
@@ -159,11 +159,14 @@ def record(
                 last_error=error,
                 next_attempt_at=datetime.now(UTC) + timedelta(seconds=retry_in),
             )
-        )
+            .returning(Delivery.id)
+        ).scalar_one_or_none()
+        if still_ours is None:
+            return _gone(delivery_id)
         after_commit(s, DELIVERIES.labels(RETRY).inc)
         log.warning("delivery %s attempt %d failed (%s); retrying in %.1fs", delivery_id, attempts, error, retry_in)
         return Attempt(RETRY, retry_in=retry_in)
-    s.execute(
+    still_ours = s.execute(
         update(Delivery)
         .where(Delivery.id == delivery_id, Delivery.state == DeliveryState.sending)
         .values(
@@ -171,9 +174,19 @@ def record(
             last_error=error,
             delivered_at=datetime.now(UTC) if state is DeliveryState.delivered else None,
         )
-    )
+        .returning(Delivery.id)
+    ).scalar_one_or_none()
+    if still_ours is None:
+        return _gone(delivery_id)
     s.add(Event(turn_id=turn_id, kind=f"delivery.{state}", data={"attempts": attempts, "error": error}))
     after_commit(s, DELIVERIES.labels(state).inc)
     if state is DeliveryState.failed:
         log.error("delivery %s failed for good after %d attempts: %s", delivery_id, attempts, error)
     return Attempt(state)
+
+
+def _gone(delivery_id: str) -> Attempt:
+    # Erased or past retention while the attempt was in flight: nothing of the conversation
+    # may come back, not even an event naming its turn.
+    log.info("delivery %s no longer exists (erased or expired during the attempt); nothing recorded", delivery_id)
+    return Attempt(SKIPPED)

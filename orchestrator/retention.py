@@ -29,7 +29,6 @@ def delete_conversations(s: Session, conversation_ids: list[str]) -> dict[str, i
         return counts
     turn_ids = list(s.execute(select(Turn.id).where(Turn.conversation_id.in_(conversation_ids))).scalars())
     steps: list[tuple[str, Delete]] = [
-        ("events", delete(Event).where(or_(Event.conversation_id.in_(conversation_ids), Event.turn_id.in_(turn_ids)))),
         ("tool_calls", delete(ToolCall).where(ToolCall.turn_id.in_(turn_ids))),
         ("agent_runs", delete(AgentRun).where(AgentRun.turn_id.in_(turn_ids))),
         ("deliveries", delete(Delivery).where(Delivery.turn_id.in_(turn_ids))),
@@ -37,6 +36,10 @@ def delete_conversations(s: Session, conversation_ids: list[str]) -> dict[str, i
         ("turns", delete(Turn).where(Turn.id.in_(turn_ids))),
         ("messages", delete(Message).where(Message.conversation_id.in_(conversation_ids))),
         ("conversations", delete(Conversation).where(Conversation.id.in_(conversation_ids))),
+        # Last: deleting the deliveries and turns above waited for any transaction still
+        # writing them (a delivery attempt recording its result, a late agent result), so
+        # the events those wrote are committed now and go too; later writers find no row.
+        ("events", delete(Event).where(or_(Event.conversation_id.in_(conversation_ids), Event.turn_id.in_(turn_ids)))),
     ]
     for table, statement in steps:
         result = cast(CursorResult[Any], s.execute(statement))
