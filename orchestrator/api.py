@@ -247,10 +247,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             f"SWITCHBOARD_SOURCES: {', '.join(unsigned)} require a signature or get signed replies "
             "but have no secret; give each a secret"
         )
+    # In production the API does not describe itself to whoever reaches the port.
+    docs = settings.environment != "production"
     api = FastAPI(
         title="Switchboard",
         version="0.1.0",
         description="Customer messages in; replies, clarifying questions or escalations out.",
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
     )
     api.state.rate_limit = rate_limit(settings)
 

@@ -96,3 +96,16 @@ def test_production_refuses_empty_or_well_known_secrets_and_names_them() -> None
         database_url="postgresql://switchboard:Qx7-long-random@db:5432/switchboard",
     )
     refuse_weak_secrets(strong)
+
+
+def test_production_serves_no_api_docs_and_development_does() -> None:
+    from fastapi.testclient import TestClient
+
+    from orchestrator.api import create_app
+
+    strong = {"zendesk": {"secret": "k3Jq-9f1x-long-random"}}
+    production = TestClient(create_app(Settings(environment="production", sources=strong)))
+    development = TestClient(create_app(Settings(sources=strong)))
+    for path in ("/docs", "/redoc", "/openapi.json"):
+        assert production.get(path).status_code == 404, path
+        assert development.get(path).status_code == 200, path
