@@ -35,7 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from orchestrator.conversations import conversation_view
 from orchestrator.delivery import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from orchestrator.ingest import accept_message, accept_ticket
-from orchestrator.keys import Principal, principal_for
+from orchestrator.keys import Principal, principal_for, refusal_to_post
 from orchestrator.retention import erase_customer
 from orchestrator.tasks import enqueue_turn
 from shared import db, metrics
@@ -228,9 +228,22 @@ async def authenticated(request: Request) -> Principal:
 Caller = Annotated[Principal, Depends(authenticated)]
 
 
-def _may_post(principal: Principal) -> None:
-    if principal.role not in (Role.helpdesk, Role.admin):
+def _may_post(principal: Principal, source: str | None, settings: Settings) -> None:
+    """The posting rule of orchestrator/keys.py, as the API answers it."""
+    reason = refusal_to_post(principal, source, settings.sources)
+    if reason == "role":
         raise Forbidden(f"An {principal.role} key cannot post messages; a helpdesk key of the source does.")
+    if reason == "other_source":
+        raise Forbidden(
+            f"This key posts for the source {principal.source!r}, not {source!r}: "
+            f"use that source's key, or set source to {principal.source!r}."
+        )
+    if reason == "unknown_source":
+        raise Unauthenticated(
+            f"The source {source!r} is not configured. Add it to SWITCHBOARD_SOURCES, "
+            f'e.g. {{"{source}": {{"callback_url": "https://…", "secret": "…"}}}}.',
+            title="Unknown source",
+        )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -290,24 +303,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @api.post("/v1/tickets", status_code=202, response_model=Accepted)
     async def post_ticket(request: Request, principal: Caller) -> Any:
-        _may_post(principal)
+        _may_post(principal, None, settings)  # the role first: an agent key learns nothing of the body
         raw = await request.body()
         try:
             ticket = TicketIn.model_validate_json(raw)
         except ValidationError as exc:
             detail, errors = _describe(list(exc.errors(include_url=False)))
             return problem(400 if "JSON" in detail else 422, "Invalid ticket", detail, errors=errors)
-        if principal.role is Role.helpdesk and ticket.source != principal.source:
-            raise Forbidden(
-                f"This key posts for the source {principal.source!r}, not {ticket.source!r}: "
-                f"use that source's key, or set source to {principal.source!r}."
-            )
-        if ticket.source not in settings.sources:
-            raise Unauthenticated(
-                f"The source {ticket.source!r} is not configured. Add it to SWITCHBOARD_SOURCES, "
-                f'e.g. {{"{ticket.source}": {{"callback_url": "https://…", "secret": "…"}}}}.',
-                title="Unknown source",
-            )
+        _may_post(principal, ticket.source, settings)
         source = settings.source(ticket.source)
         if source.require_signature and not verify_signature(
             source.secret.get_secret_value(),
@@ -328,7 +331,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @api.post("/v1/conversations/{conversation_id}/messages", status_code=202, response_model=Accepted)
     async def post_message(conversation_id: str, message: MessageIn, principal: Caller) -> Any:
-        _may_post(principal)
+        _may_post(principal, None, settings)
         accepted = await _run(
             _in_unit_of_work, accept_message, conversation_id, message, via="http", source=principal.source
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -102,3 +103,21 @@ def may_see(s: Session, principal: Principal, conversation: Conversation) -> boo
         s.execute(select(Escalation.id).where(Escalation.conversation_id == conversation.id).limit(1)).first()
         is not None
     )
+
+
+def refusal_to_post(principal: Principal, source: str | None, configured: Collection[str]) -> str | None:
+    """Why this caller may not post a ticket of ``source`` (a metric label), or None.
+
+    The one rule for the API and the broker: a helpdesk key posts for its own source, an
+    admin key for any, and only for a configured source. ``source`` None is a follow-up:
+    its conversation's source scopes it.
+    """
+    if principal.role not in (Role.helpdesk, Role.admin):
+        return "role"
+    if source is None:
+        return None
+    if principal.role is Role.helpdesk and principal.source != source:
+        return "other_source"
+    if source not in configured:
+        return "unknown_source"
+    return None

@@ -19,12 +19,12 @@ from orchestrator.clock import TurnClock, process_clock
 from orchestrator.delivery import deliver
 from orchestrator.fan_in import DELIVER, enqueue_delivery, merge_and_deliver
 from orchestrator.ingest import accept_ticket
-from orchestrator.keys import principal_for
+from orchestrator.keys import principal_for, refusal_to_post
 from orchestrator.retention import purge_expired
 from orchestrator.sweeper import sweep
 from orchestrator.turns import ConversationBusy, Merged, start_turn
 from shared.celery_app import ORCHESTRATOR_QUEUE, agent_queue, agent_task_name, app
-from shared.contracts import MergeTrigger, Role, TicketIn
+from shared.contracts import MergeTrigger, TicketIn
 from shared.db import session_scope
 from shared.metrics import QUEUE_WAIT, REFUSED_TASKS
 from shared.settings import get_settings
@@ -157,13 +157,7 @@ def _refusal(source: str, api_key: str | None) -> str | None:
         principal = principal_for(s, api_key)
     if principal is None:
         return "unknown_key"
-    if principal.role is Role.helpdesk and principal.source != source:
-        return "other_source"
-    if principal.role not in (Role.helpdesk, Role.admin):
-        return "role"
-    if source not in get_settings().sources:
-        return "unknown_source"
-    return None
+    return refusal_to_post(principal, source, get_settings().sources)
 
 
 @app.task(name=DELIVER, bind=True, max_retries=None)
