@@ -18,7 +18,7 @@ from shared.celery_app import DELIVERY_QUEUE, app
 from shared.contracts import AgentResult, AgentTask, Customer, MergeTrigger, TurnState
 from shared.db import after_commit, session_scope
 from shared.models import Conversation, Turn
-from shared.settings import Settings, get_settings
+from shared.settings import get_settings
 
 DELIVER = "switchboard.deliver"
 
@@ -27,12 +27,10 @@ def enqueue_delivery(delivery_id: str, countdown: float | None = None) -> None:
     app.send_task(DELIVER, args=[delivery_id], queue=DELIVERY_QUEUE, countdown=countdown)
 
 
-def merge_and_deliver(
-    turn_id: str, trigger: MergeTrigger, *, guardrail: str | None = None, settings: Settings | None = None
-) -> Merged | None:
+def merge_and_deliver(turn_id: str, trigger: MergeTrigger, *, guardrail: str | None = None) -> Merged | None:
     """Merge the turn once (None when another caller merged it first) and send its reply."""
     with session_scope() as s:
-        merged = merge_turn(s, turn_id, trigger, settings or get_settings(), guardrail=guardrail)
+        merged = merge_turn(s, turn_id, trigger, get_settings(), guardrail=guardrail)
         _deliver_after_commit(s, merged)
     return merged
 

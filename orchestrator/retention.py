@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Delete, delete, func, or_, select
+from sqlalchemy import CursorResult, Delete, delete, or_, select
 from sqlalchemy.orm import Session
 
 from shared.models import AgentRun, Conversation, Delivery, Escalation, Event, Message, ToolCall, Turn
@@ -60,19 +60,16 @@ def erase_customer(s: Session, *, source: str, customer_id: str, by: str) -> dic
 
 
 def expired_conversations(s: Session, retention_days: int, *, now: datetime | None = None) -> list[str]:
-    """Conversations whose last message is older than ``retention_days`` (at most BATCH)."""
+    """Conversations whose last message is older than ``retention_days`` (at most BATCH).
+
+    Only conversations created before the cutoff are candidates, and each is checked for a
+    newer message through the messages' conversation index: no scan of every message.
+    """
     cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
-    last_message = (
-        select(Message.conversation_id, func.max(Message.created_at).label("last"))
-        .group_by(Message.conversation_id)
-        .subquery()
+    newer_message = (
+        select(Message.id).where(Message.conversation_id == Conversation.id, Message.created_at >= cutoff).exists()
     )
-    query = (
-        select(Conversation.id)
-        .outerjoin(last_message, last_message.c.conversation_id == Conversation.id)
-        .where(func.coalesce(last_message.c.last, Conversation.created_at) < cutoff)
-        .limit(BATCH)
-    )
+    query = select(Conversation.id).where(Conversation.created_at < cutoff, ~newer_message).limit(BATCH)
     return list(s.execute(query).scalars())
 
 
