@@ -30,8 +30,11 @@ def one_off_session(url: str) -> Iterator[Session]:
     """One unit of work on a database outside the settings (a command's): committed at the end."""
     engine = one_off_engine(url)
     try:
-        with Session(engine) as session, session.begin():
-            yield session
+        with Session(engine) as session:
+            with session.begin():
+                yield session
+            for action in _registered(session):
+                action()
     finally:
         engine.dispose()
 
@@ -102,7 +105,12 @@ def session_scope() -> Iterator[Session]:
         session.rollback()
         raise
     finally:
-        actions: list[Callable[[], None]] = session.info.pop(_AFTER_COMMIT, [])
+        actions = _registered(session)  # taken on rollback too, and dropped with the exception
         session.close()
     for action in actions:
         action()
+
+
+def _registered(session: Session) -> list[Callable[[], None]]:
+    actions: list[Callable[[], None]] = session.info.pop(_AFTER_COMMIT, [])
+    return actions

@@ -174,13 +174,25 @@ class Stack:
     metrics_ports: dict[str, int]
     keys: dict[str, str] = field(default_factory=dict)  # admin, and a helpdesk key per source
 
+    clients: dict[str, httpx.Client] = field(default_factory=dict)
+
     @property
     def http(self) -> httpx.Client:
         """The API as an admin key calls it."""
         return self.client("admin")
 
     def client(self, key: str) -> httpx.Client:
-        return httpx.Client(base_url=self.api, headers={"Authorization": f"Bearer {self.keys[key]}"}, timeout=10)
+        """One client per key for the whole stack, closed with it."""
+        if key not in self.clients:
+            self.clients[key] = httpx.Client(
+                base_url=self.api, headers={"Authorization": f"Bearer {self.keys[key]}"}, timeout=10
+            )
+        return self.clients[key]
+
+    def stop(self) -> None:
+        for client in self.clients.values():
+            client.close()
+        self.supervisor.stop()
 
     def restart(self, role: str) -> None:
         self.supervisor.procs.pop(role, None)
@@ -292,7 +304,7 @@ def _wait_ready(stack: Stack, broker_url: str, with_api: bool) -> None:
 def stack(database_url: str, helpdesk: Helpdesk, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = start_stack(database_url, REDIS_URL, helpdesk, tmp_path_factory.mktemp("stack"))
     yield s
-    s.supervisor.stop()
+    s.stop()
 
 
 # --------------------------------------------------------------------------- helpers

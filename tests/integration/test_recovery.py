@@ -85,7 +85,7 @@ def rabbit_stack(database_url: str, helpdesk: Helpdesk, tmp_path: Path, stack: S
     # The Redis stack is stopped for the duration so the two never share a database sweep.
     s = start_stack(database_url, AMQP_URL, helpdesk, tmp_path)
     yield s
-    s.supervisor.stop()
+    s.stop()
 
 
 def test_rabbitmq_broker_runs_the_same_turn_by_url_alone(rabbit_stack: Stack, helpdesk: Helpdesk) -> None:
