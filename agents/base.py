@@ -71,6 +71,8 @@ class Agent:
             conversation_id=task.conversation_id,
             agent=self.name,
             customer_id=task.customer.id,
+            tenant=task.tenant,
+            source=task.source,
             customer_email=task.customer.email,
         )
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
+from pydantic import ValidationError
 
 from agents.base import Agent
 from agents.registry import AGENT_BY_NAME, agent_profiles, build_agents
@@ -86,7 +87,13 @@ def run_agent(task: AgentTask) -> AgentResult | None:
 def _make_task(agent: str) -> None:
     @app.task(name=agent_task_name(agent), bind=True)
     def agent_task(self: Task, payload: dict[str, Any]) -> str:
-        task = AgentTask.model_validate(payload)
+        try:
+            task = AgentTask.model_validate(payload)
+        except ValidationError as exc:
+            # Not a task the orchestrator wrote: refuse it, count it, log where (not what).
+            REFUSED_TASKS.labels(agent_task_name(agent), "invalid").inc()
+            log.warning("refused an agent task for %s: %d invalid field(s)", agent, exc.error_count())
+            return "refused"
         try:
             result = run_agent(task)
             return result.status.value if result is not None else "refused"

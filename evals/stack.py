@@ -26,6 +26,7 @@ import httpx
 from evals.runner import SOURCE as EVAL_SOURCE
 from shared import db
 from shared.errors import ConfigurationError
+from shared.sandbox.models import SANDBOX_TENANT
 from shared.settings import Settings
 
 
@@ -91,7 +92,9 @@ def eval_stack(
         name: {**cfg.model_dump(mode="json"), "secret": cfg.secret.get_secret_value()}
         for name, cfg in settings.sources.items()
     }
-    extra_env["SWITCHBOARD_SOURCES"] = json.dumps({**sources, EVAL_SOURCE: sources.get(EVAL_SOURCE, {})})
+    # Its cases' customers are the sandbox's, so the eval source is of the sandbox's tenant.
+    eval_source = {**sources.get(EVAL_SOURCE, {}), "tenant": SANDBOX_TENANT}
+    extra_env["SWITCHBOARD_SOURCES"] = json.dumps({**sources, EVAL_SOURCE: eval_source})
     print(f"switchboard eval: no stack answers at {api_url}; starting one for this run", file=sys.stderr)
     with runtime.start(settings, concurrency=concurrency, sandbox=False, extra_env=extra_env) as stack:
         db.configure(settings.model_copy(update={"database_url": stack.database_url}))

@@ -57,18 +57,24 @@ class Admission(StrEnum):
 def admit_agent_task(task: AgentTask) -> tuple[Admission, AgentTask]:
     """Check an agent task against its turn's row: the broker is not a way in.
 
-    The customer a tool acts for is the one of the turn's conversation, never the one the
-    message carries.
+    The customer a tool acts for, and the source and tenant that scope it, are those of
+    the turn's conversation, never the ones the message carries.
     """
     with session_scope() as s:
         row = s.execute(
-            select(Turn.state, Turn.agents, Conversation.id, Conversation.customer)
+            select(Turn.state, Turn.agents, Conversation.id, Conversation.source, Conversation.customer)
             .join(Conversation, Conversation.id == Turn.conversation_id)
             .where(Turn.id == task.turn_id)
         ).one_or_none()
     if row is None or task.agent not in (row.agents or []) or row.id != task.conversation_id:
         return Admission.forged, task
-    admitted = task.model_copy(update={"customer": Customer.model_validate(row.customer)})
+    admitted = task.model_copy(
+        update={
+            "customer": Customer.model_validate(row.customer),
+            "source": row.source,
+            "tenant": get_settings().tenant_of(row.source),
+        }
+    )
     return (Admission.running if row.state == TurnState.running else Admission.ended), admitted
 
 

@@ -187,6 +187,8 @@ def start_turn(s: Session, turn_id: str, settings: Settings) -> StartedTurn | No
             turn_id=turn_id,
             conversation_id=conversation.id,
             agent=agent,
+            source=conversation.source,
+            tenant=settings.tenant_of(conversation.source),
             customer=customer,
             window=window,
             deadline_at=deadlines[agent],

@@ -5,8 +5,8 @@ front of it: when ``settings.tool_backends`` names the tool, the call is POSTed 
 that URL instead of running the sandbox implementation. The contract of that service:
 
     POST <url>   headers: the configured ones, plus Idempotency-Key for changing tools
-    {"tool": "refund_payment", "customer_id": "cust_1", "turn_id": "turn_…",
-     "arguments": {...}, "idempotency_key": "turn_…:refund_payment:pay_1" | null}
+    {"tool": "refund_payment", "tenant": "acme", "source": "zendesk", "customer_id": "cust_1",
+     "turn_id": "turn_…", "arguments": {...}, "idempotency_key": "turn_…:refund_payment:pay_1" | null}
 
     2xx → the JSON body is the tool's output
     4xx → {"error": "a message for the model", "kind": "not_found" | "policy" | "invalid"}
@@ -14,7 +14,9 @@ that URL instead of running the sandbox implementation. The contract of that ser
     5xx, a timeout, no connection → the tool failed; critical for money tools
 
 The service owns its side of idempotency (a repeated key returns the first result) and
-its policy; the agent still only ever acts for the ticket's own customer.
+its policy; the agent still only ever acts for the ticket's own customer. The customer is
+``(tenant, customer_id)``: a service that holds several companies' customers must look the
+id up within ``tenant`` (the company the ticket's source belongs to, SWITCHBOARD_SOURCES).
 """
 
 from __future__ import annotations
@@ -122,6 +124,8 @@ def call_backend(
     """POST one tool call to a company's service and map its answer to output or ToolError."""
     payload = {
         "tool": tool,
+        "tenant": ctx.tenant,
+        "source": ctx.source,
         "customer_id": ctx.customer_id,
         "turn_id": ctx.turn_id,
         "arguments": args.model_dump(mode="json"),

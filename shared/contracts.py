@@ -170,6 +170,11 @@ class AgentTask(BaseModel):
     turn_id: str
     conversation_id: str
     agent: str
+    # The customer, source and tenant a tool acts for are set from the turn's own row when
+    # the task is admitted (orchestrator.fan_in.admit_agent_task): what a message says is
+    # never trusted. Identity is (tenant, customer.id).
+    source: str = Field(default="", description="the helpdesk the conversation came in through")
+    tenant: str = Field(default="", description="the company the customer belongs to")
     customer: Customer
     window: list[WindowMessage] = Field(description="the conversation as the agent may see it, oldest first")
     deadline_at: float = Field(description="unix time by which the result must be recorded")

@@ -64,6 +64,6 @@ def audit(session: Session, ctx: ToolContext, tool: str, data: dict[str, Any]) -
             conversation_id=ctx.conversation_id,
             turn_id=ctx.turn_id,
             kind=f"tool.{tool}",
-            data={"agent": ctx.agent, "customer_id": ctx.customer_id, **data},
+            data={"agent": ctx.agent, "tenant": ctx.tenant, "customer_id": ctx.customer_id, **data},
         )
     )

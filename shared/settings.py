@@ -37,6 +37,12 @@ class SourceConfig(BaseModel):
     require_signature: bool = Field(
         default=False, description="reject POST /v1/tickets from this source without a valid signature"
     )
+    tenant: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$",
+        description="the company this source's customers belong to; sources that name the same tenant "
+        "share customers, any other source's customers are out of reach. Default: the source's own name",
+    )
 
 
 class ToolBackend(BaseModel):
@@ -185,6 +191,11 @@ class Settings(BaseSettings):
 
     def source(self, name: str) -> SourceConfig:
         return self.sources.get(name, SourceConfig())
+
+    def tenant_of(self, source: str) -> str:
+        """The company whose customers a ticket from ``source`` may act for: customer identity is
+        ``(tenant, customer.id)``, and a source is its own tenant unless configured otherwise."""
+        return self.source(source).tenant or source
 
 
 def refuse_weak_secrets(settings: Settings) -> None:

@@ -38,6 +38,10 @@ class ToolContext:
     conversation_id: str
     agent: str
     customer_id: str
+    # Customer identity is (tenant, customer_id): a tool reads and changes the records of
+    # that customer of that company only. ``source`` is the helpdesk the ticket came from.
+    tenant: str
+    source: str
     customer_email: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -45,6 +45,7 @@ from shared.errors import ConfigurationError
 from shared.metrics import prepare_multiprocess_dir
 from shared.migrate import upgrade
 from shared.sandbox.loader import DEMO_KB, load_demo_into
+from shared.sandbox.models import SANDBOX_TENANT
 from shared.settings import AGENTS, Settings, get_settings
 from switchboard.embedded import (
     EmbeddedPostgres,
@@ -61,9 +62,12 @@ from switchboard.servers import check_broker, check_database
 FIRST_WORKER_METRICS_PORT = 9101
 READY_TIMEOUT_S = 60.0
 # With no SWITCHBOARD_SOURCES, `switchboard run` accepts these: the README's example posts as
-# "demo", and `switchboard eval` posts as "eval".
+# "demo", and `switchboard eval` posts as "eval". Both reach the sandbox's demo customers.
 DEMO_SOURCE = "demo"
-DEMO_SOURCES: dict[str, dict[str, object]] = {DEMO_SOURCE: {}, "eval": {}}
+DEMO_SOURCES: dict[str, dict[str, object]] = {
+    DEMO_SOURCE: {"tenant": SANDBOX_TENANT},
+    "eval": {"tenant": SANDBOX_TENANT},
+}
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 

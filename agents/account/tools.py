@@ -48,7 +48,7 @@ def fetch_customer_account(ctx: ToolContext, args: NoArgs) -> dict[str, Any]:
     """Get the customer's account: name, the email address on file, plan, status and whether the
     email is verified."""
     with session_scope() as session:
-        return account.account_view(account.customer(session, ctx.customer_id))
+        return account.account_view(account.customer(session, ctx))
 
 
 @backend_tool(owners=ACCOUNT, side_effect="write")
@@ -56,7 +56,7 @@ def send_password_reset(ctx: ToolContext, args: PasswordResetArgs) -> dict[str, 
     """Send a password reset link to the email address on file for this customer. It is never
     sent to any other address. Safe to repeat within a turn: one link per turn."""
     with session_scope() as session:
-        customer = account.customer(session, ctx.customer_id)
+        customer = account.customer(session, ctx)
         email = account.reset_address(customer, args.email)
         key = idempotency_key(ctx.turn_id, "send_password_reset")
         return once(session, key, "send_password_reset", lambda: account.send_reset(session, ctx, customer, email, key))
@@ -67,14 +67,14 @@ def list_orders(ctx: ToolContext, args: ListOrdersArgs) -> dict[str, Any]:
     """List the customer's most recent orders from the shop, newest first (at most 10): status,
     when placed and delivered, total and the items."""
     with session_scope() as session:
-        return account.orders(session, ctx.customer_id, limit=args.limit)
+        return account.orders(session, ctx, limit=args.limit)
 
 
 @backend_tool(owners=ACCOUNT)
 def get_order(ctx: ToolContext, args: OrderArgs) -> dict[str, Any]:
     """Get one of the customer's orders: status, when placed and delivered, items with prices."""
     with session_scope() as session:
-        return account.order(session, ctx.customer_id, args.order_id)
+        return account.order(session, ctx, args.order_id)
 
 
 TOOLS: list[Tool] = [fetch_customer_account, send_password_reset, list_orders, get_order]

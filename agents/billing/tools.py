@@ -56,7 +56,7 @@ def list_payments(ctx: ToolContext, args: ListPaymentsArgs) -> dict[str, Any]:
     card's last four digits, the invoice, what was already refunded, whether it is within the
     refund window, and `duplicate_of` when an earlier payment already paid the same invoice."""
     with session_scope() as session:
-        return billing.payments(session, ctx.customer_id, invoice_id=args.invoice_id, limit=args.limit)
+        return billing.payments(session, ctx, invoice_id=args.invoice_id, limit=args.limit)
 
 
 @backend_tool(owners=BILLING)
@@ -64,7 +64,7 @@ def list_invoices(ctx: ToolContext, args: ListArgs) -> dict[str, Any]:
     """List the customer's most recent invoices, newest first (at most 10), with the ids of the
     payments made for each."""
     with session_scope() as session:
-        return billing.invoices(session, ctx.customer_id, limit=args.limit)
+        return billing.invoices(session, ctx, limit=args.limit)
 
 
 @backend_tool(owners=BILLING, side_effect="money", key=("payment_id",))
@@ -88,8 +88,8 @@ def refund_payment(ctx: ToolContext, args: RefundArgs) -> dict[str, Any]:
 def get_subscription(ctx: ToolContext, args: SubscriptionArgs) -> dict[str, Any]:
     """Get the customer's subscription: plan, status, price, and when it renews or ends."""
     with session_scope() as session:
-        sub = billing.current_subscription(session, ctx.customer_id, args.subscription_id)
-        return billing.no_subscription(session, ctx.customer_id) if sub is None else billing.subscription_view(sub)
+        sub = billing.current_subscription(session, ctx, args.subscription_id)
+        return billing.no_subscription(session, ctx) if sub is None else billing.subscription_view(sub)
 
 
 @backend_tool(owners=BILLING, side_effect="write", key=("subscription_id",))
@@ -97,7 +97,7 @@ def cancel_subscription(ctx: ToolContext, args: SubscriptionArgs) -> dict[str, A
     """Cancel the customer's subscription at the end of the current period (status
     cancel_at_period_end). No refund is issued. Safe to repeat."""
     with session_scope() as session:
-        sub = billing.current_subscription(session, ctx.customer_id, args.subscription_id)
+        sub = billing.current_subscription(session, ctx, args.subscription_id)
         if sub is None:
             raise ToolError(
                 "This customer has no subscription to cancel. Tell the customer; call get_subscription for details.",

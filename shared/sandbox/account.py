@@ -1,8 +1,8 @@
 """The sandbox company's account system: the account on file, password resets, orders.
 
 This is the sandbox backend of the account agent's tools (agents/account/tools.py).
-Everything is scoped to one customer. A reset link goes to the email address on file
-and nowhere else (POLICY.md §5): an address that differs is refused here, whatever the
+Everything is scoped to one customer of the ticket's tenant (``owned_by``). A reset link
+goes to the email address on file and nowhere else (POLICY.md §5): an address that differs is refused here, whatever the
 model was persuaded to ask for.
 """
 
@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from shared.errors import PolicyViolation, ToolError
 from shared.idempotency import audit
-from shared.sandbox.models import SandboxCustomer, SandboxOrder, SandboxPasswordReset, money
+from shared.sandbox.models import SandboxCustomer, SandboxOrder, SandboxPasswordReset, money, owned_by
 from shared.tools import ToolContext
 
 MAX_ORDERS = 10
@@ -30,8 +30,9 @@ def masked(email: str) -> str:
     return f"{local[:1]}***@{domain}"
 
 
-def customer(session: Session, customer_id: str) -> SandboxCustomer:
-    found = session.get(SandboxCustomer, customer_id)
+def customer(session: Session, ctx: ToolContext) -> SandboxCustomer:
+    """The tool's customer, if it is one of the ticket's tenant; another company's is none."""
+    found = session.execute(select(SandboxCustomer).where(owned_by(SandboxCustomer.id, ctx))).scalar_one_or_none()
     if found is None:
         raise ToolError(
             "There is no account on file for this customer. Do not guess; escalate to a human if the "
@@ -95,8 +96,8 @@ def _order_view(o: SandboxOrder, max_items: int, prices: bool) -> dict[str, Any]
     }
 
 
-def orders(session: Session, customer_id: str, *, limit: int) -> dict[str, Any]:
-    mine = SandboxOrder.customer_id == customer_id
+def orders(session: Session, ctx: ToolContext, *, limit: int) -> dict[str, Any]:
+    mine = owned_by(SandboxOrder.customer_id, ctx)
     total = session.execute(select(func.count()).select_from(SandboxOrder).where(mine)).scalar_one()
     rows = session.execute(
         select(SandboxOrder).where(mine).order_by(SandboxOrder.placed_on.desc(), SandboxOrder.id.desc()).limit(limit)
@@ -106,9 +107,9 @@ def orders(session: Session, customer_id: str, *, limit: int) -> dict[str, Any]:
     return {"orders": views, "shown": len(views), "total": total}
 
 
-def order(session: Session, customer_id: str, order_id: str) -> dict[str, Any]:
+def order(session: Session, ctx: ToolContext, order_id: str) -> dict[str, Any]:
     found = session.execute(
-        select(SandboxOrder).where(SandboxOrder.id == order_id, SandboxOrder.customer_id == customer_id)
+        select(SandboxOrder).where(SandboxOrder.id == order_id, owned_by(SandboxOrder.customer_id, ctx))
     ).scalar_one_or_none()
     if found is None:
         raise ToolError(

@@ -2,8 +2,9 @@
 
 This is the sandbox backend of the billing agent's tools (agents/billing/tools.py) and
 where the refund policy (POLICY.md §2-4) is enforced for it: a company that serves these
-tools from its own services enforces its own. Every query is scoped to one customer;
-another customer's payment is "not found for this customer", never revealed. Every
+tools from its own services enforces its own. Every query is scoped to one customer of
+the ticket's tenant (``owned_by``); another customer's payment, or any record of another
+company's customer, is "not found for this customer", never revealed. Every
 refusal (already refunded, outside the window, never charged, over the automatic limit)
 is a PolicyViolation whose message says what to tell the customer or that a human must
 approve: a refusal is never an ordinary output, so no brain can mistake it for a refund
@@ -30,6 +31,7 @@ from shared.sandbox.models import (
     SandboxRefund,
     SandboxSubscription,
     money,
+    owned_by,
 )
 from shared.sandbox.policy import RefundPolicy, read_policy
 from shared.settings import get_settings
@@ -56,7 +58,7 @@ def _refunded(session: Session, payment_ids: list[str]) -> dict[str, Decimal]:
     return {pid: total for pid, total in rows}
 
 
-def _first_payments(session: Session, customer_id: str, invoice_ids: set[str]) -> dict[str, list[SandboxPayment]]:
+def _first_payments(session: Session, ctx: ToolContext, invoice_ids: set[str]) -> dict[str, list[SandboxPayment]]:
     """Succeeded payments per invoice, oldest first: the later ones are duplicates (POLICY.md §2)."""
     by_invoice: dict[str, list[SandboxPayment]] = {}
     if not invoice_ids:
@@ -64,7 +66,7 @@ def _first_payments(session: Session, customer_id: str, invoice_ids: set[str]) -
     rows = session.execute(
         select(SandboxPayment)
         .where(
-            SandboxPayment.customer_id == customer_id,
+            owned_by(SandboxPayment.customer_id, ctx),
             SandboxPayment.invoice_id.in_(invoice_ids),
             SandboxPayment.status == "succeeded",
         )
@@ -97,11 +99,11 @@ def _payment_view(
     }
 
 
-def payments(session: Session, customer_id: str, *, invoice_id: str | None, limit: int) -> dict[str, Any]:
+def payments(session: Session, ctx: ToolContext, *, invoice_id: str | None, limit: int) -> dict[str, Any]:
     """The customer's latest payments, with what a refund decision needs to know about each."""
     now = datetime.now(UTC)
     policy = read_policy(session, get_settings())
-    mine = SandboxPayment.customer_id == customer_id
+    mine = owned_by(SandboxPayment.customer_id, ctx)
     where = [mine] if invoice_id is None else [mine, SandboxPayment.invoice_id == invoice_id]
     total = session.execute(select(func.count()).select_from(SandboxPayment).where(*where)).scalar_one()
     rows = list(
@@ -113,7 +115,7 @@ def payments(session: Session, customer_id: str, *, invoice_id: str | None, limi
         ).scalars()
     )
     refunded = _refunded(session, [p.id for p in rows])
-    firsts = _first_payments(session, customer_id, {p.invoice_id for p in rows if p.invoice_id})
+    firsts = _first_payments(session, ctx, {p.invoice_id for p in rows if p.invoice_id})
     views = []
     for p in rows:
         paid = firsts.get(p.invoice_id or "", [])
@@ -127,8 +129,8 @@ def payments(session: Session, customer_id: str, *, invoice_id: str | None, limi
     }
 
 
-def invoices(session: Session, customer_id: str, *, limit: int) -> dict[str, Any]:
-    mine = SandboxInvoice.customer_id == customer_id
+def invoices(session: Session, ctx: ToolContext, *, limit: int) -> dict[str, Any]:
+    mine = owned_by(SandboxInvoice.customer_id, ctx)
     total = session.execute(select(func.count()).select_from(SandboxInvoice).where(mine)).scalar_one()
     rows = list(
         session.execute(
@@ -162,13 +164,13 @@ def invoices(session: Session, customer_id: str, *, limit: int) -> dict[str, Any
 def refund(
     session: Session, ctx: ToolContext, *, payment_id: str, amount: Decimal | None, reason: str, key: str
 ) -> dict[str, Any]:
-    """Refund a payment of ``ctx.customer_id`` under the refund policy; raises what it refuses."""
+    """Refund a payment of the tool's customer under the refund policy; raises what it refuses."""
     now = datetime.now(UTC)
     # The row lock serialises refunds of one payment across turns: "never twice" holds
     # even for two different turns racing, which the idempotency key alone cannot see.
     payment = session.execute(
         select(SandboxPayment)
-        .where(SandboxPayment.id == payment_id, SandboxPayment.customer_id == ctx.customer_id)
+        .where(SandboxPayment.id == payment_id, owned_by(SandboxPayment.customer_id, ctx))
         .with_for_update()
     ).scalar_one_or_none()
     if payment is None:
@@ -214,7 +216,7 @@ def refund(
     refund = SandboxRefund(
         id=f"re_{uuid.uuid4().hex[:12]}",
         payment_id=payment.id,
-        customer_id=ctx.customer_id,
+        customer_id=payment.customer_id,
         amount=amount,
         currency=payment.currency,
         status="succeeded",
@@ -257,9 +259,9 @@ def subscription_view(s: SandboxSubscription) -> dict[str, Any]:
     }
 
 
-def current_subscription(session: Session, customer_id: str, subscription_id: str | None) -> SandboxSubscription | None:
+def current_subscription(session: Session, ctx: ToolContext, subscription_id: str | None) -> SandboxSubscription | None:
     """The named subscription, or the one that matters now: live before ending before over."""
-    query = select(SandboxSubscription).where(SandboxSubscription.customer_id == customer_id)
+    query = select(SandboxSubscription).where(owned_by(SandboxSubscription.customer_id, ctx))
     if subscription_id is not None:
         found = session.execute(query.where(SandboxSubscription.id == subscription_id)).scalar_one_or_none()
         if found is None:
@@ -275,8 +277,8 @@ def current_subscription(session: Session, customer_id: str, subscription_id: st
     return subs[0] if subs else None
 
 
-def no_subscription(session: Session, customer_id: str) -> dict[str, Any]:
-    plan = session.execute(select(SandboxCustomer.plan).where(SandboxCustomer.id == customer_id)).scalar()
+def no_subscription(session: Session, ctx: ToolContext) -> dict[str, Any]:
+    plan = session.execute(select(SandboxCustomer.plan).where(owned_by(SandboxCustomer.id, ctx))).scalar()
     return {
         "subscription": None,
         "plan": plan or "free",

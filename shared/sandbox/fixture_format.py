@@ -18,6 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationIn
 
 from shared.models import Base
 from shared.sandbox.models import (
+    SANDBOX_TENANT,
     SandboxCustomer,
     SandboxInvoice,
     SandboxOrder,
@@ -96,6 +97,8 @@ class Record(BaseModel):
 
 class CustomerIn(Record):
     id: Id
+    # the company the customer belongs to; a ticket reaches it only from a source of this tenant
+    tenant: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")] = SANDBOX_TENANT
     email: Email | None = None
     name: str = ""
     plan: Status = "free"

@@ -9,15 +9,34 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import CheckConstraint, Date, DateTime, ForeignKey, Index, Numeric, String, func, text
+from sqlalchemy import (
+    CheckConstraint,
+    ColumnElement,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Numeric,
+    String,
+    func,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.models import Base
 
+if TYPE_CHECKING:
+    from shared.tools import ToolContext
+
 Money = Numeric(12, 2)
+
+# The company the demo customers belong to. A source reaches them when SWITCHBOARD_SOURCES
+# gives it this tenant (`switchboard run` and the evals do).
+SANDBOX_TENANT = "demo"
 
 
 def _customer_fk() -> Mapped[str]:
@@ -32,11 +51,22 @@ class SandboxCustomer(Base):
     __tablename__ = "sandbox_customers"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The company the customer belongs to: tools reach a customer only from a ticket of the
+    # same tenant. Ids are unique across the sandbox, so two tenants cannot share one.
+    tenant: Mapped[str] = mapped_column(String(64), default=SANDBOX_TENANT, server_default=SANDBOX_TENANT)
     email: Mapped[str | None] = mapped_column(String(320))
     name: Mapped[str] = mapped_column(String(256), default="")
     plan: Mapped[str] = mapped_column(String(32), default="free")
     status: Mapped[str] = mapped_column(String(32), default="active")
     verified: Mapped[bool] = mapped_column(default=True)
+
+
+def owned_by(column: Any, ctx: ToolContext) -> ColumnElement[bool]:
+    """``column`` (a customer id) names the tool's customer, and that customer is one of the
+    ticket's tenant: every sandbox query of a customer's records goes through this, so a
+    ticket from one company never reaches another company's customer (it reads as none)."""
+    mine = select(SandboxCustomer.id).where(SandboxCustomer.id == ctx.customer_id, SandboxCustomer.tenant == ctx.tenant)
+    return column == mine.scalar_subquery()  # type: ignore[no-any-return]
 
 
 class SandboxSubscription(Base):

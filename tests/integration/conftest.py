@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from orchestrator.delivery import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from shared import db
 from shared.celery_app import wait_for_workers
+from shared.sandbox.models import SANDBOX_TENANT
 from shared.settings import Settings
 from switchboard.processes import ROLES, Supervisor, switchboard_argv
 
@@ -242,9 +243,16 @@ def start_stack(database_url: str, broker_url: str, helpdesk: Helpdesk, tmp: Pat
         "SWITCHBOARD_API_RATE_LIMIT": "100000/minute",  # the limits have a test of their own
         "SWITCHBOARD_SOURCES": json.dumps(
             {
-                "helpdesk": {"callback_url": helpdesk.url, "secret": WEBHOOK_SECRET},
-                "signed": {"callback_url": helpdesk.url, "secret": WEBHOOK_SECRET, "require_signature": True},
-                "eval": {},  # what `switchboard eval` posts as, against this running stack
+                # helpdesk, signed and eval are one company, the sandbox's: they share its customers
+                "helpdesk": {"callback_url": helpdesk.url, "secret": WEBHOOK_SECRET, "tenant": SANDBOX_TENANT},
+                "signed": {
+                    "callback_url": helpdesk.url,
+                    "secret": WEBHOOK_SECRET,
+                    "require_signature": True,
+                    "tenant": SANDBOX_TENANT,
+                },
+                "eval": {"tenant": SANDBOX_TENANT},  # what `switchboard eval` posts as, against this stack
+                "globex": {},  # another company: its own tenant, none of the sandbox's customers
             }
         ),
         "SWITCHBOARD_LOG_LEVEL": "INFO",
@@ -275,7 +283,7 @@ def _keys() -> dict[str, str]:
 
     with db.session_scope() as s:
         keys = {"admin": create_key(s, role=Role.admin, name="tests: admin")[1]}
-        for source in ("helpdesk", "signed"):
+        for source in ("helpdesk", "signed", "globex"):
             keys[source] = create_key(s, role=Role.helpdesk, source=source, name=f"tests: {source}")[1]
     return keys
 

@@ -96,7 +96,14 @@ def tools_on(monkeypatch: pytest.MonkeyPatch) -> Iterator[PointTools]:
 
 
 def _ctx(agent: str) -> ToolContext:
-    return ToolContext(turn_id=f"turn_{uuid.uuid4().hex}", conversation_id="conv_kb", agent=agent, customer_id="c1")
+    return ToolContext(
+        turn_id=f"turn_{uuid.uuid4().hex}",
+        conversation_id="conv_kb",
+        agent=agent,
+        customer_id="c1",
+        tenant="demo",
+        source="helpdesk",
+    )
 
 
 def _count(url: str, table: str) -> int:

@@ -27,6 +27,7 @@ from shared.errors import PolicyViolation, ToolError
 from shared.idempotency import idempotency_key, once
 from shared.sandbox import billing
 from shared.sandbox.fixtures import load_fixture, reset_sandbox, set_policy
+from shared.sandbox.models import SANDBOX_TENANT
 from shared.settings import get_settings
 from shared.tools import ToolContext
 from tests.integration.conftest import free_port, rows
@@ -85,9 +86,18 @@ def sandbox(database_url: str) -> Iterator[None]:
     yield
 
 
-def context(customer: str = ANA, agent: str = "billing", turn: str | None = None) -> ToolContext:
+def context(
+    customer: str = ANA, agent: str = "billing", turn: str | None = None, tenant: str = SANDBOX_TENANT
+) -> ToolContext:
     turn = turn or f"turn_{uuid.uuid4().hex[:12]}"
-    return ToolContext(turn_id=turn, conversation_id=f"conv_{turn}", agent=agent, customer_id=customer)
+    return ToolContext(
+        turn_id=turn,
+        conversation_id=f"conv_{turn}",
+        agent=agent,
+        customer_id=customer,
+        tenant=tenant,
+        source="helpdesk",
+    )
 
 
 def call(tool: str, args: dict[str, Any] | None = None, **ctx: Any) -> Any:
@@ -236,6 +246,46 @@ def test_another_customers_records_are_not_found_for_this_customer() -> None:
     assert "No subscription sub_2" in refused("cancel_subscription", {"subscription_id": "sub_2"}).message
     assert all(p["id"] != "pay_big" for p in call("list_payments")["payments"])
     assert rows("SELECT status FROM sandbox_subscriptions WHERE id = 'sub_2'") == [{"status": "active"}]
+
+
+def test_a_ticket_of_another_company_reaches_nothing_of_a_customer_with_the_same_id() -> None:
+    # Ana is the sandbox company's customer; a ticket through another company's source that
+    # names her id sees no account, no records, and can change nothing.
+    other = {"tenant": "globex"}
+    assert refused("fetch_customer_account", agent="account", **other).kind == "not_found"
+    assert refused("send_password_reset", agent="account", **other).kind == "not_found"
+    assert refused("refund_payment", {"payment_id": "pay_2"}, **other).kind == "not_found"
+    assert refused("cancel_subscription", **other).kind == "not_found"
+    assert refused("get_order", {"order_id": "ord_1"}, customer=BO, agent="account", **other).kind == "not_found"
+    assert call("list_orders", customer=BO, agent="account", **other) == {"orders": [], "shown": 0, "total": 0}
+    assert call("list_payments", **other)["payments"] == []
+    assert call("list_invoices", **other) == {"invoices": [], "shown": 0, "total": 0}
+    assert call("get_subscription", **other)["subscription"] is None
+    assert rows("SELECT count(*) AS n FROM sandbox_refunds") == [{"n": 0}]
+    assert rows("SELECT count(*) AS n FROM sandbox_password_resets") == [{"n": 0}]
+    assert rows("SELECT status FROM sandbox_subscriptions WHERE id = 'sub_1'") == [{"status": "active"}]
+
+
+def test_each_company_reaches_its_own_customer_only() -> None:
+    now = datetime.now(UTC)
+    with session_scope() as session:
+        load_fixture(
+            session,
+            {
+                "customers": [{"id": "cust_g1", "tenant": "globex", "email": "gil@globex.example", "name": "Gil"}],
+                "payments": [pay("pay_g1", "cust_g1", 20.00, "-1d")],
+            },
+            customer=None,
+            now=now,
+        )
+    assert call("list_payments", customer="cust_g1")["payments"] == []
+    assert refused("refund_payment", {"payment_id": "pay_g1"}, customer="cust_g1").kind == "not_found"
+    assert [p["id"] for p in call("list_payments", customer="cust_g1", tenant="globex")["payments"]] == ["pay_g1"]
+    refund = call("refund_payment", {"payment_id": "pay_g1"}, customer="cust_g1", tenant="globex")
+    assert refund["refunded"] is True and refund["amount"] == "20.00"
+    assert rows("SELECT customer_id, payment_id FROM sandbox_refunds") == [
+        {"customer_id": "cust_g1", "payment_id": "pay_g1"}
+    ]
 
 
 def test_only_the_billing_agent_can_refund() -> None:
@@ -397,6 +447,8 @@ def test_a_tool_with_an_http_backend_posts_the_call_and_returns_the_answer(
     _path, body, headers = service.received[0]
     assert body == {
         "tool": "refund_payment",
+        "tenant": SANDBOX_TENANT,  # the company whose customer ANA is: a shared service looks her up in it
+        "source": "helpdesk",
         "customer_id": ANA,
         "turn_id": "turn_h",
         "arguments": {"payment_id": "pay_2", "amount": "10.50", "reason": ""},

@@ -331,3 +331,17 @@ def test_a_forged_agent_task_runs_no_tool(stack: Stack) -> None:
         time.sleep(0.2)
     assert rows("SELECT id FROM tool_calls WHERE turn_id = 'turn_forged'") == []
     assert rows("SELECT id FROM agent_runs WHERE turn_id = 'turn_forged'") == []
+
+
+def test_an_agent_task_the_orchestrator_did_not_write_is_refused_and_counted(stack: Stack) -> None:
+    app = create_app(Settings(broker_url=REDIS_URL))
+    malformed = {"turn_id": ["not", "an", "id"], "agent": "billing", "customer": {"id": "cust_1001"}}
+    before = _refused(stack, "switchboard.agent.billing", "invalid")
+    app.send_task("switchboard.agent.billing", args=[malformed], queue="agent.billing")
+    deadline = time.monotonic() + 15
+    while _refused(stack, "switchboard.agent.billing", "invalid") == before:
+        assert time.monotonic() < deadline, "the malformed task was neither refused nor counted"
+        time.sleep(0.2)
+    log = (stack.supervisor.log_dir / "billing.log").read_text()
+    assert "refused an agent task for billing: " in log
+    assert "cust_1001" not in log  # where it came in, not what it said

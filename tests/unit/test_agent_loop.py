@@ -54,6 +54,8 @@ def task(**kw: object) -> AgentTask:
         turn_id="t1",
         conversation_id="c1",
         agent="billing",
+        source="helpdesk",
+        tenant="demo",
         customer=Customer(id="cust"),
         window=[WindowMessage(role="customer", body="hi")],
         deadline_at=now + 3,

@@ -108,6 +108,8 @@ def _view(agent: str, body: str, history: list[ToolCallRecord] | None = None) ->
         turn_id="turn_1",
         conversation_id="conv_1",
         agent=agent,
+        source="helpdesk",
+        tenant="demo",
         customer=Customer(id="cust_1"),
         window=[WindowMessage(role="customer", body=body)],
         deadline_at=0.0,

@@ -161,6 +161,8 @@ def run(agent: str, *messages: str, turn: str = "t1") -> AgentResult:
         turn_id=turn,
         conversation_id="c1",
         agent=agent,
+        source="helpdesk",
+        tenant="demo",
         customer=Customer(id="cust_1", email="ana@example.com", name="Ana Ruiz"),
         window=window,
         deadline_at=time.time() + 3,

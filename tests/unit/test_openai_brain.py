@@ -145,6 +145,8 @@ def task_for(
         turn_id=turn,
         conversation_id="conv-1",
         agent=agent,
+        source="helpdesk",
+        tenant="demo",
         customer=Customer(id="cust_1", name="Ada Lovelace", email="ada@example.com"),
         window=[WindowMessage(role="customer", body=body)],
         deadline_at=now + deadline_s,

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import logging
 
+import pytest
+from pydantic import ValidationError
+
 from shared.logs import JsonFormatter
 from shared.settings import Settings
 
@@ -109,3 +112,19 @@ def test_production_serves_no_api_docs_and_development_does() -> None:
     for path in ("/docs", "/redoc", "/openapi.json"):
         assert production.get(path).status_code == 404, path
         assert development.get(path).status_code == 200, path
+
+
+def test_a_source_is_its_own_company_unless_configured_as_one_with_another() -> None:
+    settings = Settings(
+        sources={"zendesk": {"tenant": "acme"}, "intercom": {"tenant": "acme"}, "freshdesk": {}},
+    )
+    assert settings.tenant_of("zendesk") == settings.tenant_of("intercom") == "acme"
+    assert settings.tenant_of("freshdesk") == "freshdesk"
+    # A source nobody configured is refused at the API; it is still no one else's company.
+    assert settings.tenant_of("stranger") == "stranger"
+
+
+def test_a_tenant_that_is_not_a_plain_name_is_refused_at_start() -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(sources={"zendesk": {"tenant": "Acme Corp"}})
+    assert "sources.zendesk.tenant" in str(caught.value)
