@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from limits import RateLimitItem
 from limits import parse as parse_limit
@@ -28,13 +30,14 @@ from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from pydantic import ValidationError
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator.conversations import conversation_view
-from orchestrator.delivery import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
-from orchestrator.ingest import accept_message, accept_ticket
+from orchestrator.delivery import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from orchestrator.ingest import accept_message, accept_once, accept_ticket, conversation_source, nonces
 from orchestrator.keys import Principal, principal_for, refusal_to_post
 from orchestrator.retention import erase_customer
 from orchestrator.tasks import enqueue_turn
@@ -162,6 +165,46 @@ class Forbidden(Exception):
     """403: a valid key whose role may not do this."""
 
 
+class BadRequest(Exception):
+    """400 with a title: a header or value the route cannot take."""
+
+    def __init__(self, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.title = title
+
+
+# A helpdesk's id for one delivery, the same on each retry of it (its webhook delivery id).
+_DELIVERY_ID = re.compile(r"[\x21-\x7e]{1,200}")
+
+
+def _delivery_id(request: Request) -> str | None:
+    value = request.headers.get(DELIVERY_HEADER)
+    if value is not None and not _DELIVERY_ID.fullmatch(value):
+        raise BadRequest(
+            "Invalid delivery id",
+            f"{DELIVERY_HEADER} must be 1-200 visible ASCII characters, no spaces: the helpdesk's id of this "
+            "delivery, the same on every retry of it. Leave the header out if there is none.",
+        )
+    return value
+
+
+def _signed_by(source: str, raw: bytes, request: Request, settings: Settings) -> str | None:
+    """The signature a request of ``source`` must carry, checked; None if it signs nothing.
+    Raises Unauthenticated for a missing, wrong or stale one."""
+    config = settings.source(source)
+    if not config.require_signature:
+        return None
+    signature = request.headers.get(SIGNATURE_HEADER)
+    if not verify_signature(config.secret.get_secret_value(), request.headers.get(TIMESTAMP_HEADER), signature, raw):
+        raise Unauthenticated(
+            f"Sign the body with the {source!r} secret: {SIGNATURE_HEADER}: "
+            f"v1=HMAC-SHA256(secret, timestamp + '.' + body), and send {TIMESTAMP_HEADER} (unix seconds, "
+            "within 5 minutes of now).",
+            title="Bad signature",
+        )
+    return signature
+
+
 class TooManyRequests(Exception):
     """429: the key used up its rate limit; ``retry_after`` seconds until the window resets."""
 
@@ -246,6 +289,52 @@ def _may_post(principal: Principal, source: str | None, settings: Settings) -> N
         )
 
 
+# The two posting routes read their body raw (a signature covers the bytes as sent), so
+# FastAPI does not see it: these describe it, and the headers a helpdesk may send.
+_RAW_BODIES = (TicketIn, MessageIn)
+
+
+def _body_doc(model: type[TicketIn] | type[MessageIn]) -> dict[str, Any]:
+    def header(name: str, description: str, pattern: str | None = None) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": "string"}
+        if pattern:
+            schema["pattern"] = pattern
+        return {"name": name, "in": "header", "required": False, "description": description, "schema": schema}
+
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+        },
+        "parameters": [
+            header(
+                DELIVERY_HEADER,
+                "the helpdesk's id of this delivery, the same on every retry: one seen before is answered "
+                "with what it created, and nothing is stored again",
+                r"^[\x21-\x7e]{1,200}$",
+            ),
+            header(SIGNATURE_HEADER, "v1=HMAC-SHA256(secret, timestamp + '.' + body), for a source that signs"),
+            header(TIMESTAMP_HEADER, "unix seconds of the signature, within 5 minutes of now"),
+        ],
+    }
+
+
+def _openapi(api: FastAPI) -> Callable[[], dict[str, Any]]:
+    def schema() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            document = get_openapi(title=api.title, version=api.version, description=api.description, routes=api.routes)
+            components = document.setdefault("components", {}).setdefault("schemas", {})
+            for model in _RAW_BODIES:
+                body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                for name, definition in body.pop("$defs", {}).items():
+                    components.setdefault(name, definition)
+                components[model.__name__] = body
+            api.openapi_schema = document
+        return api.openapi_schema
+
+    return schema
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     refuse_weak_secrets(settings)
@@ -271,6 +360,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json" if docs else None,
     )
     api.state.rate_limit = rate_limit(settings)
+    api.openapi = _openapi(api)  # type: ignore[method-assign]
 
     @api.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -291,6 +381,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response.headers["WWW-Authenticate"] = 'Bearer realm="switchboard"'
         return response
 
+    @api.exception_handler(BadRequest)
+    async def _bad_request(_: Request, exc: BadRequest) -> JSONResponse:
+        return problem(400, exc.title, str(exc))
+
     @api.exception_handler(Forbidden)
     async def _forbidden(_: Request, exc: Forbidden) -> JSONResponse:
         return problem(403, "Forbidden", str(exc))
@@ -301,7 +395,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
 
-    @api.post("/v1/tickets", status_code=202, response_model=Accepted)
+    @api.post("/v1/tickets", status_code=202, response_model=Accepted, openapi_extra=_body_doc(TicketIn))
     async def post_ticket(request: Request, principal: Caller) -> Any:
         _may_post(principal, None, settings)  # the role first: an agent key learns nothing of the body
         raw = await request.body()
@@ -311,30 +405,45 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             detail, errors = _describe(list(exc.errors(include_url=False)))
             return problem(400 if "JSON" in detail else 422, "Invalid ticket", detail, errors=errors)
         _may_post(principal, ticket.source, settings)
-        source = settings.source(ticket.source)
-        if source.require_signature and not verify_signature(
-            source.secret.get_secret_value(),
-            request.headers.get(TIMESTAMP_HEADER),
-            request.headers.get(SIGNATURE_HEADER),
-            raw,
-        ):
-            return problem(
-                401,
-                "Bad signature",
-                f"Sign the body with the {ticket.source!r} secret: {SIGNATURE_HEADER}: "
-                f"v1=HMAC-SHA256(secret, timestamp + '.' + body), and send {TIMESTAMP_HEADER}.",
-            )
-        accepted = await _run(_in_unit_of_work, accept_ticket, ticket, via="http")
+        keys = nonces(_delivery_id(request), _signed_by(ticket.source, raw, request, settings))
+
+        def accept(s: Session) -> Accepted:
+            return accept_once(s, ticket.source, keys, lambda: accept_ticket(s, ticket, via="http"), via="http")
+
+        accepted: Accepted = await _run(_in_unit_of_work, accept)
         if accepted.created:
             await _run(_enqueue, accepted.turn_id)
         return accepted
 
-    @api.post("/v1/conversations/{conversation_id}/messages", status_code=202, response_model=Accepted)
-    async def post_message(conversation_id: str, message: MessageIn, principal: Caller) -> Any:
+    @api.post(
+        "/v1/conversations/{conversation_id}/messages",
+        status_code=202,
+        response_model=Accepted,
+        openapi_extra=_body_doc(MessageIn),
+    )
+    async def post_message(conversation_id: str, request: Request, principal: Caller) -> Any:
         _may_post(principal, None, settings)
-        accepted = await _run(
-            _in_unit_of_work, accept_message, conversation_id, message, via="http", source=principal.source
-        )
+        raw = await request.body()
+        try:
+            message = MessageIn.model_validate_json(raw)
+        except ValidationError as exc:
+            detail, errors = _describe(list(exc.errors(include_url=False)))
+            return problem(400 if "JSON" in detail else 422, "Invalid message", detail, errors=errors)
+        delivery_id = _delivery_id(request)
+
+        def accept(s: Session) -> Accepted:
+            # A follow-up is its conversation's source's: signed if that source signs.
+            source = conversation_source(s, conversation_id, scope=principal.source)
+            keys = nonces(delivery_id, _signed_by(source, raw, request, settings))
+            return accept_once(
+                s,
+                source,
+                keys,
+                lambda: accept_message(s, conversation_id, message, via="http", source=principal.source),
+                via="http",
+            )
+
+        accepted: Accepted = await _run(_in_unit_of_work, accept)
         if accepted.created:
             await _run(_enqueue, accepted.turn_id)
         return accepted

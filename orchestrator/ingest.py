@@ -2,7 +2,8 @@
 
 A crash between the commit and the enqueue loses nothing: the sweeper finds the turn
 still ``queued`` and enqueues it again. A retried webhook (same ``source`` and
-``external_id``, or the same message ``external_id``) creates nothing twice.
+``external_id``, or the same message ``external_id``) creates nothing twice, and neither
+does a delivery seen before (``accept_once``: the same delivery id, or the same signature).
 
 The caller (the HTTP route, the ``switchboard.ingest`` task) owns the session and commits
 before it enqueues.
@@ -10,9 +11,11 @@ before it enqueues.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Callable, Iterable
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -21,13 +24,63 @@ from shared.db import after_commit
 from shared.errors import NotFound
 from shared.guardrails import for_storage
 from shared.metrics import TICKETS_INGESTED
-from shared.models import Conversation, Event, Message, Turn, new_id
+from shared.models import Conversation, Event, Message, SeenDelivery, Turn, new_id
 
 log = logging.getLogger(__name__)
 
 
 def _count(s: Session, via: str, created: bool) -> None:
     after_commit(s, TICKETS_INGESTED.labels(via, "true" if created else "false").inc)
+
+
+def nonces(delivery_id: str | None, signature: str | None) -> list[str]:
+    """What makes a request the same delivery: the helpdesk's delivery id, and for a signed
+    request its signature (a replay carries the same one; a new one needs the secret)."""
+    found = []
+    if delivery_id:
+        found.append(f"delivery:{delivery_id}")
+    if signature:
+        found.append(f"signature:{hashlib.sha256(signature.encode()).hexdigest()}")
+    return sorted(found)  # one lock order for requests that share some of them
+
+
+def accept_once(s: Session, source: str, keys: Iterable[str], accept: Callable[[], Accepted], *, via: str) -> Accepted:
+    """``accept()``, unless a delivery with one of ``keys`` was taken before for ``source``:
+    then what that one created, with ``created`` false, and nothing is stored.
+
+    The keys are inserted first: a concurrent request with one of them waits on its row
+    until this transaction ends, then finds it (or, if this one rolled back, goes on).
+    """
+    keys = sorted(set(keys))
+    if not keys:
+        return accept()
+    taken = set(
+        s.execute(
+            insert(SeenDelivery)
+            .values([{"source": source, "nonce": key} for key in keys])
+            .on_conflict_do_nothing()
+            .returning(SeenDelivery.nonce)
+        ).scalars()
+    )
+    if len(taken) < len(keys):
+        if taken:  # ours, not committed: a delivery that was seen claims no new key
+            s.execute(delete(SeenDelivery).where(SeenDelivery.source == source, SeenDelivery.nonce.in_(taken)))
+        seen = s.execute(
+            select(SeenDelivery.conversation_id, SeenDelivery.turn_id, SeenDelivery.message_id)
+            .where(SeenDelivery.source == source, SeenDelivery.nonce.in_(set(keys) - taken))
+            .limit(1)
+        ).one_or_none()
+        if seen is None:  # pruned or erased since: the delivery is new again
+            return accept_once(s, source, keys, accept, via=via)
+        _count(s, via, False)
+        return Accepted(conversation_id=seen[0], turn_id=seen[1], message_id=seen[2], created=False)
+    accepted = accept()
+    s.execute(
+        update(SeenDelivery)
+        .where(SeenDelivery.source == source, SeenDelivery.nonce.in_(keys))
+        .values(conversation_id=accepted.conversation_id, turn_id=accepted.turn_id, message_id=accepted.message_id)
+    )
+    return accepted
 
 
 def accept_ticket(s: Session, ticket: TicketIn, *, via: str) -> Accepted:
@@ -64,6 +117,14 @@ def _existing_ticket(s: Session, ticket: TicketIn) -> Accepted:
         .limit(1)
     ).one()
     return Accepted(conversation_id=row[0], turn_id=row[1], message_id=row[2], created=False)
+
+
+def conversation_source(s: Session, conversation_id: str, *, scope: str | None) -> str:
+    """The source of a conversation the caller may post to (``scope``: a helpdesk key's own)."""
+    source = s.execute(select(Conversation.source).where(Conversation.id == conversation_id)).scalar_one_or_none()
+    if source is None or (scope is not None and source != scope):
+        raise NotFound(f"No conversation {conversation_id!r}. Create it with POST /v1/tickets.")
+    return source
 
 
 def accept_message(

@@ -2,10 +2,10 @@
 
 A conversation's rows are its messages, turns, agent runs, tool calls, escalations,
 deliveries and events (events carry the conversation or turn id as plain text, so they
-are deleted by id, not by cascade). ``erase_customer`` deletes one customer's
-conversations of one source; ``purge_expired`` those whose last message is older than
-``retention_days``. Each records one event that names no person: who asked, the source,
-and the counts.
+are deleted by id, not by cascade), and the delivery ids it came in with (by cascade).
+``erase_customer`` deletes one customer's conversations of one source; ``purge_expired``
+those whose last message is older than ``retention_days``. Each records one event that
+names no person: who asked, the source, and the counts.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Delete, delete, or_, select
 from sqlalchemy.orm import Session
 
-from shared.models import AgentRun, Conversation, Delivery, Escalation, Event, Message, ToolCall, Turn
+from shared.models import AgentRun, Conversation, Delivery, Escalation, Event, Message, SeenDelivery, ToolCall, Turn
 
 BATCH = 500
+SEEN_DELIVERY_TTL = timedelta(hours=24)
 TABLES = ("conversations", "messages", "turns", "agent_runs", "tool_calls", "escalations", "deliveries", "events")
 
 
@@ -73,11 +74,20 @@ def expired_conversations(s: Session, retention_days: int, *, now: datetime | No
     return list(s.execute(query).scalars())
 
 
+def prune_seen_deliveries(s: Session, *, now: datetime | None = None) -> int:
+    """Forget delivery ids and signatures older than SEEN_DELIVERY_TTL: a signature is stale
+    after five minutes anyway, and a helpdesk retries a delivery within hours, not days."""
+    cutoff = (now or datetime.now(UTC)) - SEEN_DELIVERY_TTL
+    result = cast(CursorResult[Any], s.execute(delete(SeenDelivery).where(SeenDelivery.seen_at < cutoff)))
+    return result.rowcount
+
+
 def purge_expired(s: Session, retention_days: int, *, by: str, dry_run: bool = False) -> dict[str, int]:
     """Delete (or with ``dry_run`` only count) the conversations past the retention age."""
     ids = expired_conversations(s, retention_days)
     if dry_run:
         return {"conversations": len(ids)}
+    prune_seen_deliveries(s)
     counts = delete_conversations(s, ids)
     if ids:
         s.add(Event(kind="retention.purged", data={"by": by, "retention_days": retention_days, "counts": counts}))

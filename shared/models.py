@@ -194,3 +194,20 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(16))  # the first characters, to recognise a key in a list
     created_at: Mapped[datetime] = _now()
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SeenDelivery(Base):
+    """An inbound request already taken, by the helpdesk's delivery id or, for a signed one,
+    its signature: the same delivery again is answered with what the first one created.
+    Kept a day (the retention job prunes them) and deleted with their conversation."""
+
+    __tablename__ = "seen_deliveries"
+
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(300), primary_key=True)  # "delivery:<id>" | "signature:<sha256>"
+    conversation_id: Mapped[str | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    turn_id: Mapped[str | None] = mapped_column(String(64))
+    message_id: Mapped[str | None] = mapped_column(String(64))
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
