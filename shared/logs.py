@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from shared.guardrails import redact_mapping
+from shared.guardrails import redact, redact_mapping
 
 _STANDARD = set(vars(logging.makeLogRecord({})))
 # Celery passes each task's context as the extra ``data`` (worker/strategy.py, app/trace.py):
@@ -40,11 +40,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(redact_mapping(entry), default=str)
 
 
+class PlainFormatter(logging.Formatter):
+    """Lines for a person at a terminal (LOG_JSON=false): redacted like the JSON ones, and with
+    no extras at all, so a task's arguments cannot reach them either."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record)).text
+
+
 def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonFormatter() if json_lines else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
+    handler.setFormatter(JsonFormatter() if json_lines else PlainFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

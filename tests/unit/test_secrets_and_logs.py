@@ -128,3 +128,15 @@ def test_a_tenant_that_is_not_a_plain_name_is_refused_at_start() -> None:
     with pytest.raises(ValidationError) as caught:
         Settings(sources={"zendesk": {"tenant": "Acme Corp"}})
     assert "sources.zendesk.tenant" in str(caught.value)
+
+
+def test_plain_log_lines_are_redacted_too() -> None:
+    from shared.logs import PlainFormatter
+
+    record = logging.makeLogRecord(
+        {"msg": "retrying for %s, card %s", "args": ("ana@example.com", "4242 4242 4242 4242"), "levelname": "INFO"}
+    )
+    record.data = {"args": "[{'customer': {'name': 'Zoe Quartermaine'}}]"}  # Celery's extra: never printed
+    line = PlainFormatter().format(record)
+    assert "INFO" in line and "retrying for" in line
+    assert "4242 4242 4242 4242" not in line and "ana@example.com" not in line and "Quartermaine" not in line
