@@ -300,7 +300,7 @@ class BenchRun:
             self._created_db = True
         upgrade(self.database_url)
         with one_off_session(self.database_url) as session:  # the bench posts as a helpdesk would
-            self.api_key = create_key(session, role=Role.helpdesk, source=BENCH_SOURCE, name="bench")[1]
+            self.api_key = create_key(session, role=Role.helpdesk, source=BENCH_SOURCE, name="bench", by="bench")[1]
         say(f"database {self.database} migrated; broker {self.cfg.broker_url}")
         self.client = create_app(Settings(broker_url=self.cfg.broker_url, database_url=self.database_url))
         self.baseline = create_baseline_app(self.cfg.broker_url, self.cfg.backend_url)

@@ -113,7 +113,9 @@ class CaseRunner:
         # The eval calls the API as a helpdesk of its own source, with a key it makes in the
         # stack's database for this run and revokes at the end (it resets the sandbox there too).
         with session_scope() as s:
-            key, token = create_key(s, role=Role.helpdesk, source=SOURCE, name="switchboard eval (this run)")
+            key, token = create_key(
+                s, role=Role.helpdesk, source=SOURCE, name="switchboard eval (this run)", by="switchboard eval"
+            )
         self._key_id = key.id
         self.http = httpx.Client(base_url=self.api_url, timeout=10.0, headers={"Authorization": f"Bearer {token}"})
         self._database_checked = False
@@ -121,7 +123,7 @@ class CaseRunner:
     def close(self) -> None:
         self.http.close()
         with session_scope() as s:
-            revoke_key(s, self._key_id)
+            revoke_key(s, self._key_id, by="switchboard eval")
 
     def run(self, case: Case) -> CaseRun:
         run = CaseRun(case)

@@ -38,8 +38,9 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_key(s: Session, *, role: Role, name: str, source: str | None = None) -> tuple[ApiKey, str]:
-    """A new key and the token to hand over (the only time it can be read)."""
+def create_key(s: Session, *, role: Role, name: str, source: str | None = None, by: str) -> tuple[ApiKey, str]:
+    """A new key and the token to hand over (the only time it can be read). ``by`` says who
+    made it, for the audit event: ``cli:<os user>``, ``switchboard run``, a key id…"""
     if role is Role.helpdesk and not source:
         raise ConfigurationError("a helpdesk key needs --source: the one source it posts and reads for")
     if role is not Role.helpdesk and source:
@@ -56,7 +57,7 @@ def create_key(s: Session, *, role: Role, name: str, source: str | None = None) 
         prefix=token[:SHOWN_CHARS],
     )
     s.add(key)
-    s.add(Event(kind="key.created", data={"key_id": key.id, "role": role.value, "source": source}))
+    s.add(Event(kind="key.created", data={"key_id": key.id, "role": role.value, "source": source, "by": by}))
     s.flush()
     return key, token
 
@@ -65,7 +66,7 @@ def list_keys(s: Session) -> list[ApiKey]:
     return list(s.execute(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)).scalars())
 
 
-def revoke_key(s: Session, key_id: str) -> bool:
+def revoke_key(s: Session, key_id: str, *, by: str) -> bool:
     """Revoke a key at once. False when there is no such key, or it was revoked already."""
     revoked = s.execute(
         update(ApiKey)
@@ -74,7 +75,7 @@ def revoke_key(s: Session, key_id: str) -> bool:
         .returning(ApiKey.id)
     ).scalar_one_or_none()
     if revoked is not None:
-        s.add(Event(kind="key.revoked", data={"key_id": key_id}))
+        s.add(Event(kind="key.revoked", data={"key_id": key_id, "by": by}))
     return revoked is not None
 
 

@@ -13,6 +13,7 @@ SWITCHBOARD_DATA_DIR. The new key is printed once and cannot be shown again.
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 from collections.abc import Sequence
 
@@ -22,6 +23,14 @@ from shared.db import one_off_session
 from shared.errors import ConfigurationError
 from shared.settings import get_settings
 from switchboard.servers import database
+
+
+def operator() -> str:
+    """Who runs this command, for the audit events: the login of the shell it runs in."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        return "cli"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +57,7 @@ def _run(args: argparse.Namespace, url: str) -> int:
                     "environment; the API refuses tickets of a source it is not configured with",
                     file=sys.stderr,
                 )
-            key, token = create_key(s, role=role, name=args.name, source=args.source)
+            key, token = create_key(s, role=role, name=args.name, source=args.source, by=operator())
             print(token)
             print(f"created {key.id} ({role}{f', source {key.source}' if key.source else ''}): "
                   "the key above is shown only now; send it as `Authorization: Bearer <key>`",
@@ -62,7 +71,7 @@ def _run(args: argparse.Namespace, url: str) -> int:
                     f"{key.created_at:%Y-%m-%d %H:%M}  {state}  {key.name}"
                 )
             return 0
-        if not revoke_key(s, args.id):
+        if not revoke_key(s, args.id, by=operator()):
             print(f"switchboard keys: no active key {args.id!r} (see `switchboard keys list`)", file=sys.stderr)
             return 1
         print(f"revoked {args.id}")

@@ -18,6 +18,7 @@ from orchestrator.retention import erase_customer, purge_expired
 from shared.db import one_off_session
 from shared.errors import ConfigurationError
 from shared.settings import get_settings
+from switchboard.keys import operator
 from switchboard.servers import database
 
 
@@ -44,7 +45,7 @@ def retention_main(argv: Sequence[str]) -> int:
 
 def _erase(url: str, source: str, customer_id: str) -> int:
     with one_off_session(url) as s:
-        counts = erase_customer(s, source=source, customer_id=customer_id, by="switchboard erase")
+        counts = erase_customer(s, source=source, customer_id=customer_id, by=f"switchboard erase ({operator()})")
     print(json.dumps({"source": source, "customer_id": customer_id, "erased": counts}))
     return 0
 
@@ -54,7 +55,7 @@ def _retention(url: str, *, dry_run: bool) -> int:
     total: dict[str, int] = {}
     while True:  # in batches, so one run never holds a huge transaction
         with one_off_session(url) as s:
-            counts = purge_expired(s, days, by="switchboard retention run", dry_run=dry_run)
+            counts = purge_expired(s, days, by=f"switchboard retention run ({operator()})", dry_run=dry_run)
         for table, n in counts.items():
             total[table] = total.get(table, 0) + n
         if dry_run or not counts["conversations"]:

@@ -109,8 +109,9 @@ def demo_keys(database_url: str) -> dict[str, str]:
     with one_off_session(database_url) as s:
         if has_live_keys(s):
             return {}
-        admin = create_key(s, role=Role.admin, name="demo admin (created by switchboard run)")[1]
-        helpdesk = create_key(s, role=Role.helpdesk, source=DEMO_SOURCE, name="demo helpdesk (switchboard run)")[1]
+        by = "switchboard run"
+        admin = create_key(s, role=Role.admin, name="demo admin (created by switchboard run)", by=by)[1]
+        helpdesk = create_key(s, role=Role.helpdesk, source=DEMO_SOURCE, name="demo helpdesk (run)", by=by)[1]
     return {"admin": admin, "helpdesk": helpdesk}
 
 

@@ -282,9 +282,9 @@ def _keys() -> dict[str, str]:
     from shared.contracts import Role
 
     with db.session_scope() as s:
-        keys = {"admin": create_key(s, role=Role.admin, name="tests: admin")[1]}
+        keys = {"admin": create_key(s, role=Role.admin, name="tests: admin", by="tests")[1]}
         for source in ("helpdesk", "signed", "globex"):
-            keys[source] = create_key(s, role=Role.helpdesk, source=source, name=f"tests: {source}")[1]
+            keys[source] = create_key(s, role=Role.helpdesk, source=source, name=f"tests: {source}", by="tests")[1]
     return keys
 
 

@@ -30,7 +30,7 @@ def _posted(stack: Stack, key: str, payload: dict[str, object]) -> dict[str, str
 
 def _key(role: Role, source: str | None = None) -> str:
     with db.session_scope() as s:
-        return create_key(s, role=role, source=source, name=f"test {role}")[1]
+        return create_key(s, role=role, source=source, name=f"test {role}", by="tests")[1]
 
 
 @pytest.mark.parametrize(
@@ -55,7 +55,7 @@ def test_a_revoked_key_is_refused_at_once(stack: Stack) -> None:
     with db.session_scope() as s:
         principal = principal_for(s, token)
         assert principal is not None
-        assert revoke_key(s, principal.key_id)
+        assert revoke_key(s, principal.key_id, by="tests")
     headers = {"Authorization": f"Bearer {token}"}
     assert httpx.post(stack.api + "/v1/tickets", json=ticket("hi"), headers=headers).status_code == 401
 
@@ -134,5 +134,13 @@ def test_keys_are_created_once_listed_without_the_secret_and_revoked(stack: Stac
     assert _keys_cli(database_url, "revoke", key_id).returncode == 0
     assert httpx.post(stack.api + "/v1/tickets", json=ticket("hi"), headers=headers).status_code == 401
     assert "revoked" in next(row for row in _keys_cli(database_url, "list").stdout.splitlines() if key_id in row)
+    # Both are on the record, with who did it and not the key itself.
+    audit = rows(
+        "SELECT kind, data FROM events WHERE kind IN ('key.created', 'key.revoked') AND data->>'key_id' = :k "
+        "ORDER BY id",
+        k=key_id,
+    )
+    assert [e["kind"] for e in audit] == ["key.created", "key.revoked"]
+    assert all(e["data"]["by"].startswith("cli") for e in audit) and token not in str(audit)
     refused = _keys_cli(database_url, "create", "--role", "helpdesk", "--name", "no source")
     assert refused.returncode == 2 and "--source" in refused.stderr

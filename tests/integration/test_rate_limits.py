@@ -53,7 +53,7 @@ def limited_api(database_url: str) -> Iterator[str]:
 
 def _key() -> str:
     with db.session_scope() as s:
-        return create_key(s, role=Role.helpdesk, source="helpdesk", name="rate limit test")[1]
+        return create_key(s, role=Role.helpdesk, source="helpdesk", name="rate limit test", by="tests")[1]
 
 
 def test_past_its_limit_a_key_gets_429_with_retry_after_and_nothing_is_stored(limited_api: str) -> None:
