@@ -17,6 +17,7 @@ from sqlalchemy import CursorResult, Delete, delete, or_, select
 from sqlalchemy.orm import Session
 
 from shared.models import AgentRun, Conversation, Delivery, Escalation, Event, Message, SeenDelivery, ToolCall, Turn
+from shared.sandbox.models import SandboxIdempotency
 
 BATCH = 500
 SEEN_DELIVERY_TTL = timedelta(hours=24)
@@ -82,12 +83,21 @@ def prune_seen_deliveries(s: Session, *, now: datetime | None = None) -> int:
     return result.rowcount
 
 
+def prune_tool_results(s: Session, retention_days: int, *, now: datetime | None = None) -> int:
+    """The sandbox tools' first results (masked addresses, last four digits), kept to replay a
+    repeated call, go when the turns they answered are past the retention age too."""
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
+    old = delete(SandboxIdempotency).where(SandboxIdempotency.created_at < cutoff)
+    return cast(CursorResult[Any], s.execute(old)).rowcount
+
+
 def purge_expired(s: Session, retention_days: int, *, by: str, dry_run: bool = False) -> dict[str, int]:
     """Delete (or with ``dry_run`` only count) the conversations past the retention age."""
     ids = expired_conversations(s, retention_days)
     if dry_run:
         return {"conversations": len(ids)}
     prune_seen_deliveries(s)
+    prune_tool_results(s, retention_days)
     counts = delete_conversations(s, ids)
     if ids:
         s.add(Event(kind="retention.purged", data={"by": by, "retention_days": retention_days, "counts": counts}))

@@ -17,6 +17,7 @@ from orchestrator.ingest import accept_message, accept_ticket
 from orchestrator.retention import purge_expired
 from shared.contracts import MessageIn, TicketIn
 from shared.models import Conversation, Event, Message, Turn
+from shared.sandbox.models import SandboxIdempotency
 from tests.integration.conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -67,3 +68,21 @@ def test_retention_run_dry_run_counts_without_deleting(database_url: str) -> Non
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["retention_days"] == 90 and "conversations" in report["would_delete"]
+
+
+def test_the_tools_first_results_go_with_the_retention_age(s: Session) -> None:
+    s.add_all(
+        [
+            SandboxIdempotency(key="turn_old:refund_payment:pay_1", tool="refund_payment", result={"refunded": True}),
+            SandboxIdempotency(key="turn_new:refund_payment:pay_2", tool="refund_payment", result={"refunded": True}),
+        ]
+    )
+    s.flush()
+    s.execute(
+        update(SandboxIdempotency)
+        .where(SandboxIdempotency.key == "turn_old:refund_payment:pay_1")
+        .values(created_at=func.now() - timedelta(days=91))
+    )
+    purge_expired(s, 90, by="test")
+    left = s.execute(select(SandboxIdempotency.key).where(SandboxIdempotency.key.like("turn_%"))).scalars()
+    assert list(left) == ["turn_new:refund_payment:pay_2"]
