@@ -115,6 +115,36 @@ class JsonOnly:
         await self.app(scope, receive, send)
 
 
+# What every answer says to a browser or proxy that meets it: conversations hold personal
+# data (never cached), and customer text in a JSON answer is never run as a page.
+SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+    (b"cache-control", b"no-store"),
+    (b"referrer-policy", b"no-referrer"),
+)
+
+
+class SecurityHeaders:
+    """Add SECURITY_HEADERS to every answer of the API, errors and refusals included."""
+
+    def __init__(self, app: ASGIApp, *, except_paths: tuple[str, ...] = ()) -> None:
+        self.app = app
+        self.except_paths = except_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(self.except_paths):
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 class _BodyTooLarge(Exception):
     pass
 
@@ -479,6 +509,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     api.add_middleware(JsonOnly)
     api.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    # Outermost, so the 413 and 415 answers carry them too; the interactive docs need scripts.
+    api.add_middleware(SecurityHeaders, except_paths=("/docs", "/redoc"))
     return api
 
 

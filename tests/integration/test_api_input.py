@@ -128,3 +128,19 @@ def test_a_body_that_is_not_declared_json_is_a_415(stack: Stack, content_type: s
     headers = {"content-type": content_type} if content_type else {}
     response = stack.http.post("/v1/tickets", content=json.dumps(ticket("hi")).encode(), headers=headers)
     assert "application/json" in problem(response, 415)
+
+
+def test_every_answer_tells_browsers_and_proxies_not_to_sniff_frame_or_cache_it(stack: Stack) -> None:
+    helpdesk = stack.client("helpdesk")
+    answers = {
+        "accepted": helpdesk.post("/v1/tickets", json=ticket("hello")),
+        "no key": httpx.get(f"{stack.api}/v1/conversations/conv_x", timeout=10),
+        "not found": helpdesk.get("/v1/conversations/conv_x"),
+        "not JSON": helpdesk.post("/v1/tickets", content=b"x", headers={"Content-Type": "text/plain"}),
+        "too large": helpdesk.post("/v1/tickets", json=ticket("x" * 300_000)),
+    }
+    assert [r.status_code for r in answers.values()] == [202, 401, 404, 415, 413]
+    for name, response in answers.items():
+        assert response.headers["x-content-type-options"] == "nosniff", name
+        assert response.headers["cache-control"] == "no-store", name
+        assert response.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'", name
