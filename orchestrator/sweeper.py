@@ -31,6 +31,7 @@ class SweepReport:
     requeued: list[str] = field(default_factory=list)
     merged: list[str] = field(default_factory=list)
     redelivered: list[str] = field(default_factory=list)
+    skipped: bool = False  # another sweeper held the lock: this one did nothing
 
 
 def sweep(
@@ -44,7 +45,8 @@ def sweep(
     report = SweepReport()
     now = datetime.now(UTC)
     if not s.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": SWEEP_LOCK_KEY}).scalar_one():
-        return report  # another sweeper is at it
+        report.skipped = True  # another sweeper is at it
+        return report
     report.requeued = list(
         s.execute(
             update(Turn)
