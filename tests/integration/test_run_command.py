@@ -12,6 +12,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -185,6 +186,33 @@ def _env(data_dir: Path, **settings: str) -> dict[str, str]:
     return env
 
 
+def _only_keys_get_in(api: str, env: dict[str, str], conversation_id: str, demo_key: str) -> None:
+    """On the newcomer's stack: no /v1 route without a key; a key of another source,
+    made with `switchboard keys` beside the running stack, sees nothing of demo's."""
+    for method, path in [
+        ("GET", f"/v1/conversations/{conversation_id}"),
+        ("POST", f"/v1/conversations/{conversation_id}/messages"),
+        ("DELETE", "/v1/customers/demo/cust_1001"),
+    ]:
+        response = httpx.request(method, api + path, json={"body": "hi"} if method == "POST" else None, timeout=10)
+        assert response.status_code == 401, (method, path, response.text)
+    created = subprocess.run(
+        [sys.executable, "-m", "switchboard.cli", "keys", "create", "--role", "helpdesk", "--source", "eval",
+         "--name", "another helpdesk"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    other = {"Authorization": f"Bearer {created.stdout.strip()}"}
+    assert httpx.get(f"{api}/v1/conversations/{conversation_id}", headers=other, timeout=10).status_code == 404
+    follow_up = httpx.post(
+        f"{api}/v1/conversations/{conversation_id}/messages", json={"body": "hi"}, headers=other, timeout=10
+    )
+    assert follow_up.status_code == 404
+    # Its own key still reads it.
+    mine = {"Authorization": f"Bearer {demo_key}"}
+    assert httpx.get(f"{api}/v1/conversations/{conversation_id}", headers=mine, timeout=10).status_code == 200
+
+
 def test_run_after_a_crashed_run_serves_tickets_and_stops_everything_on_ctrl_c(data_dir: Path) -> None:
     # One test, not two, to start the stack once less: the first run starts from nothing
     # and is killed once its children are up; the second must clear what it left behind.
@@ -220,6 +248,7 @@ def test_run_after_a_crashed_run_serves_tickets_and_stops_everything_on_ctrl_c(d
         assert accepted.status_code == 202, accepted.text
         assert accepted.json()["created"] is True
         assert "switchboard_messages_ingested_total" in httpx.get(f"{api}/metrics", timeout=5).text
+        _only_keys_get_in(api, env, accepted.json()["conversation_id"], helpdesk_key)
 
         children = run.descendants()
         postmaster = run.postmaster()
