@@ -17,7 +17,7 @@ JSON = {"content-type": "application/json"}
 
 def _stored() -> dict[str, int]:
     (r,) = rows(
-        "SELECT (SELECT count(*) FROM conversations) c, (SELECT count(*) FROM messages) m, "
+        "SELECT (SELECT count(*) FROM conversations) c, (SELECT count(*) FROM messages WHERE role = 'customer') m, "
         "(SELECT count(*) FROM turns) t, (SELECT count(*) FROM api_keys) k"
     )
     return dict(r)
