@@ -19,7 +19,9 @@ pytestmark = pytest.mark.integration
 
 def _counts() -> dict[str, int]:
     # Customer messages only: a reply of an earlier test's turn may land at any moment.
-    (r,) = rows("SELECT (SELECT count(*) FROM conversations) c, (SELECT count(*) FROM messages WHERE role = 'customer') m")
+    (r,) = rows(
+        "SELECT (SELECT count(*) FROM conversations) c, (SELECT count(*) FROM messages WHERE role = 'customer') m"
+    )
     return {"conversations": r["c"], "messages": r["m"]}
 
 
