@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any, TypeVar
@@ -40,7 +40,7 @@ from shared.contracts import (
     TurnState,
 )
 from shared.db import after_commit
-from shared.guardrails import detect_injection, screen
+from shared.guardrails import detect_injection, for_storage, mapping_for_storage, screen
 from shared.metrics import (
     AGENT_LATE_RESULTS,
     AGENT_TIMEOUTS,
@@ -209,7 +209,7 @@ def record_result(s: Session, result: AgentResult, started_at: float) -> bool:
             agent=result.agent,
             status=result.status.value,
             confidence=result.confidence,
-            result=result.model_dump(mode="json"),
+            result=mapping_for_storage(result.model_dump(mode="json")),
             started_at=_ts(started_at),
         )
         .on_conflict_do_nothing(constraint="uq_agent_run_turn_agent")
@@ -226,9 +226,9 @@ def record_result(s: Session, result: AgentResult, started_at: float) -> bool:
                     "agent": result.agent,
                     "call_id": c.call_id,
                     "tool": c.tool,
-                    "arguments": c.arguments,
-                    "output": c.output if isinstance(c.output, dict) else {"value": c.output},
-                    "error": c.error,
+                    "arguments": mapping_for_storage(c.arguments),
+                    "output": mapping_for_storage(c.output if isinstance(c.output, dict) else {"value": c.output}),
+                    "error": for_storage(c.error) if c.error is not None else None,
                     "duration_ms": c.duration_ms,
                 }
                 for c in result.tool_calls
@@ -287,6 +287,13 @@ def merge_turn(
         if guardrail is not None
         else decide({a: results.get(a) for a in expected}, settings.confidence_threshold)
     )
+    # What is stored and sent holds no full card number, IBAN or secret, whatever an agent
+    # (or a model) wrote into its answer (PCI DSS: never stored).
+    decision = replace(
+        decision,
+        reply=for_storage(decision.reply) if decision.reply is not None else None,
+        suggested_reply=for_storage(decision.suggested_reply) if decision.suggested_reply is not None else None,
+    )
     conversation = s.get_one(Conversation, claimed.conversation_id)
     message = s.get_one(Message, claimed.message_id)
 
@@ -307,13 +314,14 @@ def merge_turn(
         )
     if decision.outcome is Outcome.escalated:
         assert decision.reason is not None
+        summary = escalation_summary(conversation.customer, message.body, decision, results, missing)
         s.add(
             Escalation(
                 id=new_id("esc"),
                 turn_id=turn_id,
                 conversation_id=conversation.id,
                 reason=decision.reason,
-                summary=escalation_summary(conversation.customer, message.body, decision, results, missing),
+                summary=for_storage(summary),
                 suggested_reply=decision.suggested_reply,
             )
         )

@@ -25,6 +25,7 @@ from shared.guardrails.redaction import (
     for_storage,
     iban_valid,
     luhn_valid,
+    mapping_for_storage,
     redact,
     redact_mapping,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "for_storage",
     "iban_valid",
     "luhn_valid",
+    "mapping_for_storage",
     "redact",
     "redact_mapping",
     "screen",

@@ -238,9 +238,11 @@ def _is_secret_key(key: object) -> bool:
     return isinstance(key, str) and key.replace("-", "").replace("_", "").lower() in _SECRET_KEYS
 
 
-def _redact_value(value: object, customer_email: str | None, depth: int) -> object:
+def _redact_value(
+    value: object, customer_email: str | None, depth: int, kinds: frozenset[PiiKind] | None = None
+) -> object:
     if isinstance(value, str):
-        return redact(value, customer_email=customer_email).text
+        return redact(value, customer_email=customer_email, kinds=kinds).text
     if depth >= _MAX_DEPTH:
         # Deeper than any log record or tool output we produce: refuse rather than recurse.
         return "[redacted: too deep]"
@@ -249,12 +251,12 @@ def _redact_value(value: object, customer_email: str | None, depth: int) -> obje
             key: (
                 "[secret]"
                 if _is_secret_key(key) and isinstance(value_, (str, int, bytes))
-                else _redact_value(value_, customer_email, depth + 1)
+                else _redact_value(value_, customer_email, depth + 1, kinds)
             )
             for key, value_ in value.items()
         }
     if isinstance(value, list | tuple):
-        items = [_redact_value(item, customer_email, depth + 1) for item in value]
+        items = [_redact_value(item, customer_email, depth + 1, kinds) for item in value]
         return items if isinstance(value, list) else tuple(items)
     if isinstance(value, bytes | bytearray):
         return "[bytes]"
@@ -274,3 +276,9 @@ def redact_mapping(obj: T, *, customer_email: str | None = None) -> T:
 def for_storage(text: str) -> str:
     """The text as it may be stored: cards, IBANs, SSNs and secrets replaced (STORED_KINDS)."""
     return redact(text, kinds=STORED_KINDS).text
+
+
+def mapping_for_storage(obj: T) -> T:
+    """``for_storage`` for every string of a nested structure (tool calls, agent results), with
+    the values under secret-looking keys replaced outright, as ``redact_mapping`` does."""
+    return cast(T, _redact_value(obj, None, 0, STORED_KINDS))

@@ -11,7 +11,8 @@ import pytest
 from orchestrator.delivery import DELIVERY_HEADER
 from shared.celery_app import create_app
 from shared.settings import Settings
-from tests.integration.conftest import REDIS_URL, Stack, rows, ticket, wait_done
+from tests.integration.conftest import REDIS_URL, Stack, rows, script, ticket, wait_done
+from tests.support.tools import LEAKED_CARD
 
 pytestmark = pytest.mark.integration
 
@@ -114,6 +115,33 @@ def _everything_about(conversation_ids: list[str], turn_ids: list[str], needles:
             if hits[0]["n"]:
                 found.append(f"{table}.{column} names {needle!r} in {hits[0]['n']} row(s)")
     return found
+
+
+def test_what_agents_and_tools_return_is_stored_without_card_numbers_too(stack: Stack) -> None:
+    """A backend may return a whole card number, and an agent cite it in its facts and its
+    note for the human: the tool-call rows, the agent results and the escalation keep none."""
+    steps = {
+        "billing": [
+            {"call": "card_on_file", "args": {}},
+            {"finish": "answered", "answer": "Found the charge.", "confidence": 0.9, "cite": True},
+        ],
+        "knowledge": [{"finish": "escalate", "reason": "policy", "detail": "a human should look"}],
+        "account": [{"finish": "not_applicable"}],
+    }
+    accepted = stack.client("helpdesk").post("/v1/tickets", json=ticket(script(**steps))).json()
+    wait_done(accepted["turn_id"])
+    turn = accepted["turn_id"]
+    stored = [
+        *(str(r) for r in rows("SELECT arguments, output, error FROM tool_calls WHERE turn_id = :t", t=turn)),
+        *(str(r["result"]) for r in rows("SELECT result FROM agent_runs WHERE turn_id = :t", t=turn)),
+        *(str(r) for r in rows("SELECT summary, suggested_reply FROM escalations WHERE turn_id = :t", t=turn)),
+    ]
+    tool_call, *runs, escalation = stored
+    assert len(runs) == 3 and "[card ending 4444]" in tool_call and "[card ending 4444]" in escalation
+    assert any("[card ending 4444]" in run for run in runs)  # billing's fact cites the output
+    digits = re.compile(r"\D")
+    for text in stored:
+        assert LEAKED_CARD.replace(" ", "") not in digits.sub("", text), text
 
 
 def test_erasure_leaves_no_row_that_names_the_customer_and_keeps_everyone_else(stack: Stack) -> None:

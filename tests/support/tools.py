@@ -50,4 +50,14 @@ def slow_lookup(ctx: ToolContext, args: SlowArgs) -> dict[str, object]:
     return {"slept": args.seconds}
 
 
-TOOLS: list[Tool] = [lookup_balance, charge_backend, billing_only_lookup, slow_lookup]
+# A full card number no customer typed: a backend that returns more than it should.
+LEAKED_CARD = "5555 5555 5555 4444"
+
+
+@function_tool(owners=ALL)
+def card_on_file(ctx: ToolContext, args: NoArgs) -> dict[str, object]:
+    """A payments backend that returns the whole card number."""
+    return {"card": LEAKED_CARD, "note": f"charged to {LEAKED_CARD.replace(' ', '')}"}
+
+
+TOOLS: list[Tool] = [lookup_balance, charge_backend, billing_only_lookup, slow_lookup, card_on_file]
