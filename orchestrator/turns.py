@@ -202,6 +202,8 @@ def start_turn(s: Session, turn_id: str, settings: Settings) -> StartedTurn | No
 
 def record_result(s: Session, result: AgentResult, started_at: float) -> bool:
     """Store an agent's result. True when it completes the set and the merge should run now."""
+    # Redacted once: the tool-call rows are the stored result's own calls.
+    stored = mapping_for_storage(result.model_dump(mode="json"))
     run_id = s.execute(
         pg_insert(AgentRun)
         .values(
@@ -209,7 +211,7 @@ def record_result(s: Session, result: AgentResult, started_at: float) -> bool:
             agent=result.agent,
             status=result.status.value,
             confidence=result.confidence,
-            result=mapping_for_storage(result.model_dump(mode="json")),
+            result=stored,
             started_at=_ts(started_at),
         )
         .on_conflict_do_nothing(constraint="uq_agent_run_turn_agent")
@@ -217,21 +219,21 @@ def record_result(s: Session, result: AgentResult, started_at: float) -> bool:
     ).scalar_one_or_none()
     if run_id is None:  # a redelivered agent task: the first result stands
         return False
-    if result.tool_calls:
+    if stored["tool_calls"]:
         s.execute(
             insert(ToolCall),
             [
                 {
                     "turn_id": result.turn_id,
                     "agent": result.agent,
-                    "call_id": c.call_id,
-                    "tool": c.tool,
-                    "arguments": mapping_for_storage(c.arguments),
-                    "output": mapping_for_storage(c.output if isinstance(c.output, dict) else {"value": c.output}),
-                    "error": for_storage(c.error) if c.error is not None else None,
-                    "duration_ms": c.duration_ms,
+                    "call_id": c["call_id"],
+                    "tool": c["tool"],
+                    "arguments": c["arguments"],
+                    "output": c["output"] if isinstance(c["output"], dict) else {"value": c["output"]},
+                    "error": c["error"],
+                    "duration_ms": c["duration_ms"],
                 }
-                for c in result.tool_calls
+                for c in stored["tool_calls"]
             ],
         )
     counted = s.execute(
