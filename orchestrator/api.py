@@ -30,6 +30,8 @@ from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from pydantic import ValidationError
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -365,6 +367,21 @@ def _openapi(api: FastAPI) -> Callable[[], dict[str, Any]]:
     return schema
 
 
+RETRY_AFTER_S = 5
+
+
+def unavailable(what: str) -> JSONResponse:
+    """503 with Retry-After: nothing was stored, and the same request later will be taken."""
+    response = problem(
+        503,
+        "Service Unavailable",
+        f"{what}; nothing was stored. Send the same request again in {RETRY_AFTER_S} s "
+        f"(with the same {DELIVERY_HEADER} or external_id, it is taken once).",
+    )
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     refuse_weak_secrets(settings)
@@ -400,6 +417,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @api.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem(exc.status_code, str(exc.detail), str(exc.detail))
+
+    @api.exception_handler(DBAPIError)
+    async def _database(_: Request, exc: DBAPIError) -> JSONResponse:
+        # A database that is restarting or unreachable is "try again", not a bug: a helpdesk
+        # reads 500 as a fault of ours and 503 + Retry-After as a reason to retry.
+        if not (exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)):
+            raise exc
+        log.warning("database unavailable: %s", type(exc.orig).__name__ if exc.orig is not None else "unknown")
+        return unavailable("The database is not answering")
+
+    @api.exception_handler(SQLAlchemyTimeoutError)
+    async def _pool(_: Request, exc: SQLAlchemyTimeoutError) -> JSONResponse:
+        log.warning("no database connection free within the pool timeout")
+        return unavailable("Every database connection is busy")
 
     @api.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:

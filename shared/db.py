@@ -57,7 +57,9 @@ def configure(settings: Settings) -> Engine:
         pool_pre_ping=True,
         # An error's message must not carry the row it failed on (a message body, an email).
         hide_parameters=True,
-        connect_args={"application_name": f"switchboard-{os.getpid()}"},
+        # A server that is down or unreachable fails a request in seconds, not a TCP timeout.
+        connect_args={"application_name": f"switchboard-{os.getpid()}", "connect_timeout": 5},
+        pool_timeout=10,
     )
     _engine_pid = os.getpid()
     _sessions = sessionmaker(_engine, expire_on_commit=False)
