@@ -6,10 +6,20 @@ body and rejects stale timestamps (see ``verify_signature``). ``X-Switchboard-De
 carries the delivery id so a helpdesk can drop the rare duplicate that at-least-once
 HTTP can produce when a worker dies after the POST but before recording it.
 
-Each attempt first claims the row with a conditional UPDATE (pending -> sending), so two
-workers never post the same reply at the same time, and a delivered row is never sent
-again. ``claim`` and ``record`` take the caller's session; ``deliver`` runs one attempt
-as two units of work with the HTTP call between them, never inside a transaction.
+Each attempt first claims the row with a conditional UPDATE (pending -> sending) that
+takes a lease and a fencing token (the attempt number), so two workers never post the
+same reply at the same time, and a delivered row is never sent again:
+
+- an attempt has a total deadline (``delivery_timeout_s`` for connect, send and the whole
+  answer together, not per phase), and the lease is longer than that, so a lease ends only
+  after its attempt has;
+- the attempt is recorded only by the holder of the current token: a worker whose lease
+  ran out (it was paused, its host stalled) finds the row taken and records nothing.
+
+Leases are compared with the database's clock, so a host whose clock runs ahead cannot
+take another's lease early. ``claim`` and ``record`` take the caller's session;
+``deliver`` runs one attempt as two units of work with the HTTP call between them, never
+inside a transaction.
 """
 
 from __future__ import annotations
@@ -21,11 +31,12 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
+import anyio
 import httpx
-from sqlalchemy import Row, or_, update
+from sqlalchemy import Row, func, or_, update
 from sqlalchemy.orm import Session
 
 from shared.contracts import DeliveryState
@@ -82,10 +93,17 @@ RETRY = "retry"
 SKIPPED = "skipped"
 
 
+def lease_s(settings: Settings) -> float:
+    """How long an attempt holds the row: longer than the attempt's total deadline."""
+    return settings.delivery_timeout_s * 2 + 5
+
+
 def claim(s: Session, delivery_id: str, settings: Settings) -> Row[Any] | None:
-    """Take the delivery for one attempt (pending -> sending). None when it is not ours to send."""
-    now = datetime.now(UTC)
-    lease = timedelta(seconds=settings.delivery_timeout_s * 2 + 5)
+    """Take the delivery for one attempt (pending -> sending). None when it is not ours to send.
+
+    The returned ``attempts`` is the attempt's fencing token for ``record``.
+    """
+    now = func.now()
     return s.execute(
         update(Delivery)
         .where(
@@ -96,12 +114,24 @@ def claim(s: Session, delivery_id: str, settings: Settings) -> Row[Any] | None:
                 (Delivery.state == DeliveryState.sending) & (Delivery.next_attempt_at < now),
             ),
         )
-        .values(state=DeliveryState.sending, attempts=Delivery.attempts + 1, next_attempt_at=now + lease)
+        .values(
+            state=DeliveryState.sending,
+            attempts=Delivery.attempts + 1,
+            next_attempt_at=now + timedelta(seconds=lease_s(settings)),
+        )
         .returning(Delivery.url, Delivery.payload, Delivery.source, Delivery.attempts, Delivery.turn_id)
     ).one_or_none()
 
 
-def deliver(delivery_id: str, settings: Settings, client: httpx.Client | None = None) -> Attempt:
+async def _post(url: str, body: bytes, headers: dict[str, str], total_s: float) -> httpx.Response:
+    # httpx's timeout bounds each phase; fail_after bounds the whole attempt, and cancelling
+    # closes the connection, so nothing of this attempt reaches the helpdesk after it.
+    with anyio.fail_after(total_s):
+        async with httpx.AsyncClient(timeout=total_s) as client:
+            return await client.post(url, content=body, headers=headers)
+
+
+def deliver(delivery_id: str, settings: Settings) -> Attempt:
     with session_scope() as s:
         row = claim(s, delivery_id, settings)
     if row is None:
@@ -118,16 +148,14 @@ def deliver(delivery_id: str, settings: Settings, client: httpx.Client | None = 
     }
     error: str | None = None
     try:
-        if client is None:
-            with httpx.Client(timeout=settings.delivery_timeout_s) as own:
-                response = own.post(row.url, content=body, headers=headers)
-        else:
-            response = client.post(row.url, content=body, headers=headers)
+        response = anyio.run(_post, row.url, body, headers, settings.delivery_timeout_s)
         if 200 <= response.status_code < 300:
             state, retry_in = DeliveryState.delivered, None
         else:
             error = f"HTTP {response.status_code}"
             permanent = response.status_code in (400, 401, 403, 404, 410, 422)
+    except TimeoutError:
+        error, permanent = f"no answer within {settings.delivery_timeout_s:g}s", False
     except httpx.HTTPError as exc:
         error, permanent = f"{type(exc).__name__}: {exc}", False
     if error is not None:
@@ -148,16 +176,20 @@ def record(
     error: str | None,
     retry_in: float | None,
 ) -> Attempt:
-    """Record how an attempt ended: delivered or failed for good, or pending again to retry."""
+    """Record how an attempt ended: delivered or failed for good, or pending again to retry.
+
+    Only the attempt that holds the row records: ``attempts`` is its token from ``claim``.
+    """
+    ours = (Delivery.id == delivery_id) & (Delivery.state == DeliveryState.sending) & (Delivery.attempts == attempts)
     if state is DeliveryState.pending:
         assert retry_in is not None
         still_ours = s.execute(
             update(Delivery)
-            .where(Delivery.id == delivery_id, Delivery.state == DeliveryState.sending)
+            .where(ours)
             .values(
                 state=DeliveryState.pending,
                 last_error=error,
-                next_attempt_at=datetime.now(UTC) + timedelta(seconds=retry_in),
+                next_attempt_at=func.now() + timedelta(seconds=retry_in),
             )
             .returning(Delivery.id)
         ).scalar_one_or_none()
@@ -168,11 +200,11 @@ def record(
         return Attempt(RETRY, retry_in=retry_in)
     still_ours = s.execute(
         update(Delivery)
-        .where(Delivery.id == delivery_id, Delivery.state == DeliveryState.sending)
+        .where(ours)
         .values(
             state=state,
             last_error=error,
-            delivered_at=datetime.now(UTC) if state is DeliveryState.delivered else None,
+            delivered_at=func.now() if state is DeliveryState.delivered else None,
         )
         .returning(Delivery.id)
     ).scalar_one_or_none()
@@ -186,7 +218,7 @@ def record(
 
 
 def _gone(delivery_id: str) -> Attempt:
-    # Erased or past retention while the attempt was in flight: nothing of the conversation
-    # may come back, not even an event naming its turn.
-    log.info("delivery %s no longer exists (erased or expired during the attempt); nothing recorded", delivery_id)
+    # Taken over by a later attempt after this one's lease ended, or erased or past
+    # retention while it was in flight: this attempt records nothing, not even an event.
+    log.info("delivery %s is no longer this attempt's (lease taken over, or erased); nothing recorded", delivery_id)
     return Attempt(SKIPPED)
