@@ -15,7 +15,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterable
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -178,7 +178,15 @@ def _new_turn(s: Session, conversation_id: str, body: str, *, external_id: str |
     ).scalar_one_or_none()
     if inserted is None:
         return None
-    s.add(Turn(id=turn_id, conversation_id=conversation_id, message_id=message_id, state=TurnState.queued))
+    # The conversation's row lock orders concurrent messages: a second one waits here until
+    # the first commits, then takes the next number, whichever transaction began first.
+    seq = s.execute(
+        update(Conversation)
+        .where(Conversation.id == conversation_id)
+        .values(turn_count=Conversation.turn_count + 1, updated_at=func.now())
+        .returning(Conversation.turn_count)
+    ).scalar_one()
+    s.add(Turn(id=turn_id, conversation_id=conversation_id, message_id=message_id, seq=seq, state=TurnState.queued))
     s.flush()
     s.add(Event(conversation_id=conversation_id, turn_id=turn_id, kind="turn.queued", data={"via": via}))
     return Accepted(conversation_id=conversation_id, turn_id=turn_id, message_id=message_id, created=True)

@@ -48,6 +48,9 @@ class Conversation(Base):
     subject: Mapped[str] = mapped_column(Text, default="")
     customer_id: Mapped[str] = mapped_column(String(256), index=True)
     customer: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    # The sequence of its turns: incremented under the row's lock for each message, so
+    # turns are numbered in the order their messages were stored (turns.seq).
+    turn_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
 
@@ -81,11 +84,16 @@ class Turn(Base):
     """
 
     __tablename__ = "turns"
-    __table_args__ = (Index("ix_turns_open", "state", "deadline_at", postgresql_where=text("state <> 'done'")),)
+    __table_args__ = (
+        Index("ix_turns_open", "state", "deadline_at", postgresql_where=text("state <> 'done'")),
+        UniqueConstraint("conversation_id", "seq", name="uq_turns_conversation_seq"),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
     message_id: Mapped[str] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), unique=True)
+    # 1, 2, 3 … within the conversation: turns start strictly in this order, one at a time.
+    seq: Mapped[int] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(16), default=TurnState.queued.value)
     outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
     reply: Mapped[str | None] = mapped_column(Text, nullable=True)
