@@ -22,7 +22,7 @@ from orchestrator.ingest import accept_ticket
 from orchestrator.keys import principal_for, refusal_to_post
 from orchestrator.retention import purge_expired
 from orchestrator.sweeper import sweep
-from orchestrator.turns import ConversationBusy, Merged, start_turn
+from orchestrator.turns import ConversationBusy, Merged, begin_attempt, give_up, start_turn
 from shared.celery_app import ORCHESTRATOR_QUEUE, agent_queue, agent_task_name, app
 from shared.contracts import MergeTrigger, TicketIn
 from shared.db import session_scope
@@ -87,8 +87,19 @@ def _observe_wait(task: Task, queue: str) -> None:
 
 def fan_out(turn_id: str) -> bool:
     """Start a turn and publish one task per agent. False when there was nothing to start."""
+    settings = get_settings()
     with session_scope() as s:
-        started = start_turn(s, turn_id, get_settings())
+        attempt = begin_attempt(s, turn_id)
+    if attempt is None:
+        return False
+    if attempt > settings.max_turn_attempts:
+        with session_scope() as s:
+            gave_up = give_up(s, turn_id, attempt - 1)
+        if gave_up:
+            merge_and_deliver(turn_id, MergeTrigger.gave_up)
+        return gave_up
+    with session_scope() as s:
+        started = start_turn(s, turn_id, settings)
     if started is None:
         return False
     if started.guardrail is not None:

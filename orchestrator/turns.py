@@ -110,6 +110,66 @@ def _since_last_pause(newest_first: Sequence[R], ttl: timedelta) -> list[R]:
     return kept
 
 
+def _earlier_open(s: Session, turn_id: str, conversation_id: str) -> bool:
+    """An earlier turn of the conversation (by its sequence number) is not done yet."""
+    return bool(
+        s.execute(
+            select(func.count())
+            .select_from(Turn)
+            .where(
+                Turn.conversation_id == conversation_id,
+                Turn.state != TurnState.done,
+                Turn.seq < select(Turn.seq).where(Turn.id == turn_id).scalar_subquery(),
+            )
+        ).scalar_one()
+    )
+
+
+def begin_attempt(s: Session, turn_id: str) -> int | None:
+    """Count one attempt to start a queued turn, committed before the start itself: a start
+    that raises, or kills its worker, still counts. The attempt's number, or None when the
+    turn is not queued (started already, or done). Raises ConversationBusy, counting
+    nothing, while an earlier turn of the conversation is open: waiting is not failing."""
+    turn = s.execute(select(Turn.conversation_id, Turn.state).where(Turn.id == turn_id)).one_or_none()
+    if turn is None:
+        log.warning("turn %s does not exist; nothing to do", turn_id)
+        return None
+    if turn.state != TurnState.queued:
+        return None
+    if _earlier_open(s, turn_id, turn.conversation_id):
+        raise ConversationBusy(turn_id)
+    return s.execute(
+        update(Turn)
+        .where(Turn.id == turn_id, Turn.state == TurnState.queued)
+        .values(attempts=Turn.attempts + 1)
+        .returning(Turn.attempts)
+    ).scalar_one_or_none()
+
+
+def give_up(s: Session, turn_id: str, attempts: int) -> bool:
+    """Take a turn that failed to start ``attempts`` times out of the queue for a human: it
+    is merged as escalated (``processing_failed``) with no agent run, and the turns after it
+    go on. False when it is no longer queued."""
+    now = time.time()
+    taken = s.execute(
+        update(Turn)
+        .where(Turn.id == turn_id, Turn.state == TurnState.queued)
+        .values(
+            state=TurnState.running,
+            started_at=_ts(now),
+            deadline_at=_ts(now),
+            agents=[],
+            escalation_reason=EscalationReason.processing_failed.value,
+        )
+        .returning(Turn.conversation_id)
+    ).scalar_one_or_none()
+    if taken is None:
+        return False
+    s.add(Event(conversation_id=taken, turn_id=turn_id, kind="turn.gave_up", data={"attempts": attempts}))
+    log.error("turn %s could not be started in %d attempts: escalated to a human", turn_id, attempts)
+    return True
+
+
 def start_turn(s: Session, turn_id: str, settings: Settings) -> StartedTurn | None:
     """Claim a queued turn and build its agent tasks. None when it was already claimed."""
     turn = s.execute(select(Turn.conversation_id, Turn.state).where(Turn.id == turn_id)).one_or_none()
@@ -118,16 +178,7 @@ def start_turn(s: Session, turn_id: str, settings: Settings) -> StartedTurn | No
         return None
     if turn.state != TurnState.queued:
         return None
-    earlier_open = s.execute(
-        select(func.count())
-        .select_from(Turn)
-        .where(
-            Turn.conversation_id == turn.conversation_id,
-            Turn.state != TurnState.done,
-            Turn.created_at < select(Turn.created_at).where(Turn.id == turn_id).scalar_subquery(),
-        )
-    ).scalar_one()
-    if earlier_open:
+    if _earlier_open(s, turn_id, turn.conversation_id):
         raise ConversationBusy(turn_id)
 
     now = time.time()
@@ -141,7 +192,6 @@ def start_turn(s: Session, turn_id: str, settings: Settings) -> StartedTurn | No
             started_at=_ts(now),
             deadline_at=_ts(deadline_at),
             agents=list(settings.agents),
-            attempts=Turn.attempts + 1,
         )
         .returning(Turn.message_id)
     ).one_or_none()
@@ -163,8 +213,9 @@ def start_turn(s: Session, turn_id: str, settings: Settings) -> StartedTurn | No
     verdict = _screen(latest, customer)
     window = model_window([(r.role, r.body) for r in reversed(rows)], customer.email)
     if verdict is not None:
-        # Guardrails decide before any agent runs: no tool is called on this turn.
-        s.execute(update(Turn).where(Turn.id == turn_id).values(agents=[]))
+        # Guardrails decide before any agent runs: no tool is called on this turn. The
+        # reason is on the row, so whoever merges it (the sweeper too) keeps it.
+        s.execute(update(Turn).where(Turn.id == turn_id).values(agents=[], escalation_reason=verdict[0]))
         s.add(
             Event(
                 conversation_id=conversation.id,
@@ -276,10 +327,12 @@ def merge_turn(
         update(Turn)
         .where(Turn.id == turn_id, Turn.state == TurnState.running)
         .values(state=TurnState.done, merge_trigger=trigger, finished_at=_ts(now))
-        .returning(Turn.conversation_id, Turn.agents, Turn.created_at, Turn.message_id)
+        .returning(Turn.conversation_id, Turn.agents, Turn.created_at, Turn.message_id, Turn.escalation_reason)
     ).one_or_none()
     if claimed is None:
         return None
+    # A reason decided before fan-out (the guardrails, a turn given up) is on the row already.
+    guardrail = guardrail or claimed.escalation_reason
     runs = s.execute(select(AgentRun).where(AgentRun.turn_id == turn_id)).scalars().all()
     results = {r.agent: AgentResult.model_validate(r.result) for r in runs}
     expected: list[str] = list(claimed.agents)

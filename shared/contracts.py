@@ -117,6 +117,7 @@ class MergeTrigger(StrEnum):
     deadline = "deadline"  # the orchestrator's clock
     sweeper = "sweeper"  # recovery of a turn whose orchestrator died
     guardrail = "guardrail"  # decided before fan-out: no agent ran
+    gave_up = "gave_up"  # its start failed max_turn_attempts times: escalated, no agent ran
 
 
 class DeliveryState(StrEnum):
@@ -157,6 +158,7 @@ class EscalationReason(StrEnum):
     timeout = "timeout"
     loop = "loop"
     sensitive = "sensitive"
+    processing_failed = "processing_failed"  # the turn could not be started in max_turn_attempts
 
 
 class WindowMessage(BaseModel):

@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     requeue_after_s: float = 15.0
     deadline_grace_s: float = 2.0
     sweep_interval_s: float = 2.0
+    # A turn whose start failed this many times (an error, a worker killed while starting
+    # it) is escalated to a human instead of tried again; later turns of its conversation go on.
+    max_turn_attempts: int = Field(default=5, ge=1)
 
     # A customer who writes again after this long idle starts a fresh context for the agents.
     conversation_ttl_hours: float = Field(default=24.0, gt=0)

@@ -238,6 +238,7 @@ def start_stack(database_url: str, broker_url: str, helpdesk: Helpdesk, tmp: Pat
         "SWITCHBOARD_AGENT_DEADLINE_S": "3",
         "SWITCHBOARD_SWEEP_INTERVAL_S": "0.5",
         "SWITCHBOARD_REQUEUE_AFTER_S": "3",
+        "SWITCHBOARD_MAX_TURN_ATTEMPTS": "2",  # a poison turn is given up in seconds
         "SWITCHBOARD_DEADLINE_GRACE_S": "1",
         "SWITCHBOARD_DELIVERY_BACKOFF_S": "0.2",
         "SWITCHBOARD_API_RATE_LIMIT": "100000/minute",  # the limits have a test of their own

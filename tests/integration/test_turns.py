@@ -9,7 +9,9 @@ import time
 
 import httpx
 import pytest
+from sqlalchemy import text
 
+from shared import db
 from shared.celery_app import create_app
 from shared.settings import Settings
 from tests.integration.conftest import (
@@ -345,3 +347,28 @@ def test_an_agent_task_the_orchestrator_did_not_write_is_refused_and_counted(sta
     log = (stack.supervisor.log_dir / "billing.log").read_text()
     assert "refused an agent task for billing: " in log
     assert "cust_1001" not in log  # where it came in, not what it said
+
+
+def test_a_turn_that_cannot_start_is_given_up_to_a_human_after_its_attempts(stack: Stack) -> None:
+    """A poison turn (here: a stored customer no agent task can be built for) is tried
+    max_turn_attempts times (2 in this stack), then escalated; it is not retried forever."""
+    accepted = post(stack, ticket("hello")).json()
+    wait_done(accepted["turn_id"])
+    with db.engine().begin() as conn:  # a row no release of ours writes, as a bad migration might
+        conn.execute(
+            text('UPDATE conversations SET customer = \'{"id": ""}\'::jsonb WHERE id = :c'),
+            {"c": accepted["conversation_id"]},
+        )
+    poison = stack.http.post(f"/v1/conversations/{accepted['conversation_id']}/messages", json={"body": "hi"}).json()
+    turn = wait_done(poison["turn_id"], timeout=40)
+    assert (turn["outcome"], turn["escalation_reason"], turn["merge_trigger"]) == (
+        "escalated",
+        "processing_failed",
+        "gave_up",
+    )
+    assert turn["attempts"] == 3  # two failed starts, and the one that gave up
+    (event,) = rows("SELECT data FROM events WHERE turn_id = :t AND kind = 'turn.gave_up'", t=poison["turn_id"])
+    assert event["data"] == {"attempts": 2}
+    assert rows("SELECT reason FROM escalations WHERE turn_id = :t", t=poison["turn_id"]) == [
+        {"reason": "processing_failed"}
+    ]
