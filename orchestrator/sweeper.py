@@ -91,21 +91,32 @@ def sweep(
     return report
 
 
+def _each(what: str, item: str, action: Callable[[str], object]) -> bool:
+    """Run one follow-up; True when it did something (a merge that found the turn merged already did not)."""
+    try:
+        return action(item) is not None or what != "merge"
+    except Exception:
+        log.exception("sweeper could not %s %s; the next sweep tries again", what, item)
+        return False
+
+
 def _follow_up(
     report: SweepReport,
     enqueue_turn: Callable[[str], None],
     merge: Callable[[str], object],
     enqueue_delivery: Callable[[str], None],
 ) -> None:
+    # One item that fails (a broker hiccup, a turn whose merge raises) is logged and left for
+    # the next sweep; it never keeps the sweeper from the others.
     for turn_id in report.requeued:
-        enqueue_turn(turn_id)
-        SWEEPS.labels("requeue_turn").inc()
+        if _each("requeue", turn_id, enqueue_turn):
+            SWEEPS.labels("requeue_turn").inc()
     for turn_id in report.merged:
-        if merge(turn_id) is not None:
+        if _each("merge", turn_id, merge):
             SWEEPS.labels("merge_turn").inc()
     for delivery_id in report.redelivered:
-        enqueue_delivery(delivery_id)
-        SWEEPS.labels("redeliver").inc()
+        if _each("redeliver", delivery_id, enqueue_delivery):
+            SWEEPS.labels("redeliver").inc()
     if report.requeued or report.merged or report.redelivered:
         log.warning(
             "sweeper recovered work: requeued=%d merged=%d redelivered=%d",
