@@ -42,10 +42,15 @@ WEBHOOK_SECRET = "test-secret-do-not-use"
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# Below Linux's ephemeral range (32768-60999): a port chosen here cannot be taken meanwhile
+# by the local end of some outbound connection before the server that wants it binds it.
+PORTS = range(10_000, 32_000)
+
+
 def free_port_block(size: int) -> int:
     """The first of ``size`` consecutive free ports: the API's, then the workers' metrics ports."""
     for _ in range(200):
-        first = random.randrange(20_000, 60_000)
+        first = random.randrange(PORTS.start, PORTS.stop - size)
         with contextlib.ExitStack() as probes:
             try:
                 for port in range(first, first + size):
@@ -57,9 +62,7 @@ def free_port_block(size: int) -> int:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port_block(1)
 
 
 @pytest.fixture(scope="session")
