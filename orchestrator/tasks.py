@@ -102,6 +102,8 @@ def fan_out(turn_id: str) -> bool:
         started = start_turn(s, turn_id, settings)
     if started is None:
         return False
+    if started.held:
+        return True
     if started.guardrail is not None:
         merge_and_deliver(turn_id, MergeTrigger.guardrail, guardrail=started.guardrail)
         return True

@@ -83,6 +83,7 @@ class StartedTurn:
     deadline_at: float
     tasks: list[AgentTask]
     guardrail: str | None = None  # an escalation reason decided before any agent ran
+    held: bool = False  # the conversation is with a human: the turn is done, nothing to merge
 
 
 def _screen(body: str, customer: Customer) -> tuple[str, list[str]] | None:
@@ -170,6 +171,38 @@ def give_up(s: Session, turn_id: str, attempts: int) -> bool:
     return True
 
 
+def _hold(s: Session, turn_id: str, conversation_id: str) -> StartedTurn | None:
+    """A message of a conversation that is with a human: on the record for the human, and
+    done at once. No agent runs and the bot says nothing until a human hands it back."""
+    now = time.time()
+    held = s.execute(
+        update(Turn)
+        .where(Turn.id == turn_id, Turn.state == TurnState.queued)
+        .values(
+            state=TurnState.done,
+            outcome=Outcome.held,
+            merge_trigger=MergeTrigger.held,
+            agents=[],
+            started_at=_ts(now),
+            finished_at=_ts(now),
+        )
+        .returning(Turn.created_at)
+    ).one_or_none()
+    if held is None:
+        return None
+    s.add(Event(conversation_id=conversation_id, turn_id=turn_id, kind="turn.held", data={}))
+    s.execute(text("SELECT pg_notify(:channel, :turn)"), {"channel": TURN_DONE_CHANNEL, "turn": turn_id})
+    latency = max(0.0, now - held.created_at.timestamp())
+
+    def observe() -> None:
+        TURNS.labels(Outcome.held).inc()
+        TURN_LATENCY.labels(Outcome.held).observe(latency)
+        log.info("turn %s held: its conversation is with a human", turn_id)
+
+    after_commit(s, observe)
+    return StartedTurn(turn_id=turn_id, deadline_at=now, tasks=[], held=True)
+
+
 def start_turn(s: Session, turn_id: str, settings: Settings) -> StartedTurn | None:
     """Claim a queued turn and build its agent tasks. None when it was already claimed."""
     turn = s.execute(select(Turn.conversation_id, Turn.state).where(Turn.id == turn_id)).one_or_none()
@@ -180,6 +213,11 @@ def start_turn(s: Session, turn_id: str, settings: Settings) -> StartedTurn | No
         return None
     if _earlier_open(s, turn_id, turn.conversation_id):
         raise ConversationBusy(turn_id)
+    with_human = s.execute(
+        select(Conversation.with_human_since).where(Conversation.id == turn.conversation_id)
+    ).scalar_one()
+    if with_human is not None:
+        return _hold(s, turn_id, turn.conversation_id)
 
     now = time.time()
     deadlines = {agent: now + settings.deadline_for(agent) for agent in settings.agents}
@@ -202,7 +240,11 @@ def start_turn(s: Session, turn_id: str, settings: Settings) -> StartedTurn | No
     rows = _since_last_pause(
         s.execute(
             select(Message.role, Message.body, Message.created_at)
-            .where(Message.conversation_id == conversation.id, Message.created_at <= message_created)
+            .where(
+                Message.conversation_id == conversation.id,
+                Message.created_at <= message_created,
+                Message.flagged.is_(False),  # an injection never reaches a window again
+            )
             .order_by(Message.created_at.desc())
             .limit(WINDOW_MESSAGES)
         ).all(),
@@ -216,6 +258,8 @@ def start_turn(s: Session, turn_id: str, settings: Settings) -> StartedTurn | No
         # Guardrails decide before any agent runs: no tool is called on this turn. The
         # reason is on the row, so whoever merges it (the sweeper too) keeps it.
         s.execute(update(Turn).where(Turn.id == turn_id).values(agents=[], escalation_reason=verdict[0]))
+        if verdict[0] == EscalationReason.injection:
+            s.execute(update(Message).where(Message.id == claimed.message_id).values(flagged=True))
         s.add(
             Event(
                 conversation_id=conversation.id,
@@ -369,6 +413,12 @@ def merge_turn(
         )
     if decision.outcome is Outcome.escalated:
         assert decision.reason is not None
+        # From now on the conversation is the human's: later messages are held for them.
+        s.execute(
+            update(Conversation)
+            .where(Conversation.id == conversation.id, Conversation.with_human_since.is_(None))
+            .values(with_human_since=func.now())
+        )
         summary = escalation_summary(conversation.customer, message.body, decision, results, missing)
         s.add(
             Escalation(

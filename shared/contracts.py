@@ -108,6 +108,7 @@ class Outcome(StrEnum):
     resolved = "resolved"
     clarify = "clarify"
     escalated = "escalated"
+    held = "held"  # the conversation is with a human: no agent ran and the bot said nothing
 
 
 class MergeTrigger(StrEnum):
@@ -118,6 +119,7 @@ class MergeTrigger(StrEnum):
     sweeper = "sweeper"  # recovery of a turn whose orchestrator died
     guardrail = "guardrail"  # decided before fan-out: no agent ran
     gave_up = "gave_up"  # its start failed max_turn_attempts times: escalated, no agent ran
+    held = "held"  # the conversation is with a human: done at once, no agent, no reply
 
 
 class DeliveryState(StrEnum):

@@ -51,6 +51,9 @@ class Conversation(Base):
     # The sequence of its turns: incremented under the row's lock for each message, so
     # turns are numbered in the order their messages were stored (turns.seq).
     turn_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Set when a turn escalates: from then on the conversation is a human's, and no agent
+    # acts on it until a human hands it back (which clears this).
+    with_human_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
 
@@ -74,6 +77,9 @@ class Message(Base):
     body: Mapped[str] = mapped_column(Text)
     external_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
     turn_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # A message the guardrails flagged as an injection: kept on the record for the human,
+    # never put in an agent's window again.
+    flagged: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
     created_at: Mapped[datetime] = _now()
 
 

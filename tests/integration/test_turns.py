@@ -372,3 +372,20 @@ def test_a_turn_that_cannot_start_is_given_up_to_a_human_after_its_attempts(stac
     assert rows("SELECT reason FROM escalations WHERE turn_id = :t", t=poison["turn_id"]) == [
         {"reason": "processing_failed"}
     ]
+
+
+def test_after_an_escalation_the_bot_stays_silent_and_no_agent_acts(stack: Stack, helpdesk: Helpdesk) -> None:
+    accepted = post(stack, ticket("I want to talk to a human, please.")).json()
+    first = wait_done(accepted["turn_id"])
+    assert (first["outcome"], first["escalation_reason"]) == ("escalated", "human_requested")
+    helpdesk.wait_for(accepted["turn_id"])  # the holding reply
+    refund = script(billing=[{"call": "lookup_balance", "args": {}}, {"finish": "answered", "answer": "Done."}])
+    later = stack.http.post(
+        f"/v1/conversations/{accepted['conversation_id']}/messages", json={"body": json.dumps(refund)}
+    ).json()
+    held = wait_done(later["turn_id"])
+    assert (held["outcome"], held["reply"], held["agents"]) == ("held", None, [])
+    assert rows("SELECT id FROM agent_runs WHERE turn_id = :t", t=later["turn_id"]) == []
+    assert rows("SELECT id FROM deliveries WHERE turn_id = :t", t=later["turn_id"]) == []
+    view = stack.http.get(f"/v1/conversations/{accepted['conversation_id']}").json()
+    assert [m["role"] for m in view["messages"]] == ["customer", "assistant", "customer"]  # on the record for the human
