@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from shared.contracts import DeliveryState, TurnState
@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 SWEEP_LOCK_KEY = 0x5B0A2D  # any constant shared by every sweeper
 BATCH = 200
+# An orchestrator publishes a turn's agent tasks milliseconds after it starts the turn.
+REPUBLISH_AFTER_S = 1.0
 
 
 @dataclass
@@ -31,6 +33,7 @@ class SweepReport:
     requeued: list[str] = field(default_factory=list)
     merged: list[str] = field(default_factory=list)
     redelivered: list[str] = field(default_factory=list)
+    republished: list[str] = field(default_factory=list)
     skipped: bool = False  # another sweeper held the lock: this one did nothing
 
 
@@ -41,6 +44,7 @@ def sweep(
     enqueue_turn: Callable[[str], None],
     merge: Callable[[str], object],
     enqueue_delivery: Callable[[str], None],
+    republish: Callable[[str], object] = lambda _: None,
 ) -> SweepReport:
     report = SweepReport()
     now = datetime.now(UTC)
@@ -67,11 +71,28 @@ def sweep(
     )
     for turn_id in report.requeued:
         s.add(Event(turn_id=turn_id, kind="turn.requeued", data={"by": "sweeper"}))
+    # A running turn whose agent tasks never reached the broker (its orchestrator died
+    # between the start and the publish) gets its agents again, with their whole time.
+    report.republished = list(
+        s.execute(
+            select(Turn.id)
+            .where(
+                Turn.state == TurnState.running,
+                Turn.published_at.is_(None),
+                func.jsonb_array_length(Turn.agents) > 0,
+                Turn.started_at < now - timedelta(seconds=REPUBLISH_AFTER_S),
+            )
+            .limit(BATCH)
+        ).scalars()
+    )
     report.merged = list(
         s.execute(
             select(Turn.id)
             .where(
-                Turn.state == TurnState.running, Turn.deadline_at < now - timedelta(seconds=settings.deadline_grace_s)
+                Turn.state == TurnState.running,
+                Turn.deadline_at < now - timedelta(seconds=settings.deadline_grace_s),
+                # published, or one that needs no agent (a guardrail's, a turn given up)
+                (Turn.published_at.isnot(None)) | (func.jsonb_array_length(Turn.agents) == 0),
             )
             .limit(BATCH)
         ).scalars()
@@ -87,14 +108,16 @@ def sweep(
         ).scalars()
     )
     # Enqueue after the commit: a crash in between only means the next sweep does it.
-    after_commit(s, lambda: _follow_up(report, enqueue_turn, merge, enqueue_delivery))
+    after_commit(s, lambda: _follow_up(report, enqueue_turn, merge, enqueue_delivery, republish))
     return report
 
 
 def _each(what: str, item: str, action: Callable[[str], object]) -> bool:
-    """Run one follow-up; True when it did something (a merge that found the turn merged already did not)."""
+    """Run one follow-up; True when it did something (a merge or a republish can find that
+    another process did it first)."""
     try:
-        return action(item) is not None or what != "merge"
+        result = action(item)
+        return bool(result) if what in ("merge", "republish") else True
     except Exception:
         log.exception("sweeper could not %s %s; the next sweep tries again", what, item)
         return False
@@ -105,6 +128,7 @@ def _follow_up(
     enqueue_turn: Callable[[str], None],
     merge: Callable[[str], object],
     enqueue_delivery: Callable[[str], None],
+    republish: Callable[[str], object],
 ) -> None:
     # One item that fails (a broker hiccup, a turn whose merge raises) is logged and left for
     # the next sweep; it never keeps the sweeper from the others.
@@ -117,10 +141,14 @@ def _follow_up(
     for delivery_id in report.redelivered:
         if _each("redeliver", delivery_id, enqueue_delivery):
             SWEEPS.labels("redeliver").inc()
-    if report.requeued or report.merged or report.redelivered:
+    for turn_id in report.republished:
+        if _each("republish", turn_id, republish):
+            SWEEPS.labels("republish").inc()
+    if report.requeued or report.merged or report.redelivered or report.republished:
         log.warning(
-            "sweeper recovered work: requeued=%d merged=%d redelivered=%d",
+            "sweeper recovered work: requeued=%d merged=%d redelivered=%d republished=%d",
             len(report.requeued),
             len(report.merged),
             len(report.redelivered),
+            len(report.republished),
         )

@@ -22,7 +22,16 @@ from orchestrator.ingest import accept_ticket
 from orchestrator.keys import principal_for, refusal_to_post
 from orchestrator.retention import purge_expired
 from orchestrator.sweeper import sweep
-from orchestrator.turns import ConversationBusy, Merged, begin_attempt, give_up, start_turn
+from orchestrator.turns import (
+    ConversationBusy,
+    Merged,
+    StartedTurn,
+    begin_attempt,
+    give_up,
+    mark_published,
+    restart_unpublished,
+    start_turn,
+)
 from shared.celery_app import ORCHESTRATOR_QUEUE, agent_queue, agent_task_name, app
 from shared.contracts import MergeTrigger, TicketIn
 from shared.db import session_scope
@@ -54,7 +63,14 @@ _next_purge = 0.0
 
 def run_sweep() -> None:
     with session_scope() as s:
-        sweep(s, get_settings(), enqueue_turn=enqueue_turn, merge=merge_by_sweeper, enqueue_delivery=enqueue_delivery)
+        sweep(
+            s,
+            get_settings(),
+            enqueue_turn=enqueue_turn,
+            merge=merge_by_sweeper,
+            enqueue_delivery=enqueue_delivery,
+            republish=republish,
+        )
     _purge_when_due()
 
 
@@ -107,6 +123,23 @@ def fan_out(turn_id: str) -> bool:
     if started.guardrail is not None:
         merge_and_deliver(turn_id, MergeTrigger.guardrail, guardrail=started.guardrail)
         return True
+    _publish(started)
+    return True
+
+
+def republish(turn_id: str) -> bool:
+    """Start again the agents of a turn whose orchestrator died before publishing them."""
+    with session_scope() as s:
+        started = restart_unpublished(s, turn_id, get_settings())
+    if started is None:
+        return False
+    _publish(started)
+    return True
+
+
+def _publish(started: StartedTurn) -> None:
+    """Arm the clock, put every agent task on the broker, then say so on the turn's row (a
+    crash before that last step leaves it for the sweeper to publish again)."""
     # The clock is armed before publishing so even instant agents race a live timer.
     clock().schedule(started.turn_id, started.deadline_at)
     for task in started.tasks:
@@ -122,7 +155,8 @@ def fan_out(turn_id: str) -> bool:
             time_limit=remaining + 5,
             headers={"published_at": task.published_at},
         )
-    return True
+    with session_scope() as s:
+        mark_published(s, started.turn_id)
 
 
 @app.task(name=HANDLE_TURN, bind=True, max_retries=None)

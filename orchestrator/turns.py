@@ -236,20 +236,7 @@ def start_turn(s: Session, turn_id: str, settings: Settings) -> StartedTurn | No
     if claimed is None:
         return None
     conversation = s.get_one(Conversation, turn.conversation_id)
-    message_created = s.execute(select(Message.created_at).where(Message.id == claimed.message_id)).scalar_one()
-    rows = _since_last_pause(
-        s.execute(
-            select(Message.role, Message.body, Message.created_at)
-            .where(
-                Message.conversation_id == conversation.id,
-                Message.created_at <= message_created,
-                Message.flagged.is_(False),  # an injection never reaches a window again
-            )
-            .order_by(Message.created_at.desc())
-            .limit(WINDOW_MESSAGES)
-        ).all(),
-        timedelta(hours=settings.conversation_ttl_hours),
-    )
+    rows = _window_rows(s, conversation.id, claimed.message_id, settings)
     customer = Customer.model_validate(conversation.customer)
     latest = s.execute(select(Message.body).where(Message.id == claimed.message_id)).scalar_one()
     verdict = _screen(latest, customer)
@@ -277,7 +264,36 @@ def start_turn(s: Session, turn_id: str, settings: Settings) -> StartedTurn | No
             data={"agents": list(settings.agents), "deadline_at": deadline_at},
         )
     )
-    tasks = [
+    tasks = _tasks(turn_id, conversation, customer, window, deadlines, settings)
+    return StartedTurn(turn_id=turn_id, deadline_at=deadline_at, tasks=tasks)
+
+
+def _window_rows(s: Session, conversation_id: str, message_id: str, settings: Settings) -> list[Any]:
+    message_created = s.execute(select(Message.created_at).where(Message.id == message_id)).scalar_one()
+    return _since_last_pause(
+        s.execute(
+            select(Message.role, Message.body, Message.created_at)
+            .where(
+                Message.conversation_id == conversation_id,
+                Message.created_at <= message_created,
+                Message.flagged.is_(False),  # an injection never reaches a window again
+            )
+            .order_by(Message.created_at.desc())
+            .limit(WINDOW_MESSAGES)
+        ).all(),
+        timedelta(hours=settings.conversation_ttl_hours),
+    )
+
+
+def _tasks(
+    turn_id: str,
+    conversation: Conversation,
+    customer: Customer,
+    window: list[Any],
+    deadlines: dict[str, float],
+    settings: Settings,
+) -> list[AgentTask]:
+    return [
         AgentTask(
             turn_id=turn_id,
             conversation_id=conversation.id,
@@ -286,13 +302,45 @@ def start_turn(s: Session, turn_id: str, settings: Settings) -> StartedTurn | No
             tenant=settings.tenant_of(conversation.source),
             customer=customer,
             window=window,
-            deadline_at=deadlines[agent],
+            deadline_at=deadline_at,
             published_at=time.time(),
             max_steps=settings.max_tool_steps,
         )
-        for agent in settings.agents
+        for agent, deadline_at in deadlines.items()
     ]
-    return StartedTurn(turn_id=turn_id, deadline_at=deadline_at, tasks=tasks)
+
+
+def mark_published(s: Session, turn_id: str) -> None:
+    """Every agent task of the turn is on the broker."""
+    s.execute(update(Turn).where(Turn.id == turn_id).values(published_at=func.now()))
+
+
+def restart_unpublished(s: Session, turn_id: str, settings: Settings) -> StartedTurn | None:
+    """The agent tasks of a running turn whose orchestrator died before it published them,
+    with fresh deadlines: the agents get their whole time, as if the turn started now.
+    None when the turn is merged, or its tasks were published after all."""
+    now = time.time()
+    expected = s.execute(
+        select(Turn.agents).where(Turn.id == turn_id, Turn.state == TurnState.running, Turn.published_at.is_(None))
+    ).scalar_one_or_none()
+    if not expected:
+        return None
+    deadlines = {agent: now + settings.deadline_for(agent) for agent in expected}
+    restarted = s.execute(
+        update(Turn)
+        .where(Turn.id == turn_id, Turn.state == TurnState.running, Turn.published_at.is_(None))
+        .values(started_at=_ts(now), deadline_at=_ts(max(deadlines.values())))
+        .returning(Turn.conversation_id, Turn.message_id)
+    ).one_or_none()
+    if restarted is None:
+        return None
+    conversation = s.get_one(Conversation, restarted.conversation_id)
+    customer = Customer.model_validate(conversation.customer)
+    rows = _window_rows(s, conversation.id, restarted.message_id, settings)
+    window = model_window([(r.role, r.body) for r in reversed(rows)], customer.email)
+    s.add(Event(conversation_id=conversation.id, turn_id=turn_id, kind="turn.republished", data={"agents": expected}))
+    tasks = _tasks(turn_id, conversation, customer, window, deadlines, settings)
+    return StartedTurn(turn_id=turn_id, deadline_at=max(deadlines.values()), tasks=tasks)
 
 
 def record_result(s: Session, result: AgentResult, started_at: float) -> bool:

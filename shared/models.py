@@ -112,6 +112,9 @@ class Turn(Base):
     enqueued_at: Mapped[datetime] = _now()
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     deadline_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # When its agent tasks were on the broker: a running turn without it lost them in a crash
+    # of the orchestrator that started it, and the sweeper starts its agents again.
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 

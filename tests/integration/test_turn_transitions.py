@@ -16,7 +16,16 @@ from sqlalchemy.orm import Session
 
 from orchestrator.ingest import accept_message, accept_ticket
 from orchestrator.sweeper import sweep
-from orchestrator.turns import ConversationBusy, begin_attempt, give_up, merge_turn, record_result, start_turn
+from orchestrator.turns import (
+    ConversationBusy,
+    begin_attempt,
+    give_up,
+    mark_published,
+    merge_turn,
+    record_result,
+    restart_unpublished,
+    start_turn,
+)
 from shared import db
 from shared.contracts import (
     AgentResult,
@@ -163,6 +172,7 @@ def none(_: str) -> None:
 
 def test_the_sweeper_merges_a_running_turn_nobody_merged_and_requeues_a_stuck_one(s: Session) -> None:
     running = _started(s)
+    mark_published(s, running)  # its agents were on the broker; none of them answered
     stuck = accept_ticket(s, _ticket(), via="test").turn_id
     long_ago = datetime.now(UTC) - timedelta(minutes=10)
     s.execute(update(Turn).where(Turn.id == running).values(deadline_at=long_ago))
@@ -299,3 +309,21 @@ def test_a_flagged_injection_never_reaches_a_later_window(s: Session) -> None:
     window = [m.body for m in again.tasks[0].window]
     assert "Sorry. What is my balance?" in window and all("Ignore all previous" not in body for body in window)
     assert s.get_one(Message, first.message_id).flagged  # still on the record, for the human
+
+
+def test_a_turn_whose_agents_never_reached_the_broker_gets_them_again_with_their_whole_time(s: Session) -> None:
+    turn_id = _started(s)  # the orchestrator died after the start, before it published
+    long_ago = datetime.now(UTC) - timedelta(minutes=10)
+    s.execute(update(Turn).where(Turn.id == turn_id).values(started_at=long_ago, deadline_at=long_ago))
+    end = time.monotonic() + 10
+    while (report := sweep(s, SETTINGS, enqueue_turn=none, merge=none, enqueue_delivery=none)).skipped:
+        assert time.monotonic() < end, "the sweep lock was never free"
+        time.sleep(0.05)
+    assert turn_id in report.republished and turn_id not in report.merged  # not a timeout escalation
+    before = time.time()
+    again = restart_unpublished(s, turn_id, SETTINGS)
+    assert again is not None and sorted(t.agent for t in again.tasks) == sorted(SETTINGS.agents)
+    assert all(t.deadline_at >= before + SETTINGS.agent_deadline_s - 0.01 for t in again.tasks)
+    assert _count(s, Event, turn_id=turn_id, kind="turn.republished") == 1
+    mark_published(s, turn_id)
+    assert restart_unpublished(s, turn_id, SETTINGS) is None  # published now: nothing to do twice
