@@ -14,6 +14,8 @@ from typing import Any
 from celery import Task
 from pydantic import ValidationError
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from orchestrator.clock import TurnClock, process_clock
 from orchestrator.delivery import deliver
@@ -32,10 +34,10 @@ from orchestrator.turns import (
     restart_unpublished,
     start_turn,
 )
-from shared.celery_app import ORCHESTRATOR_QUEUE, agent_queue, agent_task_name, app
+from shared.celery_app import DEAD_LETTER_QUEUE, ORCHESTRATOR_QUEUE, agent_queue, agent_task_name, app
 from shared.contracts import MergeTrigger, TicketIn
 from shared.db import session_scope
-from shared.metrics import QUEUE_WAIT, REFUSED_TASKS
+from shared.metrics import INGEST_RETRIES, QUEUE_WAIT, REFUSED_TASKS
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -169,7 +171,22 @@ def handle_turn(self: Task, turn_id: str) -> bool:
         raise self.retry(countdown=BUSY_RETRY_S) from None
 
 
-@app.task(name=INGEST, bind=True)
+# Backoff of a broker ticket the database could not take: 1, 2, 4 … 60 s, about 15 minutes
+# in all, then the dead-letter queue. Nothing is acknowledged before it is stored or parked.
+INGEST_MAX_RETRIES = 20
+INGEST_BACKOFF_MAX_S = 60.0
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """The database did not answer (restarting, failed over, out of connections)."""
+    if isinstance(exc, SQLAlchemyTimeoutError):
+        return True
+    return isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    )
+
+
+@app.task(name=INGEST, bind=True, max_retries=INGEST_MAX_RETRIES)
 def ingest(self: Task, ticket: dict[str, Any], api_key: str | None = None) -> dict[str, Any]:
     """A helpdesk that talks to the broker sends the same payload as POST /v1/tickets, and
     its key as ``api_key``: checked as the API checks it (a helpdesk key of that source, or
@@ -181,19 +198,45 @@ def ingest(self: Task, ticket: dict[str, Any], api_key: str | None = None) -> di
         # A malformed ticket can never succeed: record why, do not retry it forever.
         log.error("switchboard.ingest rejected a ticket: %s", exc.errors(include_url=False, include_input=False))
         return {"error": "invalid ticket", "problems": exc.errors(include_url=False, include_input=False)}
-    refusal = _refusal(parsed.source, api_key)
-    if refusal is not None:
-        REFUSED_TASKS.labels(INGEST, refusal).inc()
-        log.error("switchboard.ingest refused a ticket of source %r: %s", parsed.source, refusal)
-        return {"error": "refused", "reason": refusal}
-    with session_scope() as s:
-        accepted = accept_ticket(s, parsed, via="celery")
+    try:
+        refusal = _refusal(parsed.source, api_key)
+        if refusal is not None:
+            REFUSED_TASKS.labels(INGEST, refusal).inc()
+            log.error("switchboard.ingest refused a ticket of source %r: %s", parsed.source, refusal)
+            return {"error": "refused", "reason": refusal}
+        with session_scope() as s:
+            accepted = accept_ticket(s, parsed, via="celery")
+    except Exception as exc:
+        if not _unreachable(exc):
+            raise
+        return _retry_later(self, ticket, api_key, exc)
     if accepted.created:
         try:
             fan_out(accepted.turn_id)  # saves a queue hop; the sweeper covers a crash here
         except ConversationBusy:
             enqueue_turn(accepted.turn_id)
+        except Exception:  # stored and committed: the sweeper starts it later
+            log.exception("ticket stored as turn %s; its start failed and is left to the sweeper", accepted.turn_id)
     return accepted.model_dump()
+
+
+def _retry_later(self: Task, ticket: dict[str, Any], api_key: str | None, exc: BaseException) -> dict[str, Any]:
+    retries = self.request.retries
+    if retries >= INGEST_MAX_RETRIES:
+        # Parked, not dropped: the same task on a queue no worker takes until an operator says so.
+        app.send_task(INGEST, args=[ticket], kwargs={"api_key": api_key}, queue=DEAD_LETTER_QUEUE)
+        INGEST_RETRIES.labels("dead_letter").inc()
+        log.error(
+            "switchboard.ingest could not store a ticket after %d retries (%s): parked in %s",
+            retries,
+            type(exc).__name__,
+            DEAD_LETTER_QUEUE,
+        )
+        return {"error": "dead_lettered", "queue": DEAD_LETTER_QUEUE}
+    INGEST_RETRIES.labels("retry").inc()
+    countdown = min(INGEST_BACKOFF_MAX_S, 2.0**retries)
+    log.warning("switchboard.ingest: the database did not answer (%s); retry in %.0fs", type(exc).__name__, countdown)
+    raise self.retry(countdown=countdown)
 
 
 def _refusal(source: str, api_key: str | None) -> str | None:

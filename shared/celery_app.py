@@ -17,6 +17,10 @@ from shared.settings import Settings, get_settings
 
 ORCHESTRATOR_QUEUE = "orchestrator"
 DELIVERY_QUEUE = "orchestrator.delivery"
+# Broker tickets that could not be stored after every retry wait here, as the same
+# switchboard.ingest task: a worker given this queue (`celery ... worker -Q orchestrator.dead_letter`,
+# or a shovel back to `orchestrator`) takes them again once the database is back.
+DEAD_LETTER_QUEUE = "orchestrator.dead_letter"
 
 
 def agent_queue(agent: str) -> str:

@@ -69,6 +69,12 @@ MODEL_TOKENS = Counter(
     "switchboard_model_tokens_total", "Tokens reported by the model endpoint, by model and kind", ["model", "kind"]
 )
 MODEL_COST = Counter("switchboard_model_cost_usd_total", "Model spend in USD from usage and the price table", ["model"])
+INGEST_RETRIES = Counter(
+    "switchboard_ingest_retries_total",
+    "Broker tickets that could not be stored (the database did not answer): retried, or parked "
+    "in the dead-letter queue orchestrator.dead_letter after the last retry",
+    ["outcome"],  # retry | dead_letter
+)
 REFUSED_TASKS = Counter(
     "switchboard_refused_tasks_total",
     "Broker tasks refused: an ingest without a valid key, an agent task naming no turn of its agent",

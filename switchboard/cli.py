@@ -49,7 +49,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     refuse_weak_secrets(get_settings())  # one line and exit 2, before Celery starts
 
-    worker_app().worker_main(worker_argv(args.role, args.concurrency, args.loglevel))
+    worker_app().worker_main(worker_argv(args.role, args.concurrency, args.loglevel, args.also_queue))
     return 0
 
 
@@ -182,6 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("role", help="orchestrator, billing, knowledge or account")
     p.add_argument("--concurrency", type=int, default=None)
     p.add_argument("--loglevel", default="INFO")
+    p.add_argument(
+        "--also-queue",
+        action="append",
+        default=[],
+        metavar="QUEUE",
+        help="consume this queue too, e.g. orchestrator.dead_letter (tickets parked while the database was down)",
+    )
     p.set_defaults(fn=_worker)
 
     p = sub.add_parser("api", help="run the HTTP API")

@@ -17,7 +17,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -79,8 +79,10 @@ def worker_queues(role: str) -> list[str]:
     raise SystemExit(f"switchboard worker: unknown role {role!r}; use orchestrator, {', '.join(AGENTS)}")
 
 
-def worker_argv(role: str, concurrency: int | None, loglevel: str = "INFO") -> list[str]:
-    return worker_options(worker_queues(role), role, concurrency or get_settings().worker_concurrency, loglevel)
+def worker_argv(role: str, concurrency: int | None, loglevel: str = "INFO", also: Sequence[str] = ()) -> list[str]:
+    """``also``: more queues for this worker, e.g. orchestrator.dead_letter to take parked tickets."""
+    queues = [*worker_queues(role), *(q for q in also if q not in worker_queues(role))]
+    return worker_options(queues, role, concurrency or get_settings().worker_concurrency, loglevel)
 
 
 def load_sandbox(database_url: str, settings: Settings) -> None:
