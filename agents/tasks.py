@@ -80,7 +80,13 @@ def run_agent(task: AgentTask) -> AgentResult | None:
             log.exception("agent %s failed on turn %s", task.agent, task.turn_id)
             result = _unfinished(task, AgentStatus.failed, f"{type(exc).__name__} in the agent", started)
     AGENT_LATENCY.labels(task.agent, result.status.value).observe(time.time() - started)
-    finish_agent_run(result, started)
+    try:
+        finish_agent_run(result, started)
+    except SoftTimeLimitExceeded:
+        # The soft limit came while the result was being stored: the hard limit is seconds
+        # away, and what the agent did must be on the record, so store it once more.
+        log.warning("agent %s on turn %s cut off while recording; recording again", task.agent, task.turn_id)
+        finish_agent_run(result, started)
     return result
 
 

@@ -30,7 +30,7 @@ from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from pydantic import ValidationError
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -418,19 +418,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem(exc.status_code, str(exc.detail), str(exc.detail))
 
-    @api.exception_handler(DBAPIError)
-    async def _database(_: Request, exc: DBAPIError) -> JSONResponse:
+    async def _database(_: Request, exc: Exception) -> JSONResponse:
         # A database that is restarting or unreachable is "try again", not a bug: a helpdesk
         # reads 500 as a fault of ours and 503 + Retry-After as a reason to retry.
-        if not (exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)):
+        if not db.unavailable(exc):
             raise exc
-        log.warning("database unavailable: %s", type(exc.orig).__name__ if exc.orig is not None else "unknown")
+        log.warning("database unavailable: %s", type(exc).__name__)
         return unavailable("The database is not answering")
 
-    @api.exception_handler(SQLAlchemyTimeoutError)
-    async def _pool(_: Request, exc: SQLAlchemyTimeoutError) -> JSONResponse:
-        log.warning("no database connection free within the pool timeout")
-        return unavailable("Every database connection is busy")
+    api.add_exception_handler(DBAPIError, _database)
+    api.add_exception_handler(SQLAlchemyTimeoutError, _database)
 
     @api.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:

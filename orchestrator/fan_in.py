@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from orchestrator.turns import Merged, merge_turn, record_result
 from shared.celery_app import DELIVERY_QUEUE, app
 from shared.contracts import AgentResult, AgentTask, Customer, MergeTrigger, TurnState
-from shared.db import after_commit, session_scope
+from shared.db import after_commit, retrying, session_scope
 from shared.models import Conversation, Turn
 from shared.settings import get_settings
 
@@ -41,9 +41,14 @@ def finish_agent_run(result: AgentResult, started: float) -> Merged | None:
     Recording and merging are two transactions: the merge's conditional UPDATE must see
     every result committed, including those of agents that finished at the same moment.
     """
-    with session_scope() as s:
-        completes = record_result(s, result, started)
-    if not completes:
+
+    def record() -> bool:
+        with session_scope() as s:
+            return record_result(s, result, started)
+
+    # A result holds what the agent did (a refund among it): a database that blinks while
+    # it is stored must not lose it. The record is once-only, so a try again is safe.
+    if not retrying(record):
         return None
     return merge_and_deliver(result.turn_id, MergeTrigger.all_in)
 

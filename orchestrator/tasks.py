@@ -14,8 +14,6 @@ from typing import Any
 from celery import Task
 from pydantic import ValidationError
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from orchestrator.clock import TurnClock, process_clock
 from orchestrator.delivery import deliver
@@ -36,7 +34,7 @@ from orchestrator.turns import (
 )
 from shared.celery_app import DEAD_LETTER_QUEUE, ORCHESTRATOR_QUEUE, agent_queue, agent_task_name, app
 from shared.contracts import MergeTrigger, TicketIn
-from shared.db import session_scope
+from shared.db import session_scope, unavailable
 from shared.metrics import INGEST_RETRIES, QUEUE_WAIT, REFUSED_TASKS
 from shared.settings import get_settings
 
@@ -177,15 +175,6 @@ INGEST_MAX_RETRIES = 20
 INGEST_BACKOFF_MAX_S = 60.0
 
 
-def _unreachable(exc: BaseException) -> bool:
-    """The database did not answer (restarting, failed over, out of connections)."""
-    if isinstance(exc, SQLAlchemyTimeoutError):
-        return True
-    return isinstance(exc, DBAPIError) and (
-        exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
-    )
-
-
 @app.task(name=INGEST, bind=True, max_retries=INGEST_MAX_RETRIES)
 def ingest(self: Task, ticket: dict[str, Any], api_key: str | None = None) -> dict[str, Any]:
     """A helpdesk that talks to the broker sends the same payload as POST /v1/tickets, and
@@ -207,7 +196,7 @@ def ingest(self: Task, ticket: dict[str, Any], api_key: str | None = None) -> di
         with session_scope() as s:
             accepted = accept_ticket(s, parsed, via="celery")
     except Exception as exc:
-        if not _unreachable(exc):
+        if not unavailable(exc):
             raise
         return _retry_later(self, ticket, api_key, exc)
     if accepted.created:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event, pool
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.errors import ConfigurationError
 from shared.settings import Settings, normalise_database_url
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _engine: Engine | None = None
 _engine_pid: int | None = None
@@ -116,3 +122,30 @@ def session_scope() -> Iterator[Session]:
 def _registered(session: Session) -> list[Callable[[], None]]:
     actions: list[Callable[[], None]] = session.info.pop(_AFTER_COMMIT, [])
     return actions
+
+
+def unavailable(exc: BaseException) -> bool:
+    """The database did not answer (restarting, failed over, out of connections): a reason
+    to try again shortly, not a bug."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    if isinstance(exc, PoolTimeout):
+        return True
+    return isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    )
+
+
+def retrying(action: Callable[[], T], *, attempts: int = 6, first_wait_s: float = 0.2) -> T:
+    """``action()``, tried again with backoff (0.2, 0.4, 0.8 … s) while the database does
+    not answer; the last failure is raised."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except Exception as exc:
+            if attempt == attempts - 1 or not unavailable(exc):
+                raise
+            log.warning("the database did not answer (%s); trying again", type(exc).__name__)
+            time.sleep(first_wait_s * 2**attempt)
+    raise AssertionError("unreachable")

@@ -1,0 +1,117 @@
+"""A database that blinks while an agent's result is stored loses nothing.
+
+The blink is real: the process talks to Postgres through a local TCP relay that refuses
+its next connections, as a restarting or failing-over server does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from orchestrator.fan_in import finish_agent_run
+from orchestrator.ingest import accept_ticket
+from orchestrator.turns import mark_published, start_turn
+from shared import db
+from shared.contracts import AgentResult, AgentStatus, Fact, TicketIn, ToolCallRecord
+from shared.settings import Settings
+from tests.integration.conftest import free_port, rows
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Relay:
+    """127.0.0.1:port → the real Postgres; ``refuse`` connections are closed at once."""
+
+    target: tuple[str, int]
+    port: int = field(default_factory=free_port)
+    refuse: int = 0
+    refused: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def serve(self, server: socket.socket, stop: threading.Event) -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                client, _ = server.accept()
+            except TimeoutError:
+                continue
+            with self.lock:
+                if self.refuse > 0:
+                    self.refuse -= 1
+                    self.refused += 1
+                    client.close()
+                    continue
+            upstream = socket.create_connection(self.target)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+        server.close()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (source, sink):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture
+def relayed(database_url: str) -> Iterator[Relay]:
+    url = urlsplit(database_url)
+    relay = Relay(target=(url.hostname or "127.0.0.1", url.port or 5432))
+    stop = threading.Event()
+    server = socket.create_server(("127.0.0.1", relay.port))  # listening before anyone connects
+    thread = threading.Thread(target=relay.serve, args=(server, stop), daemon=True)
+    thread.start()
+    netloc = f"{url.username}@127.0.0.1:{relay.port}" if url.username else f"127.0.0.1:{relay.port}"
+    db.configure(Settings(database_url=urlunsplit(url._replace(netloc=netloc))))
+    try:
+        yield relay
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        db.configure(Settings(database_url=database_url))
+
+
+def test_an_agent_result_stored_while_the_database_blinks_is_kept(relayed: Relay) -> None:
+    settings = Settings(agents=["billing"])
+    with db.session_scope() as s:
+        ticket = TicketIn.model_validate(
+            {"source": "blip", "external_id": uuid.uuid4().hex, "customer": {"id": "c"}, "body": "refund pay_1"}
+        )
+        accepted = accept_ticket(s, ticket, via="test")
+        assert start_turn(s, accepted.turn_id, settings) is not None
+        mark_published(s, accepted.turn_id)
+    call = ToolCallRecord(call_id="call_1", tool="refund_payment", arguments={"payment_id": "pay_1"}, output={})
+    result = AgentResult(
+        turn_id=accepted.turn_id,
+        agent="billing",
+        status=AgentStatus.answered,
+        answer="Refunded.",
+        confidence=0.9,
+        facts=[Fact(statement="refund_payment refunded pay_1", call_id="call_1")],
+        tool_calls=[call],
+        brain="test",
+    )
+    db.engine().dispose()  # every connection from here on is a new one, through the relay
+    relayed.refuse = 2  # the server is "restarting": the next two connections fail
+    finish_agent_run(result, time.time())
+    assert relayed.refused == 2
+    assert rows("SELECT agent, status FROM agent_runs WHERE turn_id = :t", t=accepted.turn_id) == [
+        {"agent": "billing", "status": "answered"}
+    ]
+    assert rows("SELECT tool FROM tool_calls WHERE turn_id = :t", t=accepted.turn_id) == [{"tool": "refund_payment"}]
