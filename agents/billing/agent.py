@@ -58,8 +58,10 @@ def referenced_payment(payments: Any, scope: Scope) -> dict[str, Any] | None:
     amounts = [amount(a) for a in entities.get("amounts", [])]
     if amounts:
         matching = [p for p in candidates if any(abs(amount(p.get("amount")) - a) < 0.005 for a in amounts)]
-        if matching:
-            candidates = matching
+        if not matching:
+            # "$10 of my subscription" names no payment: ask which, never refund another in full.
+            return None
+        candidates = matching
     invoices = {str(i) for i in entities.get("invoice_ids", [])}
     if invoices:
         candidates = [p for p in candidates if str(p.get("invoice_id")) in invoices] or candidates

@@ -324,3 +324,14 @@ def test_refund_of_a_payment_that_is_not_the_customers_escalates_as_sensitive() 
 def test_legal_threat_hidden_in_a_product_complaint_goes_to_a_human() -> None:
     r = run("billing", says("My lawyer is preparing a claim about the lost data.", "product_question"))
     assert (r.status, r.escalation_reason) == (AgentStatus.escalate, "policy")
+
+
+def test_an_amount_that_matches_no_payment_asks_which_and_refunds_nothing() -> None:
+    # F4: "$10 of my subscription payment" once refunded the latest payment (99.00) in full.
+    backend.payments = [
+        payment("pay_1", amount=49.0, days=10),
+        payment("pay_2", invoice_id="inv_2", amount=99.0, days=5),
+    ]
+    r = run("billing", says("Please refund $10 of my subscription payment", "refund_request", amounts=[10.0]))
+    assert r.status is AgentStatus.needs_info and "Which payment" in (r.answer or "")
+    assert backend.refunds == []
