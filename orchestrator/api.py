@@ -205,6 +205,26 @@ class BadRequest(Exception):
         self.title = title
 
 
+class InvalidBody(Exception):
+    """400 (not JSON) or 422 (wrong fields) for a body a route reads raw."""
+
+    def __init__(self, title: str, exc: ValidationError) -> None:
+        self.detail, self.errors = _describe(list(exc.errors(include_url=False)))
+        super().__init__(self.detail)
+        self.title = title
+        self.status = 400 if "JSON" in self.detail else 422
+
+
+Body = TypeVar("Body", TicketIn, MessageIn)
+
+
+def _parsed(model: type[Body], raw: bytes, title: str) -> Body:
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise InvalidBody(title, exc) from None
+
+
 # A helpdesk's id for one delivery, the same on each retry of it (its webhook delivery id).
 _DELIVERY_ID = re.compile(r"[\x21-\x7e]{1,200}")
 
@@ -439,6 +459,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response.headers["WWW-Authenticate"] = 'Bearer realm="switchboard"'
         return response
 
+    @api.exception_handler(InvalidBody)
+    async def _invalid_body(_: Request, exc: InvalidBody) -> JSONResponse:
+        return problem(exc.status, exc.title, exc.detail, errors=exc.errors)
+
     @api.exception_handler(BadRequest)
     async def _bad_request(_: Request, exc: BadRequest) -> JSONResponse:
         return problem(400, exc.title, str(exc))
@@ -457,11 +481,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def post_ticket(request: Request, principal: Caller) -> Any:
         _may_post(principal, None, settings)  # the role first: an agent key learns nothing of the body
         raw = await request.body()
-        try:
-            ticket = TicketIn.model_validate_json(raw)
-        except ValidationError as exc:
-            detail, errors = _describe(list(exc.errors(include_url=False)))
-            return problem(400 if "JSON" in detail else 422, "Invalid ticket", detail, errors=errors)
+        ticket = _parsed(TicketIn, raw, "Invalid ticket")
         _may_post(principal, ticket.source, settings)
         keys = nonces(_delivery_id(request), _signed_by(ticket.source, raw, request, settings))
 
@@ -482,11 +502,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def post_message(conversation_id: str, request: Request, principal: Caller) -> Any:
         _may_post(principal, None, settings)
         raw = await request.body()
-        try:
-            message = MessageIn.model_validate_json(raw)
-        except ValidationError as exc:
-            detail, errors = _describe(list(exc.errors(include_url=False)))
-            return problem(400 if "JSON" in detail else 422, "Invalid message", detail, errors=errors)
+        message = _parsed(MessageIn, raw, "Invalid message")
         delivery_id = _delivery_id(request)
 
         def accept(s: Session) -> Accepted:

@@ -126,11 +126,9 @@ def _earlier_open(s: Session, turn_id: str, conversation_id: str) -> bool:
     )
 
 
-def begin_attempt(s: Session, turn_id: str) -> int | None:
-    """Count one attempt to start a queued turn, committed before the start itself: a start
-    that raises, or kills its worker, still counts. The attempt's number, or None when the
-    turn is not queued (started already, or done). Raises ConversationBusy, counting
-    nothing, while an earlier turn of the conversation is open: waiting is not failing."""
+def _queued_conversation(s: Session, turn_id: str) -> str | None:
+    """The conversation of a turn that may start now; None when it is not queued. Raises
+    ConversationBusy while an earlier turn of the conversation is open."""
     turn = s.execute(select(Turn.conversation_id, Turn.state).where(Turn.id == turn_id)).one_or_none()
     if turn is None:
         log.warning("turn %s does not exist; nothing to do", turn_id)
@@ -139,6 +137,16 @@ def begin_attempt(s: Session, turn_id: str) -> int | None:
         return None
     if _earlier_open(s, turn_id, turn.conversation_id):
         raise ConversationBusy(turn_id)
+    return str(turn.conversation_id)
+
+
+def begin_attempt(s: Session, turn_id: str) -> int | None:
+    """Count one attempt to start a queued turn, committed before the start itself: a start
+    that raises, or kills its worker, still counts. The attempt's number, or None when the
+    turn is not queued (started already, or done). Raises ConversationBusy, counting
+    nothing, while an earlier turn of the conversation is open: waiting is not failing."""
+    if _queued_conversation(s, turn_id) is None:
+        return None
     return s.execute(
         update(Turn)
         .where(Turn.id == turn_id, Turn.state == TurnState.queued)
@@ -205,19 +213,12 @@ def _hold(s: Session, turn_id: str, conversation_id: str) -> StartedTurn | None:
 
 def start_turn(s: Session, turn_id: str, settings: Settings) -> StartedTurn | None:
     """Claim a queued turn and build its agent tasks. None when it was already claimed."""
-    turn = s.execute(select(Turn.conversation_id, Turn.state).where(Turn.id == turn_id)).one_or_none()
-    if turn is None:
-        log.warning("turn %s does not exist; nothing to do", turn_id)
+    conversation_id = _queued_conversation(s, turn_id)
+    if conversation_id is None:
         return None
-    if turn.state != TurnState.queued:
-        return None
-    if _earlier_open(s, turn_id, turn.conversation_id):
-        raise ConversationBusy(turn_id)
-    with_human = s.execute(
-        select(Conversation.with_human_since).where(Conversation.id == turn.conversation_id)
-    ).scalar_one()
+    with_human = s.execute(select(Conversation.with_human_since).where(Conversation.id == conversation_id)).scalar_one()
     if with_human is not None:
-        return _hold(s, turn_id, turn.conversation_id)
+        return _hold(s, turn_id, conversation_id)
 
     now = time.time()
     deadlines = {agent: now + settings.deadline_for(agent) for agent in settings.agents}
@@ -235,7 +236,7 @@ def start_turn(s: Session, turn_id: str, settings: Settings) -> StartedTurn | No
     ).one_or_none()
     if claimed is None:
         return None
-    conversation = s.get_one(Conversation, turn.conversation_id)
+    conversation = s.get_one(Conversation, conversation_id)
     rows = _window_rows(s, conversation.id, claimed.message_id, settings)
     customer = Customer.model_validate(conversation.customer)
     latest = s.execute(select(Message.body).where(Message.id == claimed.message_id)).scalar_one()
