@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, HttpUrl, SecretStr, field_validator
@@ -118,6 +118,11 @@ class Settings(BaseSettings):
     # Policy (POLICY.md): refunds up to this amount are automatic, within this window
     max_auto_refund: float = 100.0
     refund_window_days: int = 30
+    # max_auto_refund is an amount in this currency. Other currencies need a ceiling of
+    # their own, e.g. {"EUR": 90, "GBP": 80}: a currency without one is never refunded
+    # automatically (100 KWD is about 325 USD).
+    refund_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    max_auto_refunds: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
     # Tools served by a company's own HTTP service instead of the sandbox, by tool name
     tool_backends: dict[str, ToolBackend] = Field(default_factory=dict)
     # More tools for the agents, as "module:NAME" of a list of tools (each goes to the

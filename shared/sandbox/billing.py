@@ -77,6 +77,11 @@ def _first_payments(session: Session, ctx: ToolContext, invoice_ids: set[str]) -
     return by_invoice
 
 
+def _over_ceiling(amount: Decimal, currency: str, policy: RefundPolicy) -> bool:
+    ceiling = policy.ceiling(currency)
+    return ceiling is None or amount > ceiling
+
+
 def _payment_view(
     p: SandboxPayment, refunded: Decimal, duplicate_of: str | None, policy: RefundPolicy, now: datetime
 ) -> dict[str, Any]:
@@ -95,7 +100,7 @@ def _payment_view(
         "duplicate_of": duplicate_of,
         "within_refund_window": within,
         "refundable": p.status == "succeeded" and refunded == 0 and within,
-        "needs_human_approval": p.amount > policy.max_auto_refund,
+        "needs_human_approval": _over_ceiling(p.amount, p.currency, policy),
     }
 
 
@@ -207,9 +212,15 @@ def refund(
             "that. Call refund_payment again without an amount to refund it in full.",
             kind="invalid",
         )
-    if amount > policy.max_auto_refund:
+    ceiling = policy.ceiling(payment.currency)
+    if ceiling is None:
         raise PolicyViolation(
-            f"Refunding {money(amount)} {payment.currency} is over the {money(policy.max_auto_refund)} "
+            f"There is no automatic refund limit for {payment.currency}: a human must approve any refund in "
+            f"{payment.currency}. Do not retry; escalate to a human (reason: policy)."
+        )
+    if amount > ceiling:
+        raise PolicyViolation(
+            f"Refunding {money(amount)} {payment.currency} is over the {money(ceiling)} "
             f"{payment.currency} limit for automatic refunds: a human must approve it. Do not retry; "
             "escalate to a human (reason: policy)."
         )

@@ -8,7 +8,7 @@ case changes the limits of the store it runs against without restarting any work
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -26,8 +26,16 @@ class FixtureError(SwitchboardError):
 
 @dataclass(frozen=True)
 class RefundPolicy:
-    max_auto_refund: Decimal
+    max_auto_refund: Decimal  # in refund_currency
     refund_window_days: int
+    refund_currency: str = "USD"
+    other_ceilings: Mapping[str, Decimal] = field(default_factory=dict)
+
+    def ceiling(self, currency: str) -> Decimal | None:
+        """The automatic refund ceiling in ``currency``; None when it has none (a human decides)."""
+        if currency == self.refund_currency:
+            return self.max_auto_refund
+        return self.other_ceilings.get(currency)
 
 
 def _money(key: str, value: Any) -> Decimal:
@@ -74,4 +82,10 @@ def read_policy(session: Session, settings: Settings) -> RefundPolicy:
         refund_window_days=_days(
             "refund_window_days", overrides.get("refund_window_days", settings.refund_window_days)
         ),
+        refund_currency=settings.refund_currency,
+        other_ceilings={
+            currency: _money(f"max_auto_refunds.{currency}", value)
+            for currency, value in settings.max_auto_refunds.items()
+            if currency != settings.refund_currency
+        },
     )

@@ -216,6 +216,35 @@ def test_the_case_policy_overrides_the_limit_and_a_refused_call_is_not_replayed(
     assert call("refund_payment", {"payment_id": "pay_2"}, turn="turn_p")["refunded"] is True
 
 
+def test_the_refund_ceiling_is_per_currency_and_a_currency_without_one_needs_a_human(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # F17: 100.00 KWD (about 325 USD) was refunded automatically under a ceiling of "100".
+    with session_scope() as session:
+        load_fixture(
+            session,
+            {"payments": [pay("pay_kwd", ANA, 100.00, "-1d", currency="KWD"), pay("pay_eur", ANA, 95.00, "-1d",
+                                                                                  currency="EUR")]},
+            customer=None,
+            now=datetime.now(UTC),
+        )  # fmt: skip
+    listed = {p["id"]: p for p in call("list_payments")["payments"]}
+    assert listed["pay_kwd"]["needs_human_approval"] is True
+    error = refused("refund_payment", {"payment_id": "pay_kwd"})
+    assert isinstance(error, PolicyViolation) and "no automatic refund limit for KWD" in error.message
+    monkeypatch.setenv("SWITCHBOARD_MAX_AUTO_REFUNDS", json.dumps({"EUR": 90, "KWD": 30}))
+    get_settings.cache_clear()
+    try:
+        assert "over the 90.00 EUR limit" in refused("refund_payment", {"payment_id": "pay_eur"}).message
+        assert call("refund_payment", {"payment_id": "pay_kwd", "amount": "25.00"})["refunded"] is True
+    finally:
+        monkeypatch.delenv("SWITCHBOARD_MAX_AUTO_REFUNDS")
+        get_settings.cache_clear()
+    assert rows("SELECT payment_id, amount::text AS amount, currency FROM sandbox_refunds") == [
+        {"payment_id": "pay_kwd", "amount": "25.00", "currency": "KWD"}
+    ]
+
+
 def test_payments_older_than_the_window_are_not_refunded() -> None:
     error = refused("refund_payment", {"payment_id": "pay_old"})
     assert isinstance(error, PolicyViolation)
