@@ -155,26 +155,35 @@ def begin_attempt(s: Session, turn_id: str) -> int | None:
     ).scalar_one_or_none()
 
 
+def _claim_queued(s: Session, turn_id: str, **values: Any) -> Any:
+    """The one step out of ``queued``: a conditional UPDATE, so only one caller makes it.
+    The turn's conversation, message and creation time, or None when it was not queued."""
+    return s.execute(
+        update(Turn)
+        .where(Turn.id == turn_id, Turn.state == TurnState.queued)
+        .values(**values)
+        .returning(Turn.conversation_id, Turn.message_id, Turn.created_at)
+    ).one_or_none()
+
+
 def give_up(s: Session, turn_id: str, attempts: int) -> bool:
     """Take a turn that failed to start ``attempts`` times out of the queue for a human: it
     is merged as escalated (``processing_failed``) with no agent run, and the turns after it
     go on. False when it is no longer queued."""
     now = time.time()
-    taken = s.execute(
-        update(Turn)
-        .where(Turn.id == turn_id, Turn.state == TurnState.queued)
-        .values(
-            state=TurnState.running,
-            started_at=_ts(now),
-            deadline_at=_ts(now),
-            agents=[],
-            escalation_reason=EscalationReason.processing_failed.value,
-        )
-        .returning(Turn.conversation_id)
-    ).scalar_one_or_none()
+    taken = _claim_queued(
+        s,
+        turn_id,
+        state=TurnState.running,
+        started_at=_ts(now),
+        deadline_at=_ts(now),
+        agents=[],
+        escalation_reason=EscalationReason.processing_failed.value,
+    )
     if taken is None:
         return False
-    s.add(Event(conversation_id=taken, turn_id=turn_id, kind="turn.gave_up", data={"attempts": attempts}))
+    data = {"attempts": attempts}
+    s.add(Event(conversation_id=taken.conversation_id, turn_id=turn_id, kind="turn.gave_up", data=data))
     log.error("turn %s could not be started in %d attempts: escalated to a human", turn_id, attempts)
     return True
 
@@ -183,19 +192,16 @@ def _hold(s: Session, turn_id: str, conversation_id: str) -> StartedTurn | None:
     """A message of a conversation that is with a human: on the record for the human, and
     done at once. No agent runs and the bot says nothing until a human hands it back."""
     now = time.time()
-    held = s.execute(
-        update(Turn)
-        .where(Turn.id == turn_id, Turn.state == TurnState.queued)
-        .values(
-            state=TurnState.done,
-            outcome=Outcome.held,
-            merge_trigger=MergeTrigger.held,
-            agents=[],
-            started_at=_ts(now),
-            finished_at=_ts(now),
-        )
-        .returning(Turn.created_at)
-    ).one_or_none()
+    held = _claim_queued(
+        s,
+        turn_id,
+        state=TurnState.done,
+        outcome=Outcome.held,
+        merge_trigger=MergeTrigger.held,
+        agents=[],
+        started_at=_ts(now),
+        finished_at=_ts(now),
+    )
     if held is None:
         return None
     s.add(Event(conversation_id=conversation_id, turn_id=turn_id, kind="turn.held", data={}))
@@ -216,27 +222,23 @@ def start_turn(s: Session, turn_id: str, settings: Settings) -> StartedTurn | No
     conversation_id = _queued_conversation(s, turn_id)
     if conversation_id is None:
         return None
-    with_human = s.execute(select(Conversation.with_human_since).where(Conversation.id == conversation_id)).scalar_one()
-    if with_human is not None:
+    conversation = s.get_one(Conversation, conversation_id)
+    if conversation.with_human_since is not None:
         return _hold(s, turn_id, conversation_id)
 
     now = time.time()
     deadlines = {agent: now + settings.deadline_for(agent) for agent in settings.agents}
     deadline_at = max(deadlines.values())
-    claimed = s.execute(
-        update(Turn)
-        .where(Turn.id == turn_id, Turn.state == TurnState.queued)
-        .values(
-            state=TurnState.running,
-            started_at=_ts(now),
-            deadline_at=_ts(deadline_at),
-            agents=list(settings.agents),
-        )
-        .returning(Turn.message_id)
-    ).one_or_none()
+    claimed = _claim_queued(
+        s,
+        turn_id,
+        state=TurnState.running,
+        started_at=_ts(now),
+        deadline_at=_ts(deadline_at),
+        agents=list(settings.agents),
+    )
     if claimed is None:
         return None
-    conversation = s.get_one(Conversation, conversation_id)
     rows = _window_rows(s, conversation.id, claimed.message_id, settings)
     customer = Customer.model_validate(conversation.customer)
     latest = s.execute(select(Message.body).where(Message.id == claimed.message_id)).scalar_one()
