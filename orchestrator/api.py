@@ -363,7 +363,7 @@ def _body_doc(model: type[TicketIn] | type[MessageIn]) -> dict[str, Any]:
                 DELIVERY_HEADER,
                 "the helpdesk's id of this delivery, the same on every retry: one seen before is answered "
                 "with what it created, and nothing is stored again",
-                r"^[\x21-\x7e]{1,200}$",
+                f"^{_DELIVERY_ID.pattern}$",
             ),
             header(SIGNATURE_HEADER, "v1=HMAC-SHA256(secret, timestamp + '.' + body), for a source that signs"),
             header(TIMESTAMP_HEADER, "unix seconds of the signature, within 5 minutes of now"),
@@ -390,7 +390,7 @@ def _openapi(api: FastAPI) -> Callable[[], dict[str, Any]]:
 RETRY_AFTER_S = 5
 
 
-def unavailable(what: str) -> JSONResponse:
+def service_unavailable(what: str) -> JSONResponse:
     """503 with Retry-After: nothing was stored, and the same request later will be taken."""
     response = problem(
         503,
@@ -444,7 +444,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not db.unavailable(exc):
             raise exc
         log.warning("database unavailable: %s", type(exc).__name__)
-        return unavailable("The database is not answering")
+        return service_unavailable("The database is not answering")
 
     api.add_exception_handler(DBAPIError, _database)
     api.add_exception_handler(SQLAlchemyTimeoutError, _database)

@@ -45,6 +45,21 @@ def one_off_session(url: str) -> Iterator[Session]:
         engine.dispose()
 
 
+@contextmanager
+def configured(settings: Settings) -> Iterator[Engine]:
+    """This process's engine for ``settings`` for a while (a command, a test), then the
+    one it had before, as it was."""
+    global _engine, _engine_pid, _sessions
+    saved = (_engine, _engine_pid, _sessions)
+    _engine = None  # configure() must not dispose of the saved one
+    try:
+        yield configure(settings)
+    finally:
+        if _engine is not None:
+            _engine.dispose()
+        _engine, _engine_pid, _sessions = saved
+
+
 def configure(settings: Settings) -> Engine:
     """Create (or, after a fork, re-create) the process's engine."""
     global _engine, _engine_pid, _sessions

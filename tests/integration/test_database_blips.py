@@ -78,13 +78,12 @@ def relayed(database_url: str) -> Iterator[Relay]:
     thread = threading.Thread(target=relay.serve, args=(server, stop), daemon=True)
     thread.start()
     netloc = f"{url.username}@127.0.0.1:{relay.port}" if url.username else f"127.0.0.1:{relay.port}"
-    db.configure(Settings(database_url=urlunsplit(url._replace(netloc=netloc))))
     try:
-        yield relay
+        with db.configured(Settings(database_url=urlunsplit(url._replace(netloc=netloc)))):
+            yield relay
     finally:
         stop.set()
         thread.join(timeout=5)
-        db.configure(Settings(database_url=database_url))
 
 
 def test_an_agent_result_stored_while_the_database_blinks_is_kept(relayed: Relay) -> None:

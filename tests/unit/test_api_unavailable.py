@@ -26,12 +26,8 @@ def api_without_database() -> Iterator[TestClient]:
         broker_url="memory://",
         sources={"zendesk": {}},
     )
-    db.configure(settings)
-    try:
+    with db.configured(settings):
         yield TestClient(create_app(settings), raise_server_exceptions=False)
-    finally:
-        db.engine().dispose()
-        db._engine = None  # the next user configures its own
 
 
 @pytest.mark.parametrize(

@@ -28,17 +28,15 @@ def _count(outcome: str) -> float:
 
 @pytest.fixture
 def database_down(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    db.configure(Settings(database_url=f"postgresql://postgres@127.0.0.1:{_closed_port()}/switchboard"))
     monkeypatch.setattr(tasks, "INGEST_MAX_RETRIES", 3)
     monkeypatch.setattr(tasks.ingest, "max_retries", 3)
     broker = app.conf.broker_url
     app.conf.broker_url = "memory://"
     try:
-        yield
+        with db.configured(Settings(database_url=f"postgresql://postgres@127.0.0.1:{_closed_port()}/switchboard")):
+            yield
     finally:
         app.conf.broker_url = broker
-        db.engine().dispose()
-        db._engine = None
 
 
 @pytest.mark.usefixtures("database_down")
