@@ -1,7 +1,8 @@
 """Celery tasks of the agents: one task and one queue per agent.
 
-An agent that is still running at its deadline is cut off by the soft time limit set
-when the task was published; its late result is recorded and ignored by the merge.
+An agent's deadline runs from the moment it starts its task (``admit_agent_task`` writes
+the start); one still running then is cut off by the soft time limit, which Celery also
+counts from the task's start; its late result is recorded and ignored by the merge.
 The agents and their tools are ``agents.registry.build_agents(settings)``; a finished run
 goes to the orchestrator through its turn API (``finish_agent_run``).
 """
@@ -59,7 +60,8 @@ def _unfinished(task: AgentTask, status: AgentStatus, detail: str, started: floa
 
 
 def run_agent(task: AgentTask) -> AgentResult | None:
-    """Run one agent on its turn. None when the task names no turn of this agent (refused)."""
+    """Run one agent on its turn. None when the task names no turn of this agent (refused),
+    or another copy of the task runs the agent."""
     started = time.time()
     QUEUE_WAIT.labels(agent_queue(task.agent)).observe(max(0.0, started - task.published_at))
     admission, task = admit_agent_task(task)
@@ -67,10 +69,12 @@ def run_agent(task: AgentTask) -> AgentResult | None:
         REFUSED_TASKS.labels(agent_task_name(task.agent), "no_such_turn").inc()
         log.warning("refused an agent task for %s naming turn %s: no such turn of this agent", task.agent, task.turn_id)
         return None
+    if admission is Admission.duplicate:
+        # Another copy of the task (one the sweeper published again) runs this agent.
+        log.info("agent %s on turn %s started by another copy of its task; nothing to do", task.agent, task.turn_id)
+        return None
     if admission is Admission.ended:
-        result = _unfinished(task, AgentStatus.timed_out, "picked up after the turn was merged", started)
-    elif started >= task.deadline_at:
-        result = _unfinished(task, AgentStatus.timed_out, "picked up after the deadline", started)
+        result = _unfinished(task, AgentStatus.timed_out, "picked up after the turn was merged or its budget", started)
     else:
         try:
             result = agents()[task.agent].run(task, brain())

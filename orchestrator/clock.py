@@ -1,5 +1,9 @@
 """The orchestrator's clock: merges turns at their deadline and sweeps for stuck work.
 
+A turn's deadline is known only as its agents start (each has its own deadline from its
+start, and a turn waits for agents not yet started up to its budget): the action at a
+deadline returns a later time when the turn is not due yet, and the clock wakes again then.
+
 Each orchestrator process keeps a heap of the deadlines of the turns it fanned out and a
 thread that wakes at the earliest one (a condition-variable wait: millisecond precision,
 none of the 1 s tick of broker-side blocking timeouts). Nothing blocks a worker slot
@@ -30,7 +34,7 @@ class TurnClock:
     def __init__(
         self,
         settings: Settings,
-        on_deadline: Callable[[str], None],
+        on_deadline: Callable[[str], float | None],
         sweep: Callable[[], None] | None = None,
     ) -> None:
         self._settings = settings
@@ -69,17 +73,20 @@ class TurnClock:
                     self._cond.wait(timeout=max(0.0, wake - now))
                     continue
             for turn_id in due:
-                self._guard(self._on_deadline, turn_id)
+                later = self._guard(self._on_deadline, turn_id)
+                if isinstance(later, float):  # not due yet: an agent started late, or has not started
+                    self.schedule(turn_id, later)
             if time.time() >= next_sweep and self._sweep is not None:
                 self._guard(self._sweep)
                 next_sweep = time.time() + self._settings.sweep_interval_s
 
     @staticmethod
-    def _guard(fn: Callable[..., None], *args: str) -> None:
+    def _guard(fn: Callable[..., object], *args: str) -> object:
         try:
-            fn(*args)
+            return fn(*args)
         except Exception:  # the clock must outlive any one failure; the sweeper retries
             log.exception("clock action %s%s failed", getattr(fn, "__name__", fn), args)
+            return None
 
 
 _clock: TurnClock | None = None

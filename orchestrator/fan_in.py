@@ -8,14 +8,15 @@ after the merge committed.
 
 from __future__ import annotations
 
+import time
 from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from orchestrator.turns import Merged, merge_turn, record_result
+from orchestrator.turns import Merged, Start, claim_start, merge_due, merge_turn, record_result
 from shared.celery_app import DELIVERY_QUEUE, app
-from shared.contracts import AgentResult, AgentTask, Customer, MergeTrigger, TurnState
+from shared.contracts import AgentResult, AgentTask, Customer, MergeTrigger
 from shared.db import after_commit, retrying, session_scope
 from shared.models import Conversation, Turn
 from shared.settings import get_settings
@@ -31,6 +32,24 @@ def merge_and_deliver(turn_id: str, trigger: MergeTrigger, *, guardrail: str | N
     """Merge the turn once (None when another caller merged it first) and send its reply."""
     with session_scope() as s:
         merged = merge_turn(s, turn_id, trigger, get_settings(), guardrail=guardrail)
+        _deliver_after_commit(s, merged)
+    return merged
+
+
+def merge_when_due(turn_id: str, trigger: MergeTrigger) -> Merged | float | None:
+    """Merge a turn without its missing results if that is due now (the clock, the sweeper).
+
+    The merge when due; the time it will be due when it is not yet (an agent started late,
+    or one has not started and the turn has budget left); None when it was merged already.
+    """
+    with session_scope() as s:
+        now = time.time()
+        due = merge_due(s, turn_id, now)
+        if due is None:
+            return None
+        if due > now:
+            return due
+        merged = merge_turn(s, turn_id, trigger, get_settings())
         _deliver_after_commit(s, merged)
     return merged
 
@@ -55,32 +74,42 @@ def finish_agent_run(result: AgentResult, started: float) -> Merged | None:
 
 class Admission(StrEnum):
     running = "running"  # run it, with the customer of the turn's own conversation
-    ended = "ended"  # the turn was merged already: record that it came too late, run no tool
+    ended = "ended"  # merged, or past the turn's budget: record that it came too late, run no tool
+    duplicate = "duplicate"  # another copy of the task started this agent: do nothing
     forged = "forged"  # no such turn, not this agent's, or another conversation: refuse
 
 
 def admit_agent_task(task: AgentTask) -> tuple[Admission, AgentTask]:
-    """Check an agent task against its turn's row: the broker is not a way in.
+    """Check an agent task against its turn's row (the broker is not a way in) and, when it
+    may run, start the agent's clock: its deadline is its own deadline from now.
 
     The customer a tool acts for, and the source and tenant that scope it, are those of
     the turn's conversation, never the ones the message carries.
     """
+    settings = get_settings()
     with session_scope() as s:
         row = s.execute(
-            select(Turn.state, Turn.agents, Conversation.id, Conversation.source, Conversation.customer)
+            select(Turn.agents, Conversation.id, Conversation.source, Conversation.customer)
             .join(Conversation, Conversation.id == Turn.conversation_id)
             .where(Turn.id == task.turn_id)
         ).one_or_none()
-    if row is None or task.agent not in (row.agents or []) or row.id != task.conversation_id:
-        return Admission.forged, task
+        if row is None or task.agent not in (row.agents or []) or row.id != task.conversation_id:
+            return Admission.forged, task
+        start, deadline_at = claim_start(s, task.turn_id, task.agent, settings.deadline_for(task.agent))
     admitted = task.model_copy(
         update={
             "customer": Customer.model_validate(row.customer),
             "source": row.source,
-            "tenant": get_settings().tenant_of(row.source),
+            "tenant": settings.tenant_of(row.source),
+            "deadline_at": deadline_at,
         }
     )
-    return (Admission.running if row.state == TurnState.running else Admission.ended), admitted
+    admission = {
+        Start.running: Admission.running,
+        Start.duplicate: Admission.duplicate,
+        Start.too_late: Admission.ended,
+    }[start]
+    return admission, admitted
 
 
 def _deliver_after_commit(s: Session, merged: Merged | None) -> None:

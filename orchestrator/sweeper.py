@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from shared.contracts import DeliveryState, TurnState
@@ -26,6 +26,17 @@ SWEEP_LOCK_KEY = 0x5B0A2D  # any constant shared by every sweeper
 BATCH = 200
 # An orchestrator publishes a turn's agent tasks milliseconds after it starts the turn.
 REPUBLISH_AFTER_S = 1.0
+# An agent task published this long ago that no agent took up is taken for lost (a broker
+# restarted without persistence, a killed worker holding it unacknowledged): it is
+# published again while its turn has budget left. A copy that was only slow is harmless:
+# one copy starts the agent, the others find it started.
+AGENT_TASK_LOST_AFTER_S = 5.0
+# Some agent of the turn has neither started nor sent a result.
+_UNSTARTED_SQL = """EXISTS (SELECT 1 FROM jsonb_array_elements_text(turns.agents) AS a(agent)
+           WHERE a.agent NOT IN (SELECT agent FROM agent_starts WHERE turn_id = turns.id)
+             AND a.agent NOT IN (SELECT agent FROM agent_runs WHERE turn_id = turns.id))"""
+_UNSTARTED = text(_UNSTARTED_SQL)
+_ALL_STARTED = text(f"NOT {_UNSTARTED_SQL}")
 
 
 @dataclass
@@ -34,6 +45,7 @@ class SweepReport:
     merged: list[str] = field(default_factory=list)
     redelivered: list[str] = field(default_factory=list)
     republished: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)  # turns whose agent tasks were published again
     skipped: bool = False  # another sweeper held the lock: this one did nothing
 
 
@@ -45,6 +57,7 @@ def sweep(
     merge: Callable[[str], object],
     enqueue_delivery: Callable[[str], None],
     republish: Callable[[str], object] = lambda _: None,
+    republish_lost: Callable[[str], object] = lambda _: None,
 ) -> SweepReport:
     report = SweepReport()
     now = datetime.now(UTC)
@@ -85,14 +98,29 @@ def sweep(
             .limit(BATCH)
         ).scalars()
     )
+    grace = timedelta(seconds=settings.deadline_grace_s)
     report.merged = list(
         s.execute(
             select(Turn.id)
             .where(
                 Turn.state == TurnState.running,
-                Turn.deadline_at < now - timedelta(seconds=settings.deadline_grace_s),
+                Turn.deadline_at < now - grace,
                 # published, or one that needs no agent (a guardrail's, a turn given up)
                 (Turn.published_at.isnot(None)) | (func.jsonb_array_length(Turn.agents) == 0),
+                # and not waiting for an agent that may still start
+                or_(Turn.budget_at.is_(None), Turn.budget_at < now - grace, _ALL_STARTED),
+            )
+            .limit(BATCH)
+        ).scalars()
+    )
+    report.lost = list(
+        s.execute(
+            select(Turn.id)
+            .where(
+                Turn.state == TurnState.running,
+                Turn.published_at < now - timedelta(seconds=AGENT_TASK_LOST_AFTER_S),
+                Turn.budget_at > now,
+                _UNSTARTED,
             )
             .limit(BATCH)
         ).scalars()
@@ -108,7 +136,7 @@ def sweep(
         ).scalars()
     )
     # Enqueue after the commit: a crash in between only means the next sweep does it.
-    after_commit(s, lambda: _follow_up(report, enqueue_turn, merge, enqueue_delivery, republish))
+    after_commit(s, lambda: _follow_up(report, enqueue_turn, merge, enqueue_delivery, republish, republish_lost))
     return report
 
 
@@ -117,7 +145,7 @@ def _each(what: str, item: str, action: Callable[[str], object]) -> bool:
     another process did it first)."""
     try:
         result = action(item)
-        return bool(result) if what in ("merge", "republish") else True
+        return bool(result) if what in ("merge", "republish", "republish lost tasks of") else True
     except Exception:
         log.exception("sweeper could not %s %s; the next sweep tries again", what, item)
         return False
@@ -129,6 +157,7 @@ def _follow_up(
     merge: Callable[[str], object],
     enqueue_delivery: Callable[[str], None],
     republish: Callable[[str], object],
+    republish_lost: Callable[[str], object],
 ) -> None:
     # One item that fails (a broker hiccup, a turn whose merge raises) is logged and left for
     # the next sweep; it never keeps the sweeper from the others.
@@ -144,11 +173,15 @@ def _follow_up(
     for turn_id in report.republished:
         if _each("republish", turn_id, republish):
             SWEEPS.labels("republish").inc()
-    if report.requeued or report.merged or report.redelivered or report.republished:
+    for turn_id in report.lost:
+        if _each("republish lost tasks of", turn_id, republish_lost):
+            SWEEPS.labels("republish_lost").inc()
+    if report.requeued or report.merged or report.redelivered or report.republished or report.lost:
         log.warning(
-            "sweeper recovered work: requeued=%d merged=%d redelivered=%d republished=%d",
+            "sweeper recovered work: requeued=%d merged=%d redelivered=%d republished=%d lost=%d",
             len(report.requeued),
             len(report.merged),
             len(report.redelivered),
             len(report.republished),
+            len(report.lost),
         )

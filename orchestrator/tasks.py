@@ -17,11 +17,11 @@ from sqlalchemy import text
 
 from orchestrator.clock import TurnClock, process_clock
 from orchestrator.delivery import deliver
-from orchestrator.fan_in import DELIVER, enqueue_delivery, merge_and_deliver
+from orchestrator.fan_in import DELIVER, enqueue_delivery, merge_and_deliver, merge_when_due
 from orchestrator.ingest import accept_ticket
 from orchestrator.keys import principal_for, refusal_to_post
 from orchestrator.retention import purge_expired
-from orchestrator.sweeper import sweep
+from orchestrator.sweeper import AGENT_TASK_LOST_AFTER_S, sweep
 from orchestrator.turns import (
     ConversationBusy,
     Merged,
@@ -29,6 +29,7 @@ from orchestrator.turns import (
     begin_attempt,
     give_up,
     mark_published,
+    republish_lost,
     restart_unpublished,
     start_turn,
 )
@@ -49,12 +50,19 @@ def enqueue_turn(turn_id: str) -> None:
     app.send_task(HANDLE_TURN, args=[turn_id], queue=ORCHESTRATOR_QUEUE, headers={"published_at": time.time()})
 
 
-def merge_at_deadline(turn_id: str) -> None:
-    merge_and_deliver(turn_id, MergeTrigger.deadline)
+def merge_at_deadline(turn_id: str) -> float | None:
+    """The clock's action: merge the turn if it is due, else say when to look again. While an
+    agent has not started, look again after one agent deadline: an agent that starts late
+    and is then killed is waited for to its own deadline, not to the end of the budget."""
+    outcome = merge_when_due(turn_id, MergeTrigger.deadline)
+    if isinstance(outcome, float):
+        return min(outcome, time.time() + get_settings().agent_deadline_s)
+    return None
 
 
 def merge_by_sweeper(turn_id: str) -> Merged | None:
-    return merge_and_deliver(turn_id, MergeTrigger.sweeper)
+    outcome = merge_when_due(turn_id, MergeTrigger.sweeper)
+    return outcome if isinstance(outcome, Merged) else None
 
 
 RETENTION_LOCK_KEY = 0x5B0A2E
@@ -70,6 +78,7 @@ def run_sweep() -> None:
             merge=merge_by_sweeper,
             enqueue_delivery=enqueue_delivery,
             republish=republish,
+            republish_lost=republish_lost_tasks,
         )
     _purge_when_due()
 
@@ -137,22 +146,34 @@ def republish(turn_id: str) -> bool:
     return True
 
 
+def republish_lost_tasks(turn_id: str) -> bool:
+    """Publish again the agent tasks of a turn that no agent took up: lost with the broker."""
+    with session_scope() as s:
+        started = republish_lost(s, turn_id, get_settings(), AGENT_TASK_LOST_AFTER_S)
+    if started is None:
+        return False
+    _publish(started)
+    return True
+
+
 def _publish(started: StartedTurn) -> None:
     """Arm the clock, put every agent task on the broker, then say so on the turn's row (a
     crash before that last step leaves it for the sweeper to publish again)."""
     # The clock is armed before publishing so even instant agents race a live timer.
+    settings = get_settings()
     clock().schedule(started.turn_id, started.deadline_at)
     for task in started.tasks:
         task = task.model_copy(update={"published_at": time.time()})
-        remaining = max(0.05, task.deadline_at - time.time())
+        deadline_s = settings.deadline_for(task.agent)
         app.send_task(
             agent_task_name(task.agent),
             args=[task.model_dump(mode="json")],
             queue=agent_queue(task.agent),
-            # The soft limit frees the worker slot of an agent that hangs; the hard one
-            # is the backstop for code that swallows the soft one.
-            soft_time_limit=remaining + 0.25,
-            time_limit=remaining + 5,
+            # Celery counts both limits from the task's start in the worker, as the agent's
+            # deadline runs from its start. The soft limit frees the worker slot of an agent
+            # that hangs; the hard one is the backstop for code that swallows the soft one.
+            soft_time_limit=deadline_s + 0.25,
+            time_limit=deadline_s + 5,
             headers={"published_at": task.published_at},
         )
     with session_scope() as s:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from itertools import pairwise
 from typing import Any, TypeVar
 
@@ -51,6 +52,7 @@ from shared.metrics import (
 )
 from shared.models import (
     AgentRun,
+    AgentStart,
     Conversation,
     Delivery,
     Escalation,
@@ -227,14 +229,18 @@ def start_turn(s: Session, turn_id: str, settings: Settings) -> StartedTurn | No
         return _hold(s, turn_id, conversation_id)
 
     now = time.time()
+    # The earliest the turn can be due: every agent starting at once. Each agent moves the
+    # turn's deadline on to its own when it starts (claim_start).
     deadlines = {agent: now + settings.deadline_for(agent) for agent in settings.agents}
     deadline_at = max(deadlines.values())
+    budget_at = now + settings.turn_timeout_s
     claimed = _claim_queued(
         s,
         turn_id,
         state=TurnState.running,
         started_at=_ts(now),
         deadline_at=_ts(deadline_at),
+        budget_at=_ts(budget_at),
         agents=list(settings.agents),
     )
     if claimed is None:
@@ -264,10 +270,10 @@ def start_turn(s: Session, turn_id: str, settings: Settings) -> StartedTurn | No
             conversation_id=conversation.id,
             turn_id=turn_id,
             kind="turn.started",
-            data={"agents": list(settings.agents), "deadline_at": deadline_at},
+            data={"agents": list(settings.agents), "deadline_at": deadline_at, "budget_at": budget_at},
         )
     )
-    tasks = _tasks(turn_id, conversation, customer, window, deadlines, settings)
+    tasks = _tasks(turn_id, conversation, customer, window, deadlines, budget_at, settings)
     return StartedTurn(turn_id=turn_id, deadline_at=deadline_at, tasks=tasks)
 
 
@@ -294,6 +300,7 @@ def _tasks(
     customer: Customer,
     window: list[Any],
     deadlines: dict[str, float],
+    start_by: float,
     settings: Settings,
 ) -> list[AgentTask]:
     return [
@@ -306,6 +313,7 @@ def _tasks(
             customer=customer,
             window=window,
             deadline_at=deadline_at,
+            start_by=start_by,
             published_at=time.time(),
             max_steps=settings.max_tool_steps,
         )
@@ -329,21 +337,129 @@ def restart_unpublished(s: Session, turn_id: str, settings: Settings) -> Started
     if not expected:
         return None
     deadlines = {agent: now + settings.deadline_for(agent) for agent in expected}
+    budget_at = now + settings.turn_timeout_s
     restarted = s.execute(
         update(Turn)
         .where(Turn.id == turn_id, Turn.state == TurnState.running, Turn.published_at.is_(None))
-        .values(started_at=_ts(now), deadline_at=_ts(max(deadlines.values())))
+        .values(started_at=_ts(now), deadline_at=_ts(max(deadlines.values())), budget_at=_ts(budget_at))
         .returning(Turn.conversation_id, Turn.message_id)
     ).one_or_none()
     if restarted is None:
         return None
-    conversation = s.get_one(Conversation, restarted.conversation_id)
+    s.add(
+        Event(
+            conversation_id=restarted.conversation_id,
+            turn_id=turn_id,
+            kind="turn.republished",
+            data={"agents": expected},
+        )
+    )
+    return _restarted(s, turn_id, restarted, deadlines, budget_at, settings)
+
+
+def _restarted(
+    s: Session, turn_id: str, turn: Any, deadlines: dict[str, float], budget_at: float, settings: Settings
+) -> StartedTurn:
+    conversation = s.get_one(Conversation, turn.conversation_id)
     customer = Customer.model_validate(conversation.customer)
-    rows = _window_rows(s, conversation.id, restarted.message_id, settings)
+    rows = _window_rows(s, conversation.id, turn.message_id, settings)
     window = model_window([(r.role, r.body) for r in reversed(rows)], customer.email)
-    s.add(Event(conversation_id=conversation.id, turn_id=turn_id, kind="turn.republished", data={"agents": expected}))
-    tasks = _tasks(turn_id, conversation, customer, window, deadlines, settings)
+    tasks = _tasks(turn_id, conversation, customer, window, deadlines, budget_at, settings)
     return StartedTurn(turn_id=turn_id, deadline_at=max(deadlines.values()), tasks=tasks)
+
+
+def _unstarted(s: Session, turn_id: str, expected: Sequence[str]) -> list[str]:
+    """The agents of a turn that have neither started nor sent a result."""
+    seen = set(s.execute(select(AgentStart.agent).where(AgentStart.turn_id == turn_id)).scalars())
+    seen |= set(s.execute(select(AgentRun.agent).where(AgentRun.turn_id == turn_id)).scalars())
+    return [a for a in expected if a not in seen]
+
+
+def republish_lost(s: Session, turn_id: str, settings: Settings, lost_after_s: float) -> StartedTurn | None:
+    """The agent tasks of a running turn that are on the broker but were not started in
+    ``lost_after_s`` (a broker restart without persistence loses them; a killed worker can
+    hold them for an hour): published again while the turn has budget left. Each agent runs
+    at most once whatever copy it takes (claim_start). None when there is nothing to do."""
+    now = time.time()
+    turn = s.execute(
+        update(Turn)
+        .where(
+            Turn.id == turn_id,
+            Turn.state == TurnState.running,
+            Turn.published_at < _ts(now - lost_after_s),
+            Turn.budget_at > _ts(now),
+        )
+        .values(published_at=func.now())
+        .returning(Turn.conversation_id, Turn.message_id, Turn.agents, Turn.budget_at)
+    ).one_or_none()
+    if turn is None:
+        return None
+    lost = _unstarted(s, turn_id, turn.agents)
+    if not lost:
+        return None
+    s.add(
+        Event(
+            conversation_id=turn.conversation_id,
+            turn_id=turn_id,
+            kind="turn.republished",
+            data={"agents": lost, "lost": True},
+        )
+    )
+    deadlines = {agent: now + settings.deadline_for(agent) for agent in lost}
+    return _restarted(s, turn_id, turn, deadlines, turn.budget_at.timestamp(), settings)
+
+
+class Start(StrEnum):
+    running = "running"  # this copy of the task runs the agent
+    duplicate = "duplicate"  # another copy started it: this one does nothing
+    too_late = "too_late"  # merged, or past the turn's budget: record that and run no tool
+
+
+def claim_start(s: Session, turn_id: str, agent: str, deadline_s: float) -> tuple[Start, float]:
+    """An agent takes its turn: its deadline runs from now, and the turn waits for it.
+
+    The turn's row is locked while the start is written, so a merge at the deadline either
+    sees this start or runs first (and this agent finds the turn done). Returns what to do
+    and the agent's deadline.
+    """
+    now = time.time()
+    turn = s.execute(select(Turn.state, Turn.budget_at).where(Turn.id == turn_id).with_for_update()).one_or_none()
+    if (
+        turn is None
+        or turn.state != TurnState.running
+        or (turn.budget_at is not None and turn.budget_at.timestamp() <= now)
+    ):
+        return Start.too_late, now
+    deadline_at = now + deadline_s
+    started = s.execute(
+        pg_insert(AgentStart)
+        .values(turn_id=turn_id, agent=agent, started_at=_ts(now), deadline_at=_ts(deadline_at))
+        .on_conflict_do_nothing()
+        .returning(AgentStart.agent)
+    ).scalar_one_or_none()
+    if started is None:
+        return Start.duplicate, now
+    s.execute(
+        update(Turn).where(Turn.id == turn_id).values(deadline_at=func.greatest(Turn.deadline_at, _ts(deadline_at)))
+    )
+    return Start.running, deadline_at
+
+
+def merge_due(s: Session, turn_id: str, now: float) -> float | None:
+    """When a running turn may be merged without its missing results: once every agent that
+    started is past its deadline, and, while some agent has not started, once the turn's
+    budget is spent. Locks the turn's row for the caller's merge. None when it is not running."""
+    turn = s.execute(
+        select(Turn.deadline_at, Turn.budget_at, Turn.agents)
+        .where(Turn.id == turn_id, Turn.state == TurnState.running)
+        .with_for_update()
+    ).one_or_none()
+    if turn is None:
+        return None
+    due = turn.deadline_at.timestamp() if turn.deadline_at is not None else now
+    if turn.budget_at is not None and _unstarted(s, turn_id, turn.agents):
+        due = max(due, turn.budget_at.timestamp())
+    return due
 
 
 def record_result(s: Session, result: AgentResult, started_at: float) -> bool:

@@ -181,7 +181,12 @@ class AgentTask(BaseModel):
     tenant: str = Field(default="", description="the company the customer belongs to")
     customer: Customer
     window: list[WindowMessage] = Field(description="the conversation as the agent may see it, oldest first")
-    deadline_at: float = Field(description="unix time by which the result must be recorded")
+    deadline_at: float = Field(
+        description="unix time by which the result must be recorded: set when the agent starts, from its own deadline"
+    )
+    start_by: float | None = Field(
+        default=None, description="unix time after which the agent must not start: the turn's budget is spent"
+    )
     published_at: float = Field(description="unix time the task was put on the queue")
     max_steps: int = 6
 

@@ -115,7 +115,22 @@ class Turn(Base):
     # When its agent tasks were on the broker: a running turn without it lost them in a crash
     # of the orchestrator that started it, and the sweeper starts its agents again.
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The latest an agent that has not started yet may start: the turn waits for such agents
+    # up to here (turn_timeout_s after the start), then merges with what it has.
+    budget_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class AgentStart(Base):
+    """An agent began work on a turn, with the deadline it took: its start plus its own
+    deadline. One per agent and turn, so a second copy of a task never runs the agent twice."""
+
+    __tablename__ = "agent_starts"
+
+    turn_id: Mapped[str] = mapped_column(ForeignKey("turns.id", ondelete="CASCADE"), primary_key=True)
+    agent: Mapped[str] = mapped_column(String(32), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    deadline_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class AgentRun(Base):

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, HttpUrl, SecretStr, field_validator
+from pydantic import BaseModel, Field, HttpUrl, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The one list of agent names: each has a queue, a worker role and a deadline of its own.
@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     agents: tuple[str, ...] = AGENTS
     agent_deadline_s: float = 3.0
     agent_deadlines_s: dict[str, float] = Field(default_factory=dict)
+    # An agent's deadline runs from the moment it starts its task. A turn waits for agents
+    # that have not started yet (a burst, a restarting worker, a broker that lost the task)
+    # up to this long after the turn started, then merges with what it has.
+    turn_timeout_s: float = Field(default=30.0, gt=0)
     max_tool_steps: int = 6
     confidence_threshold: float = 0.7
     brain: str = "local"
@@ -177,6 +181,16 @@ class Settings(BaseSettings):
     def _psycopg_driver(cls, url: str | None) -> str | None:
         """Normalised once, here: everything that reads the setting gets a SQLAlchemy URL."""
         return normalise_database_url(url) if url else url
+
+    @model_validator(mode="after")
+    def _budget_holds_a_deadline(self) -> Settings:
+        longest = max((self.deadline_for(a) for a in self.agents), default=self.agent_deadline_s)
+        if self.turn_timeout_s < longest:
+            raise ValueError(
+                f"SWITCHBOARD_TURN_TIMEOUT_S ({self.turn_timeout_s:g}) must be at least the longest agent "
+                f"deadline ({longest:g} s): a turn must be able to wait for one agent's whole run"
+            )
+        return self
 
     def weak_secrets(self) -> list[str]:
         """The settings that hold an empty or well-known secret or password."""

@@ -99,3 +99,54 @@ def test_rabbitmq_broker_runs_the_same_turn_by_url_alone(rabbit_stack: Stack, he
     assert (turn["outcome"], turn["merge_trigger"]) == ("resolved", "deadline")
     assert helpdesk.wait_for(accepted["turn_id"]).signature_ok
     merged_once(accepted["turn_id"])
+
+
+def test_an_agent_worker_that_is_down_delays_the_answer_and_does_not_escalate_it(
+    stack: Stack, helpdesk: Helpdesk
+) -> None:
+    # The billing worker is down for twice its deadline when the ticket comes: the turn
+    # waits for it (its deadline runs from its start, the turn has a 30 s budget).
+    stack.supervisor.kill("billing")
+    try:
+        accepted = stack.http.post("/v1/tickets", json=ticket(script(billing=ANSWER))).json()
+        wait_state(accepted["turn_id"], "running")
+        time.sleep(6)
+        assert rows("SELECT state FROM turns WHERE id = :t", t=accepted["turn_id"]) == [{"state": "running"}]
+    finally:
+        stack.restart("billing")
+    turn = wait_done(accepted["turn_id"], timeout=30)
+    assert (turn["outcome"], turn["escalation_reason"]) == ("resolved", None)
+    assert turn["reply"] == "Your balance is 42."
+    runs = rows("SELECT agent, status FROM agent_runs WHERE turn_id = :t AND agent = 'billing'", t=accepted["turn_id"])
+    assert runs == [{"agent": "billing", "status": "answered"}]
+    merged_once(accepted["turn_id"])
+    helpdesk.wait_for(accepted["turn_id"])
+    assert len(helpdesk.for_turn(accepted["turn_id"])) == 1
+
+
+def test_agent_tasks_the_broker_lost_are_published_again_while_the_turn_has_budget(
+    stack: Stack, helpdesk: Helpdesk
+) -> None:
+    import redis
+
+    from tests.integration.conftest import REDIS_URL
+
+    stack.supervisor.kill("billing")
+    try:
+        accepted = stack.http.post("/v1/tickets", json=ticket(script(billing=ANSWER))).json()
+        wait_state(accepted["turn_id"], "running")
+        time.sleep(0.5)  # the billing task is on its queue, with no worker to take it
+        broker = redis.Redis.from_url(REDIS_URL)
+        lost = [key for key in broker.keys("agent.billing*") if b"unacked" not in key]
+        assert lost, "the billing task was not on the broker"
+        broker.delete(*lost)  # as a Redis restarted without persistence loses it
+    finally:
+        stack.restart("billing")
+    turn = wait_done(accepted["turn_id"], timeout=40)
+    assert (turn["outcome"], turn["reply"]) == ("resolved", "Your balance is 42.")
+    events = rows("SELECT data FROM events WHERE turn_id = :t AND kind = 'turn.republished'", t=accepted["turn_id"])
+    assert events and all(e["data"] == {"agents": ["billing"], "lost": True} for e in events)
+    # However many copies were published, the agent ran once.
+    assert len(rows("SELECT id FROM agent_runs WHERE turn_id = :t AND agent = 'billing'", t=accepted["turn_id"])) == 1
+    assert len(rows("SELECT turn_id FROM agent_starts WHERE turn_id = :t AND agent = 'billing'", t=accepted["turn_id"])) == 1
+    merged_once(accepted["turn_id"])

@@ -15,14 +15,18 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from orchestrator.ingest import accept_message, accept_ticket
-from orchestrator.sweeper import sweep
+from orchestrator.sweeper import SweepReport, sweep
 from orchestrator.turns import (
     ConversationBusy,
+    Start,
     begin_attempt,
+    claim_start,
     give_up,
     mark_published,
+    merge_due,
     merge_turn,
     record_result,
+    republish_lost,
     restart_unpublished,
     start_turn,
 )
@@ -39,7 +43,7 @@ from shared.contracts import (
     ToolCallRecord,
     TurnState,
 )
-from shared.models import AgentRun, Conversation, Delivery, Escalation, Event, Message, Turn
+from shared.models import AgentRun, AgentStart, Conversation, Delivery, Escalation, Event, Message, Turn
 from shared.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -175,7 +179,8 @@ def test_the_sweeper_merges_a_running_turn_nobody_merged_and_requeues_a_stuck_on
     mark_published(s, running)  # its agents were on the broker; none of them answered
     stuck = accept_ticket(s, _ticket(), via="test").turn_id
     long_ago = datetime.now(UTC) - timedelta(minutes=10)
-    s.execute(update(Turn).where(Turn.id == running).values(deadline_at=long_ago))
+    # Its deadline and its whole budget have passed: nothing is worth waiting for.
+    s.execute(update(Turn).where(Turn.id == running).values(deadline_at=long_ago, budget_at=long_ago))
     s.execute(update(Turn).where(Turn.id == stuck).values(enqueued_at=long_ago))
     # The stack's own sweepers share this database and its lock: sweep when it is free.
     end = time.monotonic() + 10
@@ -327,3 +332,76 @@ def test_a_turn_whose_agents_never_reached_the_broker_gets_them_again_with_their
     assert _count(s, Event, turn_id=turn_id, kind="turn.republished") == 1
     mark_published(s, turn_id)
     assert restart_unpublished(s, turn_id, SETTINGS) is None  # published now: nothing to do twice
+
+
+def _sweep(s: Session) -> SweepReport:
+    # The stack's own sweepers share this database and its lock: sweep when it is free.
+    end = time.monotonic() + 10
+    while (report := sweep(s, SETTINGS, enqueue_turn=none, merge=none, enqueue_delivery=none)).skipped:
+        assert time.monotonic() < end, "the sweep lock was never free"
+        time.sleep(0.05)
+    return report
+
+
+def test_an_agent_deadline_runs_from_its_own_start_and_a_second_copy_does_not_run(s: Session) -> None:
+    turn_id = _started(s)
+    before = s.get_one(Turn, turn_id).deadline_at
+    assert before is not None
+    time.sleep(0.2)  # the agent starts a while after the turn did (a queue, a slow worker)
+    start, deadline_at = claim_start(s, turn_id, "billing", SETTINGS.deadline_for("billing"))
+    assert start is Start.running
+    row = s.execute(select(AgentStart).where(AgentStart.turn_id == turn_id)).scalar_one()
+    assert (row.deadline_at - row.started_at).total_seconds() == pytest.approx(SETTINGS.deadline_for("billing"))
+    assert row.deadline_at.timestamp() == pytest.approx(deadline_at)
+    # The turn now waits for that deadline, later than the one it had at its start.
+    s.expire_all()
+    assert s.get_one(Turn, turn_id).deadline_at == row.deadline_at > before
+    # A copy of the same task (the broker redelivered it, the sweeper published it again) does nothing.
+    assert claim_start(s, turn_id, "billing", 3.0)[0] is Start.duplicate
+    assert _count(s, AgentStart, turn_id=turn_id) == 1
+
+
+def test_a_turn_waits_for_an_agent_that_has_not_started_until_its_budget(s: Session) -> None:
+    turn_id = _started(s)
+    turn = s.get_one(Turn, turn_id)
+    assert turn.budget_at is not None and turn.deadline_at is not None
+    assert (turn.budget_at - turn.started_at).total_seconds() == pytest.approx(SETTINGS.turn_timeout_s)
+    now = time.time()
+    for agent in SETTINGS.agents[:-1]:
+        claim_start(s, turn_id, agent, SETTINGS.deadline_for(agent))
+    # One agent has not started: the turn is due only when its budget is spent.
+    assert merge_due(s, turn_id, now) == pytest.approx(turn.budget_at.timestamp())
+    claim_start(s, turn_id, SETTINGS.agents[-1], SETTINGS.deadline_for(SETTINGS.agents[-1]))
+    # Every agent started: due at the last of their own deadlines, long before the budget.
+    starts = s.execute(select(AgentStart.deadline_at).where(AgentStart.turn_id == turn_id)).scalars().all()
+    due = merge_due(s, turn_id, time.time())
+    assert due == pytest.approx(max(starts).timestamp())
+    assert due is not None and due < turn.budget_at.timestamp()
+
+
+def test_an_agent_that_comes_after_the_budget_runs_no_tool(s: Session) -> None:
+    turn_id = _started(s)
+    s.execute(update(Turn).where(Turn.id == turn_id).values(budget_at=datetime.now(UTC) - timedelta(seconds=1)))
+    assert claim_start(s, turn_id, "billing", 3.0)[0] is Start.too_late
+    assert _count(s, AgentStart, turn_id=turn_id) == 0
+    merge_turn(s, turn_id, MergeTrigger.deadline, SETTINGS)
+    assert claim_start(s, turn_id, "account", 3.0)[0] is Start.too_late  # merged
+
+
+def test_the_sweeper_publishes_again_agent_tasks_nobody_took_and_does_not_merge_their_turn(s: Session) -> None:
+    turn_id = _started(s)
+    mark_published(s, turn_id)
+    claim_start(s, turn_id, "knowledge", 3.0)
+    long_ago = datetime.now(UTC) - timedelta(minutes=1)
+    # Past the deadline it had at its start, published a minute ago, with budget left.
+    s.execute(update(Turn).where(Turn.id == turn_id).values(deadline_at=long_ago, published_at=long_ago))
+    report = _sweep(s)
+    assert turn_id in report.lost and turn_id not in report.merged
+    again = republish_lost(s, turn_id, SETTINGS, lost_after_s=5.0)
+    assert again is not None
+    # Only the agents that never started; each with its whole deadline and the turn's budget.
+    assert sorted(t.agent for t in again.tasks) == sorted(a for a in SETTINGS.agents if a != "knowledge")
+    budget = s.get_one(Turn, turn_id).budget_at
+    assert budget is not None and all(t.start_by == pytest.approx(budget.timestamp()) for t in again.tasks)
+    # Just published again: not again until they had time to be taken up.
+    assert republish_lost(s, turn_id, SETTINGS, lost_after_s=5.0) is None

@@ -42,3 +42,23 @@ def test_a_failing_merge_does_not_stop_the_clock() -> None:
     assert done.wait(5)
     clock.stop()
     assert fired == ["bad", "good"]
+
+
+def test_a_turn_not_due_yet_is_looked_at_again_when_it_says() -> None:
+    seen: list[tuple[str, float]] = []
+    done = threading.Event()
+    later = time.time() + 0.2
+
+    def on_deadline(turn_id: str) -> float | None:
+        seen.append((turn_id, time.time()))
+        if len(seen) == 1:
+            return later  # an agent started late: its own deadline is later than the turn's first
+        done.set()
+        return None
+
+    clock = TurnClock(Settings(sweep_interval_s=60), on_deadline)
+    clock.schedule("t", time.time())
+    assert done.wait(5)
+    clock.stop()
+    assert [turn for turn, _ in seen] == ["t", "t"]
+    assert seen[1][1] >= later  # not before it said
