@@ -148,5 +148,8 @@ def test_agent_tasks_the_broker_lost_are_published_again_while_the_turn_has_budg
     assert events and all(e["data"] == {"agents": ["billing"], "lost": True} for e in events)
     # However many copies were published, the agent ran once.
     assert len(rows("SELECT id FROM agent_runs WHERE turn_id = :t AND agent = 'billing'", t=accepted["turn_id"])) == 1
-    assert len(rows("SELECT turn_id FROM agent_starts WHERE turn_id = :t AND agent = 'billing'", t=accepted["turn_id"])) == 1
+    assert (
+        len(rows("SELECT turn_id FROM agent_starts WHERE turn_id = :t AND agent = 'billing'", t=accepted["turn_id"]))
+        == 1
+    )
     merged_once(accepted["turn_id"])
