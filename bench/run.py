@@ -14,7 +14,10 @@ workers of the baseline app in ``bench.baseline`` — in a fresh database, and m
 - ``throughput_turns_per_s`` / ``baseline_throughput_per_s``: N turns (N blocking
   group+join "turns") submitted at once, until the last one is done;
 - ``deadline_overshoot_ms``: turns whose billing agent hangs, merged by the clock;
-  ``finished_at - started_at - deadline`` from the turns table.
+  ``finished_at`` minus when the merge was due (the last deadline of the agents that
+  started, each from its own start, or the turn's budget when one never started);
+  ``hung_agent_cutoff_after_deadline_ms``: how long after its own deadline each hung agent
+  was cut off.
 
 Progress goes to stderr, the result to stdout. See docs/fan-in.md. How to check the
 servers and start processes is the composition root's, handed over as a ``BenchRuntime``.
@@ -131,6 +134,8 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def summarize(values: Sequence[float]) -> dict[str, float]:
     """n, p50, p95, p99, max and mean, rounded to microseconds when the unit is ms."""
+    if not values:
+        return {"n": 0}
     return {
         "n": len(values),
         **{f"p{q}": round(percentile(values, q), 3) for q in (50, 95, 99)},
@@ -278,6 +283,7 @@ class BenchRun:
         self.listener: TurnListener | None = None
         self._created_db = False
         self.timed: dict[str, tuple[float, float]] = {}
+        self.cutoff_ms: list[float] = []
 
     # ---------------------------------------------------------------- set-up and tear-down
 
@@ -433,6 +439,7 @@ class BenchRun:
             "turn_breakdown_p50_ms": self.breakdown(),
             "deadline_overshoot_ms": summarize(overshoot_ms),
             "deadline_overshoot_to_commit_ms": summarize(committed_ms),
+            "hung_agent_cutoff_after_deadline_ms": summarize(self.cutoff_ms),
             "ratios": ratios,
             "targets": targets,
             "checks": {
@@ -455,8 +462,10 @@ class BenchRun:
                 "of 3 no-ops on another worker; the caller waits on its result (two hops, like a turn)",
                 "baseline_throughput_pattern": "bench.blocking_turn on its own worker: group of 3 no-ops on "
                 "another worker, join(disable_sync_subtasks=False)",
-                "overshoot": "turns.finished_at - turns.started_at - deadline (merge claimed by the clock)",
-                "overshoot_to_commit": "time LISTEN learnt the merge - turns.deadline_at",
+                "overshoot": "turns.finished_at - when the merge was due: the last deadline of the agents that "
+                "started (each from its own start), or the turn's budget if an agent never started",
+                "overshoot_to_commit": "time LISTEN learnt the merge - when the merge was due",
+                "hung_agent_cutoff": "agent_runs.finished_at of the hung agent's cut-off result - its own deadline",
             },
             "machine": machine_facts(cfg, self._server_version()),
         }
@@ -533,21 +542,57 @@ class BenchRun:
         say(f"overshoot: {n} turns with the {HUNG_AGENT} agent hung, submitted together")
         for i in range(n):
             self._submit_turn(f"hung-{i}", hang=True)
-        learnt = dict(self.listener.wait(n, timeout=self.cfg.deadline_s + 60, label="overshoot"))
-        with psycopg.connect(self.database_url) as conn:
-            rows = conn.execute(
-                "SELECT id, extract(epoch FROM started_at), extract(epoch FROM deadline_at), "
-                "extract(epoch FROM finished_at), merge_trigger FROM turns WHERE id = ANY(%s)",
-                (list(learnt),),
-            ).fetchall()
-        overshoot = [_ms(float(f) - float(s) - self.cfg.deadline_s) for _, s, _, f, _ in rows]
-        committed = [_ms(learnt[tid] - float(d)) for tid, _, d, _, _ in rows]
-        triggers: dict[str, int] = {}
-        for *_, trigger in rows:
-            triggers[trigger] = triggers.get(trigger, 0) + 1
+        learnt = dict(self.listener.wait(n, timeout=self.cfg.deadline_s + 90, label="overshoot"))
+        due, finished, triggers = self._hung_rows(list(learnt))
+        overshoot = [_ms(finished[tid] - due[tid]) for tid in learnt]
+        committed = [_ms(learnt[tid] - due[tid]) for tid in learnt]
         self._await_late_results(list(learnt))
+        self.cutoff_ms = [_ms(c) for c in self._cutoffs(list(learnt))]
         say(f"overshoot: p50 {percentile(overshoot, 50):.2f} ms, max {max(overshoot):.2f} ms; triggers {triggers}")
         return overshoot, committed, triggers
+
+    def _hung_rows(self, turn_ids: list[str]) -> tuple[dict[str, float], dict[str, float], dict[str, int]]:
+        """When each turn was due to merge without its hung agent, and when it merged.
+
+        Due: the last deadline of the agents that started (each agent's own deadline runs
+        from its start), or the turn's budget when one never started (it waited for it).
+        """
+        with psycopg.connect(self.database_url) as conn:
+            turns = conn.execute(
+                "SELECT id, extract(epoch FROM finished_at), extract(epoch FROM budget_at), agents, merge_trigger "
+                "FROM turns WHERE id = ANY(%s)",
+                (turn_ids,),
+            ).fetchall()
+            starts = conn.execute(
+                "SELECT turn_id, agent, extract(epoch FROM deadline_at) FROM agent_starts WHERE turn_id = ANY(%s)",
+                (turn_ids,),
+            ).fetchall()
+        deadlines: dict[str, dict[str, float]] = {}
+        for turn_id, agent, deadline in starts:
+            deadlines.setdefault(turn_id, {})[agent] = float(deadline)
+        due: dict[str, float] = {}
+        finished: dict[str, float] = {}
+        triggers: dict[str, int] = {}
+        for turn_id, finished_at, budget_at, agents, trigger in turns:
+            started = deadlines.get(turn_id, {})
+            moments = list(started.values())
+            if any(a not in started for a in agents):
+                moments.append(float(budget_at))
+            due[turn_id] = max(moments)
+            finished[turn_id] = float(finished_at)
+            triggers[trigger] = triggers.get(trigger, 0) + 1
+        return due, finished, triggers
+
+    def _cutoffs(self, turn_ids: list[str]) -> list[float]:
+        """How long after its own deadline each hung agent was cut off (its result recorded)."""
+        with psycopg.connect(self.database_url) as conn:
+            rows = conn.execute(
+                "SELECT extract(epoch FROM r.finished_at - s.deadline_at) FROM agent_runs r "
+                "JOIN agent_starts s ON s.turn_id = r.turn_id AND s.agent = r.agent "
+                "WHERE r.agent = %s AND r.turn_id = ANY(%s)",
+                (HUNG_AGENT, turn_ids),
+            ).fetchall()
+        return [float(r[0]) for r in rows]
 
     def _await_late_results(self, turn_ids: list[str]) -> None:
         """Let the cut-off agents record their late results, so stopping kills nothing mid-task."""

@@ -6,6 +6,7 @@ it commits); what it found is enqueued or merged after that commit.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,17 +27,27 @@ SWEEP_LOCK_KEY = 0x5B0A2D  # any constant shared by every sweeper
 BATCH = 200
 # An orchestrator publishes a turn's agent tasks milliseconds after it starts the turn.
 REPUBLISH_AFTER_S = 1.0
-# An agent task published this long ago that no agent took up is taken for lost (a broker
-# restarted without persistence, a killed worker holding it unacknowledged): it is
-# published again while its turn has budget left. A copy that was only slow is harmless:
-# one copy starts the agent, the others find it started.
+# An agent task published this long ago that no agent took up may be lost: a broker that
+# restarted without persistence lost it, or a killed worker held it unacknowledged (it
+# comes back an hour later). A burst only delays tasks, so the broker is asked how many
+# tasks wait on the agent's queue: of the turns waiting for that agent, only as many as
+# the queue is short of are published again, the oldest first. A copy that was only slow
+# is harmless: one copy starts the agent, the others find it started.
 AGENT_TASK_LOST_AFTER_S = 5.0
 # Some agent of the turn has neither started nor sent a result.
 _UNSTARTED_SQL = """EXISTS (SELECT 1 FROM jsonb_array_elements_text(turns.agents) AS a(agent)
            WHERE a.agent NOT IN (SELECT agent FROM agent_starts WHERE turn_id = turns.id)
              AND a.agent NOT IN (SELECT agent FROM agent_runs WHERE turn_id = turns.id))"""
-_UNSTARTED = text(_UNSTARTED_SQL)
 _ALL_STARTED = text(f"NOT {_UNSTARTED_SQL}")
+# The running turns (with budget left) waiting for :agent to start, oldest publish first.
+_WAITING_FOR = text(
+    """SELECT t.id, t.published_at < :lost_before AS overdue FROM turns t
+       WHERE t.state = 'running' AND t.published_at IS NOT NULL AND t.budget_at > :now
+         AND t.agents ? :agent
+         AND NOT EXISTS (SELECT 1 FROM agent_starts a WHERE a.turn_id = t.id AND a.agent = :agent)
+         AND NOT EXISTS (SELECT 1 FROM agent_runs r WHERE r.turn_id = t.id AND r.agent = :agent)
+       ORDER BY t.published_at"""
+)
 
 
 @dataclass
@@ -45,7 +56,7 @@ class SweepReport:
     merged: list[str] = field(default_factory=list)
     redelivered: list[str] = field(default_factory=list)
     republished: list[str] = field(default_factory=list)
-    lost: list[str] = field(default_factory=list)  # turns whose agent tasks were published again
+    lost: dict[str, list[str]] = field(default_factory=dict)  # turn -> agents whose tasks are published again
     skipped: bool = False  # another sweeper held the lock: this one did nothing
 
 
@@ -57,8 +68,11 @@ def sweep(
     merge: Callable[[str], object],
     enqueue_delivery: Callable[[str], None],
     republish: Callable[[str], object] = lambda _: None,
-    republish_lost: Callable[[str], object] = lambda _: None,
+    republish_lost: Callable[[str, list[str]], object] = lambda _t, _a: None,
+    queue_depth: Callable[[str], int | None] = lambda _: None,
 ) -> SweepReport:
+    """``queue_depth(agent)``: how many tasks wait on the agent's queue, None when the
+    broker cannot say (then every overdue task counts as lost)."""
     report = SweepReport()
     now = datetime.now(UTC)
     if not s.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": SWEEP_LOCK_KEY}).scalar_one():
@@ -113,18 +127,7 @@ def sweep(
             .limit(BATCH)
         ).scalars()
     )
-    report.lost = list(
-        s.execute(
-            select(Turn.id)
-            .where(
-                Turn.state == TurnState.running,
-                Turn.published_at < now - timedelta(seconds=AGENT_TASK_LOST_AFTER_S),
-                Turn.budget_at > now,
-                _UNSTARTED,
-            )
-            .limit(BATCH)
-        ).scalars()
-    )
+    report.lost = _lost_agent_tasks(s, settings, now, queue_depth)
     report.redelivered = list(
         s.execute(
             select(Delivery.id)
@@ -140,6 +143,23 @@ def sweep(
     return report
 
 
+def _lost_agent_tasks(
+    s: Session, settings: Settings, now: datetime, queue_depth: Callable[[str], int | None]
+) -> dict[str, list[str]]:
+    lost: dict[str, list[str]] = {}
+    lost_before = now - timedelta(seconds=AGENT_TASK_LOST_AFTER_S)
+    for agent in settings.agents:
+        waiting = s.execute(_WAITING_FOR, {"agent": agent, "now": now, "lost_before": lost_before}).all()
+        overdue = [row.id for row in waiting if row.overdue]
+        if not overdue:
+            continue
+        depth = queue_depth(agent)
+        short = len(overdue) if depth is None else max(0, len(waiting) - depth)
+        for turn_id in overdue[: min(short, BATCH)]:
+            lost.setdefault(turn_id, []).append(agent)
+    return lost
+
+
 def _each(what: str, item: str, action: Callable[[str], object]) -> bool:
     """Run one follow-up; True when it did something (a merge or a republish can find that
     another process did it first)."""
@@ -151,13 +171,17 @@ def _each(what: str, item: str, action: Callable[[str], object]) -> bool:
         return False
 
 
+def _republish_agents(republish_lost: Callable[[str, list[str]], object], agents: list[str], turn_id: str) -> object:
+    return republish_lost(turn_id, agents)
+
+
 def _follow_up(
     report: SweepReport,
     enqueue_turn: Callable[[str], None],
     merge: Callable[[str], object],
     enqueue_delivery: Callable[[str], None],
     republish: Callable[[str], object],
-    republish_lost: Callable[[str], object],
+    republish_lost: Callable[[str, list[str]], object],
 ) -> None:
     # One item that fails (a broker hiccup, a turn whose merge raises) is logged and left for
     # the next sweep; it never keeps the sweeper from the others.
@@ -173,8 +197,8 @@ def _follow_up(
     for turn_id in report.republished:
         if _each("republish", turn_id, republish):
             SWEEPS.labels("republish").inc()
-    for turn_id in report.lost:
-        if _each("republish lost tasks of", turn_id, republish_lost):
+    for turn_id, agents in report.lost.items():
+        if _each("republish lost tasks of", turn_id, functools.partial(_republish_agents, republish_lost, agents)):
             SWEEPS.labels("republish_lost").inc()
     if report.requeued or report.merged or report.redelivered or report.republished or report.lost:
         log.warning(

@@ -56,7 +56,10 @@ def merge_at_deadline(turn_id: str) -> float | None:
     and is then killed is waited for to its own deadline, not to the end of the budget."""
     outcome = merge_when_due(turn_id, MergeTrigger.deadline)
     if isinstance(outcome, float):
-        return min(outcome, time.time() + get_settings().agent_deadline_s)
+        # Looking again within the shortest deadline means an agent that starts after this
+        # look has its deadline after the next one: the merge is on time for it too.
+        settings = get_settings()
+        return min(outcome, time.time() + min(settings.deadline_for(a) for a in settings.agents))
     return None
 
 
@@ -79,8 +82,19 @@ def run_sweep() -> None:
             enqueue_delivery=enqueue_delivery,
             republish=republish,
             republish_lost=republish_lost_tasks,
+            queue_depth=agent_queue_depth,
         )
     _purge_when_due()
+
+
+def agent_queue_depth(agent: str) -> int | None:
+    """How many tasks wait on an agent's queue (Redis and RabbitMQ both say); None if unknown."""
+    try:
+        with app.connection_for_read() as conn:
+            return int(conn.default_channel.queue_declare(queue=agent_queue(agent), passive=True).message_count)
+    except Exception as exc:  # the broker is down or will not say: the sweeper assumes the worst
+        log.warning("could not read the depth of %s (%s)", agent_queue(agent), type(exc).__name__)
+        return None
 
 
 def _purge_when_due() -> None:
@@ -146,10 +160,10 @@ def republish(turn_id: str) -> bool:
     return True
 
 
-def republish_lost_tasks(turn_id: str) -> bool:
+def republish_lost_tasks(turn_id: str, agents: list[str]) -> bool:
     """Publish again the agent tasks of a turn that no agent took up: lost with the broker."""
     with session_scope() as s:
-        started = republish_lost(s, turn_id, get_settings(), AGENT_TASK_LOST_AFTER_S)
+        started = republish_lost(s, turn_id, agents, get_settings(), AGENT_TASK_LOST_AFTER_S)
     if started is None:
         return False
     _publish(started)

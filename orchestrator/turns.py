@@ -375,11 +375,13 @@ def _unstarted(s: Session, turn_id: str, expected: Sequence[str]) -> list[str]:
     return [a for a in expected if a not in seen]
 
 
-def republish_lost(s: Session, turn_id: str, settings: Settings, lost_after_s: float) -> StartedTurn | None:
-    """The agent tasks of a running turn that are on the broker but were not started in
-    ``lost_after_s`` (a broker restart without persistence loses them; a killed worker can
-    hold them for an hour): published again while the turn has budget left. Each agent runs
-    at most once whatever copy it takes (claim_start). None when there is nothing to do."""
+def republish_lost(
+    s: Session, turn_id: str, agents: Sequence[str], settings: Settings, lost_after_s: float
+) -> StartedTurn | None:
+    """The tasks of ``agents`` of a running turn, published ``lost_after_s`` ago and not
+    started (a broker restart without persistence loses them; a killed worker can hold them
+    for an hour): published again while the turn has budget left. Each agent runs at most
+    once whatever copy it takes (claim_start). None when there is nothing to do."""
     now = time.time()
     turn = s.execute(
         update(Turn)
@@ -394,7 +396,7 @@ def republish_lost(s: Session, turn_id: str, settings: Settings, lost_after_s: f
     ).one_or_none()
     if turn is None:
         return None
-    lost = _unstarted(s, turn_id, turn.agents)
+    lost = [a for a in _unstarted(s, turn_id, turn.agents) if a in agents]
     if not lost:
         return None
     s.add(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
@@ -334,10 +335,10 @@ def test_a_turn_whose_agents_never_reached_the_broker_gets_them_again_with_their
     assert restart_unpublished(s, turn_id, SETTINGS) is None  # published now: nothing to do twice
 
 
-def _sweep(s: Session) -> SweepReport:
+def _sweep(s: Session, **kwargs: Any) -> SweepReport:
     # The stack's own sweepers share this database and its lock: sweep when it is free.
     end = time.monotonic() + 10
-    while (report := sweep(s, SETTINGS, enqueue_turn=none, merge=none, enqueue_delivery=none)).skipped:
+    while (report := sweep(s, SETTINGS, enqueue_turn=none, merge=none, enqueue_delivery=none, **kwargs)).skipped:
         assert time.monotonic() < end, "the sweep lock was never free"
         time.sleep(0.05)
     return report
@@ -395,13 +396,16 @@ def test_the_sweeper_publishes_again_agent_tasks_nobody_took_and_does_not_merge_
     long_ago = datetime.now(UTC) - timedelta(minutes=1)
     # Past the deadline it had at its start, published a minute ago, with budget left.
     s.execute(update(Turn).where(Turn.id == turn_id).values(deadline_at=long_ago, published_at=long_ago))
-    report = _sweep(s)
+    # A broker whose queue holds as many tasks as turns wait for: a slow queue, nothing lost.
+    assert turn_id not in _sweep(s, queue_depth=lambda _agent: 10**6).lost
+    report = _sweep(s, queue_depth=lambda _agent: 0)  # an empty queue: the broker lost them
     assert turn_id in report.lost and turn_id not in report.merged
-    again = republish_lost(s, turn_id, SETTINGS, lost_after_s=5.0)
+    assert sorted(report.lost[turn_id]) == sorted(a for a in SETTINGS.agents if a != "knowledge")
+    again = republish_lost(s, turn_id, report.lost[turn_id], SETTINGS, lost_after_s=5.0)
     assert again is not None
     # Only the agents that never started; each with its whole deadline and the turn's budget.
     assert sorted(t.agent for t in again.tasks) == sorted(a for a in SETTINGS.agents if a != "knowledge")
     budget = s.get_one(Turn, turn_id).budget_at
     assert budget is not None and all(t.start_by == pytest.approx(budget.timestamp()) for t in again.tasks)
     # Just published again: not again until they had time to be taken up.
-    assert republish_lost(s, turn_id, SETTINGS, lost_after_s=5.0) is None
+    assert republish_lost(s, turn_id, report.lost[turn_id], SETTINGS, lost_after_s=5.0) is None
