@@ -11,14 +11,12 @@ from __future__ import annotations
 import time
 from enum import StrEnum
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from orchestrator.turns import Merged, Start, claim_start, merge_due, merge_turn, record_result
 from shared.celery_app import DELIVERY_QUEUE, app
 from shared.contracts import AgentResult, AgentTask, Customer, MergeTrigger
 from shared.db import after_commit, retrying, session_scope
-from shared.models import Conversation, Turn
 from shared.settings import get_settings
 
 DELIVER = "switchboard.deliver"
@@ -88,27 +86,23 @@ def admit_agent_task(task: AgentTask) -> tuple[Admission, AgentTask]:
     """
     settings = get_settings()
     with session_scope() as s:
-        row = s.execute(
-            select(Turn.agents, Conversation.id, Conversation.source, Conversation.customer)
-            .join(Conversation, Conversation.id == Turn.conversation_id)
-            .where(Turn.id == task.turn_id)
-        ).one_or_none()
-        if row is None or task.agent not in (row.agents or []) or row.id != task.conversation_id:
-            return Admission.forged, task
-        start, deadline_at = claim_start(s, task.turn_id, task.agent, settings.deadline_for(task.agent))
+        claim = claim_start(s, task.turn_id, task.agent, settings.deadline_for(task.agent), task.conversation_id)
+    if claim.start is Start.forged:
+        return Admission.forged, task
+    source = claim.source
     admitted = task.model_copy(
         update={
-            "customer": Customer.model_validate(row.customer),
-            "source": row.source,
-            "tenant": settings.tenant_of(row.source),
-            "deadline_at": deadline_at,
+            "customer": Customer.model_validate(claim.customer),
+            "source": source,
+            "tenant": settings.tenant_of(source),
+            "deadline_at": claim.deadline_at,
         }
     )
     admission = {
         Start.running: Admission.running,
         Start.duplicate: Admission.duplicate,
         Start.too_late: Admission.ended,
-    }[start]
+    }[claim.start]
     return admission, admitted
 
 

@@ -5,6 +5,7 @@ Pure functions of the results, so the rules are unit-tested without any service.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,8 +89,10 @@ def escalation_summary(
     decision: MergeDecision,
     results: dict[str, AgentResult],
     missing: list[str],
+    actions: Sequence[str] = (),
 ) -> str:
-    """What a human needs to pick the ticket up without reading every row."""
+    """What a human needs to pick the ticket up without reading every row. ``actions`` are
+    the changes on the record for the turn (the actions table), whatever the agents reported."""
     who = customer.get("name") or customer.get("id")
     lines = [
         f"Escalated: {decision.reason}.",
@@ -108,6 +111,9 @@ def escalation_summary(
         lines.extend(f"    fact: {f.statement}" for f in r.facts)
         lines.extend(f"    action: {c.tool}({c.arguments})" for c in r.tool_calls if c.call_id in set(r.actions))
     lines.extend(f"- {agent}: no result before the deadline" for agent in missing)
+    if actions:
+        lines.append("Done on this turn (from the record, whatever the agents reported):")
+        lines.extend(f"- {line}" for line in actions)
     if decision.suggested_reply:
         lines.append("Suggested reply (drafts of the agents that answered) is attached.")
     return "\n".join(lines)

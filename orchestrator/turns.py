@@ -42,6 +42,7 @@ from shared.contracts import (
 )
 from shared.db import after_commit
 from shared.guardrails import detect_injection, for_storage, mapping_for_storage, screen
+from shared.idempotency import ACTION_DONE, ACTION_PENDING, ACTION_REFUSED
 from shared.metrics import (
     AGENT_LATE_RESULTS,
     AGENT_TIMEOUTS,
@@ -51,6 +52,7 @@ from shared.metrics import (
     TURNS,
 )
 from shared.models import (
+    Action,
     AgentRun,
     AgentStart,
     Conversation,
@@ -370,8 +372,13 @@ def _restarted(
 
 def _unstarted(s: Session, turn_id: str, expected: Sequence[str]) -> list[str]:
     """The agents of a turn that have neither started nor sent a result."""
-    seen = set(s.execute(select(AgentStart.agent).where(AgentStart.turn_id == turn_id)).scalars())
-    seen |= set(s.execute(select(AgentRun.agent).where(AgentRun.turn_id == turn_id)).scalars())
+    seen = set(
+        s.execute(
+            select(AgentStart.agent)
+            .where(AgentStart.turn_id == turn_id)
+            .union(select(AgentRun.agent).where(AgentRun.turn_id == turn_id))
+        ).scalars()
+    )
     return [a for a in expected if a not in seen]
 
 
@@ -415,36 +422,51 @@ class Start(StrEnum):
     running = "running"  # this copy of the task runs the agent
     duplicate = "duplicate"  # another copy started it: this one does nothing
     too_late = "too_late"  # merged, or past the turn's budget: record that and run no tool
+    forged = "forged"  # no such turn, not this agent's, or not this conversation's
 
 
-def claim_start(s: Session, turn_id: str, agent: str, deadline_s: float) -> tuple[Start, float]:
+@dataclass(frozen=True)
+class Claim:
+    start: Start
+    deadline_at: float  # the agent's own deadline: its start plus its deadline
+    source: str = ""
+    customer: dict[str, Any] | None = None  # the turn's conversation's, never the task's
+
+
+_START = text(
+    """WITH started AS (
+           INSERT INTO agent_starts (turn_id, agent, started_at, deadline_at)
+           VALUES (:turn, :agent, :now, :deadline) ON CONFLICT DO NOTHING RETURNING deadline_at)
+       UPDATE turns SET deadline_at = greatest(turns.deadline_at, started.deadline_at)
+       FROM started WHERE turns.id = :turn RETURNING turns.id"""
+)
+
+
+def claim_start(s: Session, turn_id: str, agent: str, deadline_s: float, conversation_id: str | None = None) -> Claim:
     """An agent takes its turn: its deadline runs from now, and the turn waits for it.
 
     The turn's row is locked while the start is written, so a merge at the deadline either
-    sees this start or runs first (and this agent finds the turn done). Returns what to do
-    and the agent's deadline.
+    sees this start or runs first (and this agent finds the turn done). Two statements: the
+    locked read, and the start with the turn's deadline moved on.
     """
     now = time.time()
-    turn = s.execute(select(Turn.state, Turn.budget_at).where(Turn.id == turn_id).with_for_update()).one_or_none()
-    if (
-        turn is None
-        or turn.state != TurnState.running
-        or (turn.budget_at is not None and turn.budget_at.timestamp() <= now)
-    ):
-        return Start.too_late, now
+    turn = s.execute(
+        select(Turn.state, Turn.budget_at, Turn.agents, Conversation.id, Conversation.source, Conversation.customer)
+        .join(Conversation, Conversation.id == Turn.conversation_id)
+        .where(Turn.id == turn_id)
+        .with_for_update(of=Turn)
+    ).one_or_none()
+    if turn is None or agent not in (turn.agents or []) or conversation_id not in (None, turn.id):
+        return Claim(Start.forged, now)
+    known = {"source": turn.source, "customer": turn.customer}
+    spent = turn.budget_at is not None and turn.budget_at.timestamp() <= now
+    if turn.state != TurnState.running or spent:
+        return Claim(Start.too_late, now, **known)
     deadline_at = now + deadline_s
     started = s.execute(
-        pg_insert(AgentStart)
-        .values(turn_id=turn_id, agent=agent, started_at=_ts(now), deadline_at=_ts(deadline_at))
-        .on_conflict_do_nothing()
-        .returning(AgentStart.agent)
+        _START, {"turn": turn_id, "agent": agent, "now": _ts(now), "deadline": _ts(deadline_at)}
     ).scalar_one_or_none()
-    if started is None:
-        return Start.duplicate, now
-    s.execute(
-        update(Turn).where(Turn.id == turn_id).values(deadline_at=func.greatest(Turn.deadline_at, _ts(deadline_at)))
-    )
-    return Start.running, deadline_at
+    return Claim(Start.running if started else Start.duplicate, deadline_at, **known)
 
 
 def merge_due(s: Session, turn_id: str, now: float) -> float | None:
@@ -555,6 +577,16 @@ def merge_turn(
         if guardrail is not None
         else decide({a: results.get(a) for a in expected}, settings.confidence_threshold)
     )
+    # What the tools did, as written with each change: the merge never relies on an
+    # agent's result alone to know whether money moved.
+    actions = s.execute(select(Action).where(Action.turn_id == turn_id).order_by(Action.id)).scalars().all()
+    silent = [a for a in actions if a.state != ACTION_REFUSED and not _reported(a, results.get(a.agent))]
+    if silent and decision.outcome is not Outcome.escalated:
+        # An action the customer's reply would not mention (its agent was cut off, lost its
+        # result, or failed after acting; or a service never answered): a human takes it.
+        late = any(results.get(a.agent) is None or results[a.agent].status is AgentStatus.timed_out for a in silent)
+        reason = EscalationReason.timeout if late else EscalationReason.tool_failure
+        decision = escalated(reason, decision.suggested_reply, decision.answered_by)
     # What is stored and sent holds no full card number, IBAN or secret, whatever an agent
     # (or a model) wrote into its answer (PCI DSS: never stored).
     decision = replace(
@@ -588,7 +620,9 @@ def merge_turn(
             .where(Conversation.id == conversation.id, Conversation.with_human_since.is_(None))
             .values(with_human_since=func.now())
         )
-        summary = escalation_summary(conversation.customer, message.body, decision, results, missing)
+        summary = escalation_summary(
+            conversation.customer, message.body, decision, results, missing, [_action_line(a, results) for a in actions]
+        )
         s.add(
             Escalation(
                 id=new_id("esc"),
@@ -613,6 +647,32 @@ def merge_turn(
     latency = max(0.0, now - claimed.created_at.timestamp())
     after_commit(s, lambda: _observe_merge(turn_id, trigger, decision, timed_out, latency))
     return Merged(turn_id=turn_id, decision=decision, delivery_id=delivery_id)
+
+
+def _reported(action: Action, result: AgentResult | None) -> bool:
+    """The agent's own result carries this action as done: its answer can speak of it."""
+    if action.state != ACTION_DONE or result is None:
+        return False
+    if result.status not in (AgentStatus.answered, AgentStatus.escalate, AgentStatus.needs_info):
+        return False
+    return any(c.tool == action.tool and c.error is None for c in result.tool_calls)
+
+
+def _action_line(action: Action, results: dict[str, AgentResult]) -> str:
+    what = f"{action.tool} {action.object_id or ''}".strip()
+    if action.amount is not None:
+        what += f" {action.amount:.2f} {action.currency or ''}".rstrip()
+    state = {
+        ACTION_DONE: "done",
+        ACTION_PENDING: f"sent to {action.backend}, which never answered: check it before doing it again",
+        ACTION_REFUSED: "refused by the service (nothing was done)",
+    }.get(action.state, action.state)
+    note = (
+        ""
+        if _reported(action, results.get(action.agent)) or action.state != ACTION_DONE
+        else ("; the agent's result does not report it")
+    )
+    return f"{what} by {action.agent}: {state}{note}"
 
 
 def _observe_merge(

@@ -26,6 +26,7 @@ import inspect
 import logging
 import typing
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -33,7 +34,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shared.db import session_scope
 from shared.errors import PolicyViolation, ToolError
-from shared.idempotency import audit, idempotency_key
+from shared.idempotency import (
+    ACTION_DONE,
+    ACTION_PENDING,
+    ACTION_REFUSED,
+    idempotency_key,
+    record_action,
+    settle_action,
+)
 from shared.settings import ToolBackend, get_settings
 from shared.tools import SideEffect, Tool, ToolArgs, ToolContext, ToolFn, function_tool
 
@@ -70,8 +78,11 @@ def backend_tool(
         def run(ctx: ToolContext, args: Any) -> Any:
             backend = get_settings().tool_backends.get(tool_name)
             if backend is not None:
-                action = None if side_effect == "read" else idempotency_key(ctx.turn_id, tool_name, *_parts(args, key))
-                return call_backend(backend, tool_name, ctx, args, action, critical=is_critical)
+                parts = _parts(args, key)
+                action = None if side_effect == "read" else idempotency_key(ctx.turn_id, tool_name, *parts)
+                return call_backend(
+                    backend, tool_name, ctx, args, action, critical=is_critical, object_id=":".join(parts) or None
+                )
             try:
                 return fn(ctx, args)
             except SQLAlchemyError as exc:  # only the store: a timeout signal or a bug must propagate as is
@@ -120,8 +131,13 @@ def call_backend(
     action_key: str | None,
     *,
     critical: bool,
+    object_id: str | None = None,
 ) -> Any:
-    """POST one tool call to a company's service and map its answer to output or ToolError."""
+    """POST one tool call to a company's service and map its answer to output or ToolError.
+
+    A changing call is on the record before it is sent (``actions``, pending) and settled by
+    the answer: done on a 2xx, refused on a 4xx; no answer leaves it pending, which the
+    merge reports as "may have been done, a human must check"."""
     payload = {
         "tool": tool,
         "tenant": ctx.tenant,
@@ -135,6 +151,8 @@ def call_backend(
     if action_key is not None:
         headers.setdefault("Idempotency-Key", action_key)
     unsure = " It may or may not have taken effect; a human must check." if action_key is not None else ""
+    if action_key is not None:
+        _pending(ctx, tool, action_key, object_id, getattr(args, "amount", None), str(backend.url))
     try:
         response = httpx.post(str(backend.url), json=payload, headers=headers, timeout=backend.timeout_s)
     except httpx.TimeoutException:
@@ -155,6 +173,8 @@ def call_backend(
         message, kind = _error_message(response)
         kind = kind or _KIND_BY_STATUS.get(status, "error")
         message = message or f"{tool} was refused by the service (HTTP {status}). Do not retry with the same arguments."
+        if action_key is not None:
+            _settle(action_key, ACTION_REFUSED, None)
         if kind == "policy":
             raise PolicyViolation(message)
         raise ToolError(message, kind=kind)
@@ -173,16 +193,39 @@ def call_backend(
             kind="backend",
         ) from None
     if action_key is not None:
-        _audit_remote(ctx, tool, action_key, str(backend.url), status)
+        _settle(action_key, ACTION_DONE, output if isinstance(output, dict) else None)
     return output
 
 
-def _audit_remote(ctx: ToolContext, tool: str, action_key: str, url: str, status: int) -> None:
-    """The audit row for a change a company's service made: after the fact, in its own unit of work."""
+def _pending(ctx: ToolContext, tool: str, key: str, object_id: str | None, amount: Any, url: str) -> None:
+    """The change is on the record before the service is asked to make it (its own unit of
+    work, committed): whatever happens to the call or to this worker, the merge sees it."""
+    with session_scope() as session:
+        record_action(
+            session,
+            ctx,
+            tool,
+            key=key,
+            object_id=object_id,
+            amount=amount if isinstance(amount, Decimal) else None,
+            state=ACTION_PENDING,
+            backend=url,
+            data={"backend": url},
+        )
+
+
+def _settle(key: str, state: str, output: dict[str, Any] | None) -> None:
+    amount, currency = None, None
+    if output is not None:
+        try:
+            amount = Decimal(str(output["amount"])) if output.get("amount") is not None else None
+        except (ArithmeticError, ValueError):
+            amount = None
+        currency = str(output["currency"])[:3] if output.get("currency") else None
     try:
         with session_scope() as session:
-            audit(session, ctx, tool, {"backend": url, "idempotency_key": action_key, "http_status": status})
+            settle_action(session, key, state, amount, currency)
     except Exception:
-        # The change happened at the company's service; a missing audit row must not hide
-        # that from the agent, but it must not go unnoticed either.
-        log.exception("could not record the audit event for %s on turn %s", tool, ctx.turn_id)
+        # The service answered; the action stays pending on the record, which the merge
+        # reports as unconfirmed: a human checks instead of trusting a missing row.
+        log.exception("could not settle the action %s as %s", key, state)

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared.models import Event
+from shared.contracts import TurnState
+from shared.errors import PolicyViolation
+from shared.models import Action, Event, Turn
 from shared.sandbox.models import SandboxIdempotency
 from shared.tools import ToolContext
 
@@ -55,6 +58,68 @@ def once(session: Session, key: str, tool: str, action: Callable[[], dict[str, A
     result = action()
     session.execute(update(SandboxIdempotency).where(SandboxIdempotency.key == key).values(result=result))
     return result
+
+
+ACTION_DONE, ACTION_PENDING, ACTION_REFUSED = "done", "pending", "refused"
+
+
+def record_action(
+    session: Session,
+    ctx: ToolContext,
+    tool: str,
+    *,
+    key: str,
+    object_id: str | None = None,
+    amount: Decimal | None = None,
+    currency: str | None = None,
+    data: dict[str, Any] | None = None,
+    state: str = ACTION_DONE,
+    backend: str | None = None,
+) -> None:
+    """Put a change on the record in the caller's transaction, the one that makes the change.
+
+    The turn's row is locked (shared) first: a merge that runs at the same moment waits
+    for this transaction and then reads the action, or ran first, and then the change is
+    refused and rolled back with everything else. No change is made on a turn that ended.
+    """
+    state_now = session.execute(
+        select(Turn.state).where(Turn.id == ctx.turn_id).with_for_update(read=True)
+    ).scalar_one_or_none()
+    if state_now != TurnState.running:
+        raise PolicyViolation(
+            f"This turn is over ({'no such turn' if state_now is None else 'it was merged'}): {tool} was not "
+            "done and nothing more may be changed on it. Stop; a human will see the customer's request."
+        )
+    session.execute(
+        insert(Action)
+        .values(
+            turn_id=ctx.turn_id,
+            conversation_id=ctx.conversation_id,
+            tenant=ctx.tenant,
+            customer_id=ctx.customer_id,
+            agent=ctx.agent,
+            tool=tool,
+            object_id=object_id,
+            amount=amount,
+            currency=currency,
+            state=state,
+            idempotency_key=key,
+            backend=backend,
+        )
+        .on_conflict_do_update(
+            constraint="uq_actions_idempotency_key",
+            set_={"state": state, "amount": amount, "currency": currency, "updated_at": func.now()},
+        )
+    )
+    audit(session, ctx, tool, {**(data or {}), "idempotency_key": key, "state": state})
+
+
+def settle_action(session: Session, key: str, state: str, amount: Decimal | None, currency: str | None) -> None:
+    """A company's service answered a pending action: done or refused."""
+    values: dict[str, Any] = {"state": state, "updated_at": func.now()}
+    if amount is not None:
+        values.update(amount=amount, currency=currency)
+    session.execute(update(Action).where(Action.idempotency_key == key).values(**values))
 
 
 def audit(session: Session, ctx: ToolContext, tool: str, data: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -13,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Numeric,
     String,
     Text,
     UniqueConstraint,
@@ -161,6 +163,35 @@ class ToolCall(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     duration_ms: Mapped[float] = mapped_column(default=0.0)
     created_at: Mapped[datetime] = _now()
+
+
+class Action(Base):
+    """A change a tool made to the company's systems, written in the same transaction as the
+    change (the sandbox), or before the call as ``pending`` and settled by the answer (a
+    company's HTTP service). The merge reads these rows: no action is ever silent."""
+
+    __tablename__ = "actions"
+    __table_args__ = (
+        UniqueConstraint("idempotency_key", name="uq_actions_idempotency_key"),
+        CheckConstraint("state IN ('done', 'pending', 'refused')", name="ck_actions_state"),
+        Index("ix_actions_customer_tool", "tenant", "customer_id", "tool", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    turn_id: Mapped[str] = mapped_column(ForeignKey("turns.id", ondelete="CASCADE"), index=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    tenant: Mapped[str] = mapped_column(String(64))
+    customer_id: Mapped[str] = mapped_column(String(256))
+    agent: Mapped[str] = mapped_column(String(32))
+    tool: Mapped[str] = mapped_column(String(64))
+    object_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2), nullable=True)
+    currency: Mapped[str | None] = mapped_column(String(3), nullable=True)
+    state: Mapped[str] = mapped_column(String(16))  # done | pending (a service's answer unknown) | refused
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    backend: Mapped[str | None] = mapped_column(Text, nullable=True)  # the service's URL; None: the sandbox
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
 
 
 class Escalation(Base):

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.errors import PolicyViolation, ToolError
-from shared.idempotency import audit
+from shared.idempotency import record_action
 from shared.sandbox.models import SandboxCustomer, SandboxOrder, SandboxPasswordReset, money, owned_by
 from shared.tools import ToolContext
 
@@ -66,7 +66,14 @@ def send_reset(session: Session, ctx: ToolContext, c: SandboxCustomer, email: st
     reset = SandboxPasswordReset(id=f"pr_{uuid.uuid4().hex[:12]}", customer_id=c.id, sent_to=email)
     session.add(reset)
     # The audit row names the address masked: events are read by people who need not see it.
-    audit(session, ctx, "send_password_reset", {"reset_id": reset.id, "sent_to": masked(email), "idempotency_key": key})
+    record_action(
+        session,
+        ctx,
+        "send_password_reset",
+        key=key,
+        object_id=c.id,
+        data={"reset_id": reset.id, "sent_to": masked(email)},
+    )
     session.flush()
     return {
         "sent": True,

@@ -23,7 +23,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from shared.errors import PolicyViolation, ToolError
-from shared.idempotency import audit
+from shared.idempotency import record_action
 from shared.sandbox.models import (
     SandboxCustomer,
     SandboxInvoice,
@@ -235,12 +235,16 @@ def refund(
         idempotency_key=key,
     )
     session.add(refund)
-    audit(
+    record_action(
         session,
         ctx,
         "refund_payment",
-        {"refund_id": refund.id, "payment_id": payment.id, "amount": money(amount), "currency": payment.currency,
-         "reason": reason, "idempotency_key": key},
+        key=key,
+        object_id=payment.id,
+        amount=amount,
+        currency=payment.currency,
+        data={"refund_id": refund.id, "payment_id": payment.id, "amount": money(amount),
+              "currency": payment.currency, "reason": reason},
     )  # fmt: skip
     session.flush()
     return {
@@ -306,7 +310,7 @@ def cancel(session: Session, ctx: ToolContext, sub: SandboxSubscription, key: st
     ).rowcount  # type: ignore[attr-defined]
     session.refresh(sub)
     if changed:
-        audit(session, ctx, "cancel_subscription", {"subscription_id": sub.id, "idempotency_key": key})
+        record_action(session, ctx, "cancel_subscription", key=key, object_id=sub.id, data={"subscription_id": sub.id})
     elif sub.status not in (ENDING, *CANCELED):
         raise PolicyViolation(
             f"Subscription {sub.id} is {sub.status} and cannot be cancelled by an agent. Escalate to a human."

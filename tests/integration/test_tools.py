@@ -11,12 +11,13 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 import agents.account
@@ -86,10 +87,42 @@ def sandbox(database_url: str) -> Iterator[None]:
     yield
 
 
+def fresh_turn() -> str:
+    return f"turn_{uuid.uuid4().hex[:12]}"
+
+
+def running_turn(turn: str, customer: str, state: str = "running") -> None:
+    """The running turn a tool acts in: a change is on the record with its turn, and a tool
+    changes nothing on a turn that is over."""
+    with session_scope() as session:
+        session.execute(
+            text(
+                "INSERT INTO conversations (id, source, external_id, channel, subject, customer_id, customer) "
+                "VALUES (:c, 'helpdesk', :c, 'email', '', :customer, CAST(:doc AS jsonb)) ON CONFLICT DO NOTHING"
+            ),
+            {"c": f"conv_{turn}", "customer": customer, "doc": json.dumps({"id": customer})},
+        )
+        session.execute(
+            text(
+                "INSERT INTO messages (id, conversation_id, role, body) VALUES (:m, :c, 'customer', 'hi') "
+                "ON CONFLICT DO NOTHING"
+            ),
+            {"m": f"msg_{turn}", "c": f"conv_{turn}"},
+        )
+        session.execute(
+            text(
+                "INSERT INTO turns (id, conversation_id, message_id, seq, state, agents, results_in, attempts) "
+                "VALUES (:t, :c, :m, 1, :state, '[]'::jsonb, 0, 0) ON CONFLICT (id) DO UPDATE SET state = :state"
+            ),
+            {"t": turn, "c": f"conv_{turn}", "m": f"msg_{turn}", "state": state},
+        )
+
+
 def context(
     customer: str = ANA, agent: str = "billing", turn: str | None = None, tenant: str = SANDBOX_TENANT
 ) -> ToolContext:
     turn = turn or f"turn_{uuid.uuid4().hex[:12]}"
+    running_turn(turn, customer)
     return ToolContext(
         turn_id=turn,
         conversation_id=f"conv_{turn}",
@@ -115,6 +148,38 @@ def refunds(payment_id: str) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------- refunds: once
+
+
+def test_a_refund_is_on_the_record_with_its_turn_agent_object_and_amount() -> None:
+    turn = fresh_turn()
+    out = call("refund_payment", {"payment_id": "pay_2", "amount": "20.00"}, turn=turn)
+    assert out["refunded"] is True
+    assert rows(f"SELECT {ACTION_COLUMNS} FROM actions WHERE turn_id = :t", t=turn) == [
+        {
+            "turn_id": turn,
+            "agent": "billing",
+            "tool": "refund_payment",
+            "object_id": "pay_2",
+            "amount": "20.00",
+            "currency": "USD",
+            "state": "done",
+            "idempotency_key": f"{turn}:refund_payment:pay_2",
+            "backend": None,
+        }
+    ]
+    call("refund_payment", {"payment_id": "pay_2", "amount": "20.00"}, turn=turn)  # a repeat: the first result
+    assert len(rows("SELECT id FROM actions WHERE turn_id = :t", t=turn)) == 1
+
+
+def test_a_tool_changes_nothing_on_a_turn_that_is_over() -> None:
+    turn = fresh_turn()
+    ctx = context(turn=turn)
+    running_turn(turn, ANA, state="done")  # merged before the tool ran (the agent was cut off)
+    for tool, args in (("refund_payment", {"payment_id": "pay_2"}), ("cancel_subscription", {})):
+        with pytest.raises(PolicyViolation, match="This turn is over"):
+            TOOLS.execute(ctx, tool, args)
+    assert refunds("pay_2") == [] and rows("SELECT * FROM actions WHERE turn_id = :t", t=turn) == []
+    assert rows("SELECT status FROM sandbox_subscriptions WHERE id = 'sub_1'") == [{"status": "active"}]
 
 
 def test_duplicate_charge_is_refunded_once_when_the_call_is_repeated_in_a_turn() -> None:
@@ -421,12 +486,15 @@ class Service:
 
     def __init__(self) -> None:
         self.received: list[tuple[str, dict[str, Any], dict[str, str]]] = []
+        self.on_request: Callable[[], None] | None = None  # runs while the call is in flight
         service = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 service.received.append((self.path, body, dict(self.headers.items())))
+                if service.on_request is not None:
+                    service.on_request()
                 status, answer = {
                     "/ok": (200, {"refunded": True, "refund_id": "re_remote", "echo": body["arguments"]}),
                     "/missing": (404, {"error": "No payment pay_x at Acme. Call list_payments first."}),
@@ -486,6 +554,55 @@ def test_a_tool_with_an_http_backend_posts_the_call_and_returns_the_answer(
     assert headers["Authorization"] == "Bearer t0k" and headers["Idempotency-Key"] == "turn_h:refund_payment:pay_2"
     assert refunds("pay_2") == [], "the sandbox is not touched when a backend serves the tool"
     assert len(rows("SELECT * FROM events WHERE kind = 'tool.refund_payment' AND turn_id = 'turn_h'")) == 1
+
+
+ACTION_COLUMNS = "turn_id, agent, tool, object_id, amount::text AS amount, currency, state, idempotency_key, backend"
+
+
+def test_a_change_sent_to_a_service_is_on_the_record_before_the_call_and_settled_by_its_answer(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    route(monkeypatch, refund_payment={"url": service.url("/ok")}, cancel_subscription={"url": service.url("/down")})
+    turn, other = fresh_turn(), fresh_turn()
+    in_flight: list[list[dict[str, Any]]] = []
+    query = f"SELECT {ACTION_COLUMNS} FROM actions WHERE turn_id = '{turn}'"
+    service.on_request = lambda: in_flight.append(rows(query))
+    call("refund_payment", {"payment_id": "pay_2", "amount": "10.50"}, turn=turn)
+    pending = {
+        "turn_id": turn,
+        "agent": "billing",
+        "tool": "refund_payment",
+        "object_id": "pay_2",
+        "amount": "10.50",
+        "currency": None,
+        "state": "pending",
+        "idempotency_key": f"{turn}:refund_payment:pay_2",
+        "backend": service.url("/ok"),
+    }
+    assert in_flight == [[pending]]  # while the service worked on it, the record said "pending"
+    assert rows(query) == [{**pending, "state": "done"}]
+    # A service that never answers leaves the action pending: the merge reports it as unconfirmed.
+    refused("cancel_subscription", turn=other)
+    assert [r["state"] for r in rows("SELECT state FROM actions WHERE turn_id = :t", t=other)] == ["pending"]
+
+
+def test_a_refused_call_to_a_service_is_on_the_record_as_refused(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    route(monkeypatch, refund_payment={"url": service.url("/missing")})
+    turn = fresh_turn()
+    refused("refund_payment", {"payment_id": "pay_x"}, turn=turn)
+    assert [r["state"] for r in rows("SELECT state FROM actions WHERE turn_id = :t", t=turn)] == ["refused"]
+
+
+def test_no_service_is_called_for_a_turn_that_is_over(service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    route(monkeypatch, refund_payment={"url": service.url("/ok")})
+    turn = fresh_turn()
+    ctx = context(turn=turn)
+    running_turn(turn, ANA, state="done")  # merged since the agent started
+    with pytest.raises(PolicyViolation, match="This turn is over"):
+        TOOLS.execute(ctx, "refund_payment", {"payment_id": "pay_2"})
+    assert service.received == [] and rows("SELECT * FROM actions WHERE turn_id = :t", t=turn) == []
 
 
 def test_a_read_through_the_http_backend_carries_no_idempotency_key(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -44,8 +45,11 @@ from shared.contracts import (
     ToolCallRecord,
     TurnState,
 )
+from shared.errors import PolicyViolation
+from shared.idempotency import record_action
 from shared.models import AgentRun, AgentStart, Conversation, Delivery, Escalation, Event, Message, Turn
 from shared.settings import Settings
+from shared.tools import ToolContext
 
 pytestmark = pytest.mark.integration
 
@@ -349,17 +353,20 @@ def test_an_agent_deadline_runs_from_its_own_start_and_a_second_copy_does_not_ru
     before = s.get_one(Turn, turn_id).deadline_at
     assert before is not None
     time.sleep(0.2)  # the agent starts a while after the turn did (a queue, a slow worker)
-    start, deadline_at = claim_start(s, turn_id, "billing", SETTINGS.deadline_for("billing"))
-    assert start is Start.running
+    claim = claim_start(s, turn_id, "billing", SETTINGS.deadline_for("billing"))
+    assert claim.start is Start.running
     row = s.execute(select(AgentStart).where(AgentStart.turn_id == turn_id)).scalar_one()
     assert (row.deadline_at - row.started_at).total_seconds() == pytest.approx(SETTINGS.deadline_for("billing"))
-    assert row.deadline_at.timestamp() == pytest.approx(deadline_at)
+    assert row.deadline_at.timestamp() == pytest.approx(claim.deadline_at)
     # The turn now waits for that deadline, later than the one it had at its start.
     s.expire_all()
     assert s.get_one(Turn, turn_id).deadline_at == row.deadline_at > before
     # A copy of the same task (the broker redelivered it, the sweeper published it again) does nothing.
-    assert claim_start(s, turn_id, "billing", 3.0)[0] is Start.duplicate
+    assert claim_start(s, turn_id, "billing", 3.0).start is Start.duplicate
     assert _count(s, AgentStart, turn_id=turn_id) == 1
+    # A task for an agent the turn did not ask, or naming another conversation, is forged.
+    assert claim_start(s, turn_id, "marketing", 3.0).start is Start.forged
+    assert claim_start(s, turn_id, "account", 3.0, conversation_id="conv_other").start is Start.forged
 
 
 def test_a_turn_waits_for_an_agent_that_has_not_started_until_its_budget(s: Session) -> None:
@@ -383,10 +390,10 @@ def test_a_turn_waits_for_an_agent_that_has_not_started_until_its_budget(s: Sess
 def test_an_agent_that_comes_after_the_budget_runs_no_tool(s: Session) -> None:
     turn_id = _started(s)
     s.execute(update(Turn).where(Turn.id == turn_id).values(budget_at=datetime.now(UTC) - timedelta(seconds=1)))
-    assert claim_start(s, turn_id, "billing", 3.0)[0] is Start.too_late
+    assert claim_start(s, turn_id, "billing", 3.0).start is Start.too_late
     assert _count(s, AgentStart, turn_id=turn_id) == 0
     merge_turn(s, turn_id, MergeTrigger.deadline, SETTINGS)
-    assert claim_start(s, turn_id, "account", 3.0)[0] is Start.too_late  # merged
+    assert claim_start(s, turn_id, "account", 3.0).start is Start.too_late  # merged
 
 
 def test_the_sweeper_publishes_again_agent_tasks_nobody_took_and_does_not_merge_their_turn(s: Session) -> None:
@@ -409,3 +416,59 @@ def test_the_sweeper_publishes_again_agent_tasks_nobody_took_and_does_not_merge_
     assert budget is not None and all(t.start_by == pytest.approx(budget.timestamp()) for t in again.tasks)
     # Just published again: not again until they had time to be taken up.
     assert republish_lost(s, turn_id, report.lost[turn_id], SETTINGS, lost_after_s=5.0) is None
+
+
+def _refunded(s: Session, turn_id: str, agent: str = "billing") -> None:
+    """A refund as the sandbox writes it: the action row in the change's own transaction."""
+    turn = s.get_one(Turn, turn_id)
+    ctx = ToolContext(
+        turn_id=turn_id,
+        conversation_id=turn.conversation_id,
+        agent=agent,
+        customer_id="cust_1",
+        tenant="helpdesk",
+        source="helpdesk",
+    )
+    record_action(
+        s, ctx, "refund_payment", key=f"{turn_id}:refund_payment:pay_9", object_id="pay_9",
+        amount=Decimal("49.00"), currency="USD",
+    )  # fmt: skip
+
+
+def test_an_action_whose_agent_never_reported_escalates_and_the_summary_says_what_was_done(s: Session) -> None:
+    turn_id = _started(s)
+    _refunded(s, turn_id)  # billing refunded, then was cut off (or killed) before its result
+    for agent in ("knowledge", "account"):
+        record_result(s, _answer(turn_id, agent), 0.0)
+    merged = merge_turn(s, turn_id, MergeTrigger.deadline, SETTINGS)
+    # The other agents' answers would have made a reply that never mentions the refund.
+    assert merged is not None and (merged.decision.outcome, merged.decision.reason) == ("escalated", "timeout")
+    summary = s.execute(select(Escalation.summary).where(Escalation.turn_id == turn_id)).scalar_one()
+    assert "Done on this turn (from the record, whatever the agents reported):" in summary
+    assert "- refund_payment pay_9 49.00 USD by billing: done; the agent's result does not report it" in summary
+
+
+def test_an_action_its_agent_reported_is_answered_as_usual(s: Session) -> None:
+    turn_id = _started(s)
+    _refunded(s, turn_id)
+    call = ToolCallRecord(call_id="call_r", tool="refund_payment", arguments={"payment_id": "pay_9"}, output={})
+    billing = _answer(turn_id, "billing").model_copy(
+        update={
+            "tool_calls": [call],
+            "facts": [Fact(statement="refunded", call_id="call_r")],
+            "actions": ["call_r"],
+        }
+    )
+    record_result(s, billing, 0.0)
+    for agent in ("knowledge", "account"):
+        record_result(s, _answer(turn_id, agent), 0.0)
+    merged = merge_turn(s, turn_id, MergeTrigger.all_in, SETTINGS)
+    assert merged is not None and merged.decision.outcome is Outcome.resolved
+    assert _count(s, Escalation, turn_id=turn_id) == 0
+
+
+def test_no_action_is_made_on_a_turn_that_was_merged(s: Session) -> None:
+    turn_id = _started(s)
+    merge_turn(s, turn_id, MergeTrigger.deadline, SETTINGS)
+    with pytest.raises(PolicyViolation, match="This turn is over"):
+        _refunded(s, turn_id)
