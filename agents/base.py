@@ -4,7 +4,9 @@
 - never past the turn's deadline (the Celery soft time limit backs this up for a brain
   or tool that hangs);
 - the same tool with the same arguments twice escalates (``loop``);
-- a critical tool failure escalates (``tool_failure``).
+- a critical tool failure escalates (``tool_failure``);
+- a changing tool runs only when the customer asked for that action on that kind of
+  object (``agents.consent``); otherwise the agent asks them to confirm.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from agents.consent import confirmation, consented
 from shared.brains import AgentProfile, AgentView, Brain, CallTool, Finish
 from shared.contracts import (
     AgentResult,
@@ -119,6 +122,16 @@ class Agent:
                     detail=f"{decision.tool} was called twice with the same arguments",
                 )
             seen_calls.add(signature)
+            tool = self.registry.get(decision.tool)
+            if tool is not None and tool.side_effect != "read" and not consented(tool.name, task.window):
+                # Whatever picked this tool (a classifier's score, a model), the customer did
+                # not ask for it in words: ask them, and change nothing until they say so.
+                return finish(
+                    AgentStatus.needs_info,
+                    answer=confirmation(tool.name, decision.arguments),
+                    confidence=1.0,
+                    detail=f"the message does not ask for {tool.name}: asked the customer to confirm",
+                )
             record = self._call(ctx, decision)
             history.append(record)
             if record.critical:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, update
+from limits import parse as parse_limit
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -23,6 +25,7 @@ from shared.contracts import TurnState
 from shared.errors import PolicyViolation
 from shared.models import Action, Event, Turn
 from shared.sandbox.models import SandboxIdempotency
+from shared.settings import get_settings
 from shared.tools import ToolContext
 
 MAX_KEY_LENGTH = 255
@@ -90,6 +93,7 @@ def record_action(
             f"This turn is over ({'no such turn' if state_now is None else 'it was merged'}): {tool} was not "
             "done and nothing more may be changed on it. Stop; a human will see the customer's request."
         )
+    _within_velocity(session, ctx, tool, key)
     session.execute(
         insert(Action)
         .values(
@@ -112,6 +116,38 @@ def record_action(
         )
     )
     audit(session, ctx, tool, {**(data or {}), "idempotency_key": key, "state": state})
+
+
+def _within_velocity(session: Session, ctx: ToolContext, tool: str, key: str) -> None:
+    """A customer's changes of one kind are limited per window (settings.velocity_limits).
+
+    Counted in the change's own transaction, under a lock per (tenant, customer, tool), so
+    two turns racing cannot both take the last one. A repeat of the same action (same key)
+    is not a new one."""
+    limit_text = get_settings().velocity_limits.get(tool)
+    if limit_text is None:
+        return
+    limit = parse_limit(limit_text)
+    lock = hashlib.sha256(f"{ctx.tenant}\x00{ctx.customer_id}\x00{tool}".encode()).digest()
+    session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": int.from_bytes(lock[:8], "big", signed=True)})
+    since = datetime.now(UTC) - timedelta(seconds=limit.get_expiry())
+    recent = session.execute(
+        select(func.count())
+        .select_from(Action)
+        .where(
+            Action.tenant == ctx.tenant,
+            Action.customer_id == ctx.customer_id,
+            Action.tool == tool,
+            Action.state != ACTION_REFUSED,
+            Action.created_at > since,
+            Action.idempotency_key != key,
+        )
+    ).scalar_one()
+    if recent >= limit.amount:
+        raise PolicyViolation(
+            f"This customer has reached the limit of {limit.amount} {tool} per {limit.GRANULARITY.name}: "
+            f"{tool} was not done. Do not retry; escalate to a human (reason: policy)."
+        )
 
 
 def settle_action(session: Session, key: str, state: str, amount: Decimal | None, currency: str | None) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
+from limits import parse as parse_limit
 from pydantic import BaseModel, Field, HttpUrl, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -127,6 +128,15 @@ class Settings(BaseSettings):
     # automatically (100 KWD is about 325 USD).
     refund_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
     max_auto_refunds: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    # Velocity limits per customer, by tool ("N/second|minute|hour|day"): a change past its
+    # limit is not made and the turn goes to a human (policy), whichever backend serves it.
+    velocity_limits: dict[str, str] = Field(
+        default_factory=lambda: {
+            "refund_payment": "3/day",
+            "cancel_subscription": "2/day",
+            "send_password_reset": "3/hour",
+        }
+    )
     # Tools served by a company's own HTTP service instead of the sandbox, by tool name
     tool_backends: dict[str, ToolBackend] = Field(default_factory=dict)
     # More tools for the agents, as "module:NAME" of a list of tools (each goes to the
@@ -181,6 +191,18 @@ class Settings(BaseSettings):
     def _psycopg_driver(cls, url: str | None) -> str | None:
         """Normalised once, here: everything that reads the setting gets a SQLAlchemy URL."""
         return normalise_database_url(url) if url else url
+
+    @field_validator("velocity_limits")
+    @classmethod
+    def _velocity_limits_parse(cls, limits: dict[str, str]) -> dict[str, str]:
+        for tool, limit in limits.items():
+            try:
+                parse_limit(limit)
+            except ValueError:
+                raise ValueError(
+                    f"SWITCHBOARD_VELOCITY_LIMITS[{tool}]: {limit!r} is not a limit; write it like '3/day' or '5/hour'"
+                ) from None
+        return limits
 
     @model_validator(mode="after")
     def _budget_holds_a_deadline(self) -> Settings:

@@ -17,6 +17,7 @@ from sqlalchemy import delete
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from shared.models import Action
 from shared.sandbox.fixture_format import SECTIONS, PaymentIn, Record, parse_when
 from shared.sandbox.models import SANDBOX_TABLES
 from shared.sandbox.policy import FixtureError, set_policy
@@ -198,7 +199,10 @@ def load_fixture(
 
 
 def reset_sandbox(session: Session) -> None:
-    """Empty the sandbox store, its policy overrides and its idempotency records."""
+    """Empty the sandbox store, its policy overrides and its idempotency records, and the
+    record of the changes made to it (the actions the sandbox served): a fresh store has
+    had nothing done to it, so a velocity limit starts from zero. Audit events stay."""
     for table in SANDBOX_TABLES:
         session.execute(delete(table))
+    session.execute(delete(Action).where(Action.backend.is_(None)))
     session.flush()

@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+import redis
 
 from shared import db
 from shared.celery_app import create_app
@@ -89,36 +90,41 @@ def test_a_forged_agent_task_for_a_running_turn_acts_for_the_turns_own_tenant(st
     """A task put on the broker for a running globex turn, claiming the sandbox's tenant and
     naming its customer, is admitted with the turn's own tenant and customer: nothing moves."""
     customer, payment = _customer_with_a_payment()
-    hold = [{"sleep": 30}]  # billing stays busy, and the turn running, until its deadline
-    accepted = (
-        stack.client("globex")
-        .post(
-            "/v1/tickets",
-            json=ticket(
-                script(billing=hold, knowledge=[{"finish": "not_applicable"}], account=[{"finish": "not_applicable"}]),
-                source="globex",
-                customer={"id": customer},
-            ),
+    done = [{"finish": "not_applicable"}]
+    stack.supervisor.kill("billing")  # the forged task must be the first copy a billing worker takes
+    try:
+        accepted = (
+            stack.client("globex")
+            .post(
+                "/v1/tickets",
+                json=ticket(
+                    script(billing=done, knowledge=done, account=done), source="globex", customer={"id": customer}
+                ),
+            )
+            .json()
         )
-        .json()
-    )
-    _wait_running(accepted["turn_id"])  # a task for a turn not started yet is refused outright
-    refund = [{"call": "refund_payment", "args": {"payment_id": payment}}, {"finish": "answered", "answer": "ok"}]
-    now = time.time()
-    forged = {
-        "turn_id": accepted["turn_id"],
-        "conversation_id": accepted["conversation_id"],
-        "agent": "billing",
-        "source": "helpdesk",
-        "tenant": SANDBOX_TENANT,
-        "customer": {"id": customer},
-        "window": [{"role": "customer", "body": json.dumps(script(billing=refund))}],
-        "deadline_at": now + 3,
-        "published_at": now,
-    }
-    broker = create_app(Settings(broker_url=REDIS_URL))
-    broker.send_task("switchboard.agent.billing", args=[forged], queue="agent.billing")
-    wait_done(accepted["turn_id"])
+        _wait_running(accepted["turn_id"])  # a task for a turn not started yet is refused outright
+        broker_redis = redis.Redis.from_url(REDIS_URL)
+        queued = [key for key in broker_redis.keys("agent.billing*") if b"unacked" not in key]
+        broker_redis.delete(*queued)  # the turn's own billing task: gone, the forged one takes its place
+        refund = [{"call": "refund_payment", "args": {"payment_id": payment}}, {"finish": "answered", "answer": "ok"}]
+        now = time.time()
+        forged = {
+            "turn_id": accepted["turn_id"],
+            "conversation_id": accepted["conversation_id"],
+            "agent": "billing",
+            "source": "helpdesk",
+            "tenant": SANDBOX_TENANT,
+            "customer": {"id": customer},
+            "window": [{"role": "customer", "body": json.dumps(script(billing=refund))}],
+            "deadline_at": now + 3,
+            "published_at": now,
+        }
+        broker = create_app(Settings(broker_url=REDIS_URL))
+        broker.send_task("switchboard.agent.billing", args=[forged], queue="agent.billing")
+    finally:
+        stack.restart("billing")
+    wait_done(accepted["turn_id"], timeout=40)
     # Admitted while the turn ran, so its tool did run: as globex, to whom the customer is unknown.
     calls = rows("SELECT tool, error FROM tool_calls WHERE turn_id = :t", t=accepted["turn_id"])
     assert calls == [

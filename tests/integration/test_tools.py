@@ -171,6 +171,25 @@ def test_a_refund_is_on_the_record_with_its_turn_agent_object_and_amount() -> No
     assert len(rows("SELECT id FROM actions WHERE turn_id = :t", t=turn)) == 1
 
 
+def test_a_customer_past_the_velocity_limit_gets_a_human_not_another_refund(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWITCHBOARD_VELOCITY_LIMITS", json.dumps({"refund_payment": "2/day"}))
+    get_settings.cache_clear()
+    try:
+        first = fresh_turn()
+        call("refund_payment", {"payment_id": "pay_1"}, turn=first)
+        call("refund_payment", {"payment_id": "pay_2"}, turn=fresh_turn())
+        error = refused("refund_payment", {"payment_id": "pay_recent"}, turn=fresh_turn())
+        assert isinstance(error, PolicyViolation)
+        assert "limit of 2 refund_payment per day" in error.message and "escalate" in error.message
+        assert refunds("pay_recent") == []
+        # The limit is the customer's: another customer still gets an automatic refund.
+        assert call("refund_payment", {"payment_id": "pay_big"}, customer=BO)["refunded"] is True
+        # A repeat of an action already made is not a new one.
+        assert call("refund_payment", {"payment_id": "pay_1"}, turn=first)["refunded"] is True
+    finally:
+        get_settings.cache_clear()
+
+
 def test_a_tool_changes_nothing_on_a_turn_that_is_over() -> None:
     turn = fresh_turn()
     ctx = context(turn=turn)

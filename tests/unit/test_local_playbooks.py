@@ -181,7 +181,7 @@ def test_duplicate_charge_refunds_the_later_payment_once() -> None:
         payment("pay_1", hours=145),
         payment("pay_2", hours=144),
     ]
-    r = run("billing", says("charged twice", "duplicate_charge"))
+    r = run("billing", says("charged twice, please refund the duplicate", "duplicate_charge"))
     assert r.status is AgentStatus.answered and backend.refunds == ["pay_2"]
     assert "refunded" in (r.answer or "") and "4242" in (r.answer or "")
     assert r.actions and all(f.call_id in {c.call_id for c in r.tool_calls} for f in r.facts)
@@ -335,3 +335,29 @@ def test_an_amount_that_matches_no_payment_asks_which_and_refunds_nothing() -> N
     r = run("billing", says("Please refund $10 of my subscription payment", "refund_request", amounts=[10.0]))
     assert r.status is AgentStatus.needs_info and "Which payment" in (r.answer or "")
     assert backend.refunds == []
+
+
+def test_a_classifier_score_alone_never_changes_anything() -> None:
+    # The intents and scores a real classifier gave these (issue 8): none asks for the change.
+    backend.subscription = {"id": "sub_1", "plan": "pro", "status": "active", "renews_on": ago(days=-12)}
+    backend.payments = [payment("pay_1", hours=145), payment("pay_2", hours=144)]
+    for text, intent, agent in (
+        ("help me subscribe to your company newsletter", "cancel_subscription", "billing"),
+        ("assistance with cancelling order 3707955617", "cancel_subscription", "billing"),
+        ("get invoice from 2 purchases ago", "refund_request", "billing"),
+        ("what is your refund policy?", "refund_request", "billing"),
+    ):
+        r = run("billing" if agent == "billing" else agent, says(text, intent, 0.83))
+        assert backend.cancelled == [] and backend.refunds == [], text
+        assert r.status in (AgentStatus.needs_info, AgentStatus.escalate, AgentStatus.answered), text
+
+
+def test_a_duplicate_charge_told_without_a_request_is_refunded_only_after_a_yes() -> None:
+    backend.payments = [payment("pay_1", hours=145), payment("pay_2", hours=144)]
+    told = says("you took the same 49 from my card two times this week", "duplicate_charge")
+    asked = run("billing", told)
+    assert asked.status is AgentStatus.needs_info and backend.refunds == []
+    assert asked.answer is not None and "do you want me to refund payment pay_2" in asked.answer
+    yes = says("yes please", "vague", 0.2)
+    done = run("billing", told, asked.answer, yes, turn="t2")
+    assert done.status is AgentStatus.answered and backend.refunds == ["pay_2"]
