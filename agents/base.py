@@ -77,6 +77,7 @@ class Agent:
             tenant=task.tenant,
             source=task.source,
             customer_email=task.customer.email,
+            deadline_at=task.deadline_at,
         )
 
         def finish(status: AgentStatus, decided_by: str | None = None, **fields: object) -> AgentResult:

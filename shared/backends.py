@@ -24,9 +24,12 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import time
 import typing
 from collections.abc import Callable
+from datetime import UTC, datetime
 from decimal import Decimal
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -58,6 +61,7 @@ def backend_tool(
     key: tuple[str, ...] = (),
     critical: bool | None = None,
     name: str | None = None,
+    precheck: Callable[[ToolContext, Any], None] | None = None,
 ) -> Callable[[ToolFn], Tool]:
     """Make ``fn(ctx, args)`` a tool whose backend can be swapped by configuration.
 
@@ -65,6 +69,8 @@ def backend_tool(
     refund of *this* payment): the idempotency key sent to an HTTP backend. A failure of
     the backend is critical (the turn escalates) when ``critical`` is true, which is the
     default for money tools. Policy refusals are never critical: a human decides those.
+    ``precheck(ctx, args)`` runs our own policy checks before a company's service is called
+    (it raises what it refuses); the sandbox applies the same rules inside its transaction.
     """
     is_critical = side_effect == "money" if critical is None else critical
 
@@ -78,6 +84,15 @@ def backend_tool(
         def run(ctx: ToolContext, args: Any) -> Any:
             backend = get_settings().tool_backends.get(tool_name)
             if backend is not None:
+                if precheck is not None:
+                    try:
+                        precheck(ctx, args)
+                    except ToolError as exc:
+                        # A change that cannot be checked is not made: a lookup that failed
+                        # is as critical as the change it guards.
+                        if exc.kind == "backend":
+                            exc.critical = is_critical
+                        raise
                 parts = _parts(args, key)
                 action = None if side_effect == "read" else idempotency_key(ctx.turn_id, tool_name, *parts)
                 return call_backend(
@@ -153,23 +168,9 @@ def call_backend(
     unsure = " It may or may not have taken effect; a human must check." if action_key is not None else ""
     if action_key is not None:
         _pending(ctx, tool, action_key, object_id, getattr(args, "amount", None), str(backend.url))
-    try:
-        response = httpx.post(str(backend.url), json=payload, headers=headers, timeout=backend.timeout_s)
-    except httpx.TimeoutException:
-        raise ToolError(
-            f"{tool} did not answer in {backend.timeout_s:g}s; do not retry, escalate to a human.{unsure}",
-            critical=critical,
-            kind="backend",
-        ) from None
-    except httpx.HTTPError as exc:
-        raise ToolError(
-            f"{tool} could not be reached ({type(exc).__name__}): the service behind it is down. "
-            "Do not retry; escalate to a human.",
-            critical=critical,
-            kind="backend",
-        ) from None
+    response = _post(backend, tool, ctx, payload, headers, critical=critical, unsure=unsure)
     status = response.status_code
-    if 400 <= status < 500:
+    if 400 <= status < 500 and status != 429:
         message, kind = _error_message(response)
         kind = kind or _KIND_BY_STATUS.get(status, "error")
         message = message or f"{tool} was refused by the service (HTTP {status}). Do not retry with the same arguments."
@@ -179,8 +180,9 @@ def call_backend(
             raise PolicyViolation(message)
         raise ToolError(message, kind=kind)
     if not 200 <= status < 300:
+        busy = "is overloaded (HTTP 429)" if status == 429 else f"is down: the service answered HTTP {status}"
         raise ToolError(
-            f"{tool} is down: the service answered HTTP {status}. Do not retry; escalate to a human.{unsure}",
+            f"{tool} {busy}, also when tried again. Do not retry; escalate to a human.{unsure}",
             critical=critical,
             kind="backend",
         )
@@ -195,6 +197,87 @@ def call_backend(
     if action_key is not None:
         _settle(action_key, ACTION_DONE, output if isinstance(output, dict) else None)
     return output
+
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+RETRY_BACKOFF_S = 0.2
+# Time kept free after the last try, for the agent to answer before its deadline.
+RESERVE_S = 0.3
+MIN_CALL_S = 0.1
+
+
+def _post(
+    backend: ToolBackend,
+    tool: str,
+    ctx: ToolContext,
+    payload: dict[str, Any],
+    headers: dict[str, str],
+    *,
+    critical: bool,
+    unsure: str,
+) -> httpx.Response:
+    """POST, trying again on a 429, a 5xx or a refused connection (with backoff, honouring
+    Retry-After) while the agent's deadline leaves room. A timeout is not tried again here:
+    the service may still be making the change (its Idempotency-Key makes a later try safe)."""
+    attempt = 0
+    while True:
+        left = (ctx.deadline_at - time.time() - RESERVE_S) if ctx.deadline_at is not None else backend.timeout_s
+        timeout = max(MIN_CALL_S, min(backend.timeout_s, left))
+        try:
+            response: httpx.Response | None = httpx.post(
+                str(backend.url), json=payload, headers=headers, timeout=timeout
+            )
+            failure = None
+        except httpx.TimeoutException:
+            raise ToolError(
+                f"{tool} did not answer in {timeout:g}s; do not retry, escalate to a human.{unsure}",
+                critical=critical,
+                kind="backend",
+            ) from None
+        except httpx.HTTPError as exc:
+            response, failure = None, exc
+        if response is not None and response.status_code not in RETRY_STATUSES:
+            return response
+        delay = _retry_after(response) if response is not None else None
+        delay = RETRY_BACKOFF_S * 2**attempt if delay is None else delay
+        room = ctx.deadline_at is None or time.time() + delay + MIN_CALL_S <= ctx.deadline_at - RESERVE_S
+        if attempt >= backend.max_retries or not room:
+            if response is not None:
+                return response  # the caller maps the last status to the tool's failure
+            raise ToolError(
+                f"{tool} could not be reached ({type(failure).__name__}): the service behind it is down. "
+                "Do not retry; escalate to a human.",
+                critical=critical,
+                kind="backend",
+            ) from None
+        log.warning(
+            "tool %s: %s from %s, try %d again in %.2fs",
+            tool,
+            response.status_code if response is not None else type(failure).__name__,
+            backend.url,
+            attempt + 2,
+            delay,
+        )
+        time.sleep(delay)
+        attempt += 1
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Retry-After in seconds (a number, or an HTTP date), if the answer has one."""
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
 def _pending(ctx: ToolContext, tool: str, key: str, object_id: str | None, amount: Any, url: str) -> None:

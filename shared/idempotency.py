@@ -150,6 +150,24 @@ def _within_velocity(session: Session, ctx: ToolContext, tool: str, key: str) ->
         )
 
 
+def prior_action(session: Session, ctx: ToolContext, tool: str, object_id: str, key: str) -> Action | None:
+    """An earlier action of ``tool`` on ``object_id`` for this customer, done or unconfirmed
+    (not the action of ``key`` itself, which a repeat of the same call may find)."""
+    return session.execute(
+        select(Action)
+        .where(
+            Action.tenant == ctx.tenant,
+            Action.customer_id == ctx.customer_id,
+            Action.tool == tool,
+            Action.object_id == object_id,
+            Action.state != ACTION_REFUSED,
+            Action.idempotency_key != key,
+        )
+        .order_by(Action.id)
+        .limit(1)
+    ).scalar_one_or_none()
+
+
 def settle_action(session: Session, key: str, state: str, amount: Decimal | None, currency: str | None) -> None:
     """A company's service answered a pending action: done or refused."""
     values: dict[str, Any] = {"state": state, "updated_at": func.now()}

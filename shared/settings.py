@@ -52,6 +52,9 @@ class ToolBackend(BaseModel):
     url: HttpUrl
     timeout_s: float = 2.0
     headers: dict[str, SecretStr] = Field(default_factory=dict, description="e.g. an Authorization header")
+    # A 429 or 5xx (or a refused connection) is tried again, honouring Retry-After, while
+    # the agent's deadline leaves room; then the tool has failed (a human takes the turn).
+    max_retries: int = Field(default=3, ge=0, le=10)
 
 
 class ModelPrice(BaseModel):

@@ -43,6 +43,8 @@ class ToolContext:
     tenant: str
     source: str
     customer_email: str | None = None
+    # The agent's own deadline (unix time): a tool that waits or tries again stays inside it.
+    deadline_at: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -89,6 +89,25 @@ def _bench(args: argparse.Namespace) -> int:
     return bench_main(args, runtime)
 
 
+def _soak(args: argparse.Namespace) -> int:
+    from bench.soak import SoakRuntime
+    from bench.soak import main as soak_main
+    from switchboard.embedded import EmbeddedPostgres, EmbeddedRedis
+    from switchboard.processes import Supervisor, switchboard_argv
+    from switchboard.servers import check_broker, check_database, free_port
+
+    runtime = SoakRuntime(
+        processes=lambda env, log_dir: Supervisor(env=env, log_dir=log_dir),
+        embedded_postgres=EmbeddedPostgres,
+        embedded_redis=lambda root: EmbeddedRedis(root, root / "redis.log"),
+        check_database=check_database,
+        check_broker=check_broker,
+        free_port=free_port,
+        api_argv=lambda port: switchboard_argv("api", "--host", "127.0.0.1", "--port", str(port)),
+    )
+    return soak_main(args, runtime)
+
+
 def _eval(argv: list[str]) -> int:
     from evals.cli import main as eval_main
     from evals.stack import StackRuntime
@@ -202,6 +221,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=200, help="sequential samples for latency percentiles")
     p.add_argument("--hung", type=int, default=30, help="turns with a hung agent for the overshoot")
     p.set_defaults(fn=_bench)
+
+    p = sub.add_parser("soak", help="tickets that each need one refund, under faults; prints what held (JSON)")
+    p.add_argument("--tickets", type=int, default=600, help="how many tickets, each from a customer of its own")
+    p.add_argument("--rate", type=float, default=5.0, help="tickets per second")
+    p.add_argument("--fault-every", type=float, default=15.0, help="seconds between faults")
+    p.add_argument(
+        "--faults",
+        default=None,
+        help="comma-separated: kill_worker, kill_api, restart_broker, restart_database (default: all)",
+    )
+    p.add_argument("--concurrency", type=int, default=2, help="prefork children per worker")
+    p.add_argument("--seed", type=int, default=8, help="the fault and flaky-helpdesk sequence")
+    p.add_argument("--database-url", default=None, help="a Postgres to create the soak's database in (else embedded)")
+    p.add_argument("--broker-url", default=None, help="a Redis to use (else embedded)")
+    p.add_argument("--restart-database", default=None, help="the command that restarts --database-url's server")
+    p.add_argument("--restart-broker", default=None, help="the command that restarts --broker-url's server")
+    p.add_argument("--json", action="store_true", help="print the JSON object on one line")
+    p.set_defaults(fn=_soak)
 
     for name, help_text in EXTERNAL_HELP.items():
         sub.add_parser(name, help=help_text, add_help=False)  # they parse their own arguments (main)

@@ -3,6 +3,9 @@ database a one-off command works on (the configured one, or the data folder's em
 
 from __future__ import annotations
 
+import contextlib
+import random
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +17,28 @@ from shared.errors import ConfigurationError
 from shared.migrate import upgrade
 from shared.settings import Settings
 from switchboard.embedded import EmbeddedPostgres, lock_data_dir
+
+# Below Linux's ephemeral range (32768-60999): a port chosen here cannot be taken meanwhile
+# by the local end of some outbound connection before the server that wants it binds it.
+PORTS = range(10_000, 32_000)
+
+
+def free_port_block(size: int) -> int:
+    """The first of ``size`` consecutive free ports on 127.0.0.1 (the soak's and the tests' servers)."""
+    for _ in range(200):
+        first = random.randrange(PORTS.start, PORTS.stop - size)
+        with contextlib.ExitStack() as probes:
+            try:
+                for port in range(first, first + size):
+                    probes.enter_context(socket.socket()).bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return first
+    raise RuntimeError(f"no {size} consecutive free ports found")
+
+
+def free_port() -> int:
+    return free_port_block(1)
 
 
 def _where(url: str) -> str:

@@ -51,13 +51,21 @@ def fetch_customer_account(ctx: ToolContext, args: NoArgs) -> dict[str, Any]:
         return account.account_view(account.customer(session, ctx))
 
 
-@backend_tool(owners=ACCOUNT, side_effect="write")
+def _reset_precheck(ctx: ToolContext, args: PasswordResetArgs) -> None:
+    """Before a company's account service is asked for a reset: only to the address on file,
+    as its own account lookup (through its configured backend) gives it."""
+    on_file = fetch_customer_account.fn(ctx, NoArgs())
+    email = on_file.get("email") if isinstance(on_file, dict) else None
+    account.reset_address(str(email) if email else None, args.email)
+
+
+@backend_tool(owners=ACCOUNT, side_effect="write", precheck=_reset_precheck)
 def send_password_reset(ctx: ToolContext, args: PasswordResetArgs) -> dict[str, Any]:
     """Send a password reset link to the email address on file for this customer. It is never
     sent to any other address. Safe to repeat within a turn: one link per turn."""
     with session_scope() as session:
         customer = account.customer(session, ctx)
-        email = account.reset_address(customer, args.email)
+        email = account.reset_address(customer.email, args.email)
         key = idempotency_key(ctx.turn_id, "send_password_reset")
         return once(session, key, "send_password_reset", lambda: account.send_reset(session, ctx, customer, email, key))
 

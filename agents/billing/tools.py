@@ -9,16 +9,20 @@ the same transaction as the change and its audit event.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from pydantic import Field
 
+from agents.records import amount, records, when
 from shared.backends import backend_tool
 from shared.db import session_scope
 from shared.errors import ToolError
-from shared.idempotency import idempotency_key, once
+from shared.idempotency import idempotency_key, once, prior_action
 from shared.sandbox import billing
+from shared.sandbox.policy import refund_refusal, settings_policy
+from shared.settings import get_settings
 from shared.tools import Tool, ToolArgs, ToolContext
 
 BILLING = ("billing",)
@@ -67,7 +71,44 @@ def list_invoices(ctx: ToolContext, args: ListArgs) -> dict[str, Any]:
         return billing.invoices(session, ctx, limit=args.limit)
 
 
-@backend_tool(owners=BILLING, side_effect="money", key=("payment_id",))
+def _refund_precheck(ctx: ToolContext, args: RefundArgs) -> None:
+    """Before a company's payment service is asked for a refund, our own rules: the payment
+    is this customer's (as its own list_payments gives it), succeeded, within the window,
+    under the ceiling of its currency, never more than was paid, and never refunded before
+    (by the service's word, or by our own record of actions)."""
+    listed = list_payments.fn(ctx, ListPaymentsArgs())
+    payment = next((p for p in records(listed, "payments") if p.get("id") == args.payment_id), None)
+    if payment is None:
+        raise ToolError(
+            f"No payment {args.payment_id} for this customer. Call list_payments to see the customer's payments.",
+            kind="not_found",
+        )
+    currency = str(payment.get("currency") or "")
+    refunded = Decimal(str(amount(payment.get("refunded_amount"))))
+    with session_scope() as session:
+        key = idempotency_key(ctx.turn_id, "refund_payment", args.payment_id)
+        prior = prior_action(session, ctx, "refund_payment", args.payment_id, key)
+    already = None
+    if prior is not None:
+        already = f"{prior.amount or ''} {prior.currency or currency} on {prior.created_at.date().isoformat()}".strip()
+    elif refunded > 0:
+        already = f"{refunded:.2f} {currency}"
+    created = when(payment.get("created_at"))
+    refusal = refund_refusal(
+        payment_id=args.payment_id,
+        status=str(payment.get("status") or "unknown"),
+        paid=Decimal(str(amount(payment.get("amount")))),
+        currency=currency,
+        age=datetime.now(UTC) - created if created is not None else timedelta.max,
+        already=already,
+        amount=args.amount,
+        policy=settings_policy(get_settings()),
+    )
+    if refusal is not None:
+        raise refusal
+
+
+@backend_tool(owners=BILLING, side_effect="money", key=("payment_id",), precheck=_refund_precheck)
 def refund_payment(ctx: ToolContext, args: RefundArgs) -> dict[str, Any]:
     """Refund one of the customer's payments, in full unless `amount` is given. Only succeeded
     payments within the refund window, never more than was paid, never twice; above the

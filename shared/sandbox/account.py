@@ -47,19 +47,21 @@ def account_view(c: SandboxCustomer) -> dict[str, Any]:
             "verified": c.verified}  # fmt: skip
 
 
-def reset_address(c: SandboxCustomer, requested: str | None) -> str:
-    """The address a reset link may go to: the one on file, and only if that is what was asked."""
-    if not c.email:
+def reset_address(on_file: str | None, requested: str | None) -> str:
+    """The address a reset link may go to: the one on file, and only if that is what was asked.
+    The one copy of the rule: the sandbox applies it, and our code applies it before any
+    call to a company's account service (agents/account/tools.py)."""
+    if not on_file:
         raise PolicyViolation(
             "This account has no email address on file, so a reset link cannot be sent. "
             "Escalate to a human (reason: sensitive)."
         )
-    if requested is not None and requested.strip().casefold() != c.email.strip().casefold():
+    if requested is not None and requested.strip().casefold() != on_file.strip().casefold():
         raise PolicyViolation(
             "A reset link can only be sent to the email address on file for this account, never to another "
             "address. Do not send it; escalate to a human (reason: sensitive)."
         )
-    return c.email
+    return on_file
 
 
 def send_reset(session: Session, ctx: ToolContext, c: SandboxCustomer, email: str, key: str) -> dict[str, Any]:

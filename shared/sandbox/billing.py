@@ -33,7 +33,7 @@ from shared.sandbox.models import (
     money,
     owned_by,
 )
-from shared.sandbox.policy import RefundPolicy, read_policy
+from shared.sandbox.policy import RefundPolicy, read_policy, refund_refusal
 from shared.settings import get_settings
 from shared.tools import ToolContext
 
@@ -186,44 +186,24 @@ def refund(
     prior = session.execute(
         select(SandboxRefund).where(SandboxRefund.payment_id == payment.id, _LIVE_REFUND).order_by(SandboxRefund.id)
     ).scalar()
-    if prior is not None:
-        raise PolicyViolation(
-            f"Payment {payment.id} was already refunded: {money(prior.amount)} {prior.currency} on "
-            f"{prior.created_at.date().isoformat()} (refund {prior.id}). Do not refund it again; tell the "
-            "customer it was already refunded."
-        )
-    if payment.status != "succeeded":
-        raise PolicyViolation(
-            f"Payment {payment.id} did not go through (status {payment.status}): the customer was not charged "
-            "for it, so there is nothing to refund. Tell the customer."
-        )
-    policy = read_policy(session, get_settings())
-    age = _age(payment.created_at, now)
-    if age > timedelta(days=policy.refund_window_days):
-        raise PolicyViolation(
-            f"Payment {payment.id} was made {age.days} days ago, outside the {policy.refund_window_days}-day "
-            f"refund window: it cannot be refunded. Tell the customer that payments older than "
-            f"{policy.refund_window_days} days are not refunded."
-        )
+    already = (
+        None
+        if prior is None
+        else f"{money(prior.amount)} {prior.currency} on {prior.created_at.date().isoformat()} (refund {prior.id})"
+    )
+    refusal = refund_refusal(
+        payment_id=payment.id,
+        status=payment.status,
+        paid=payment.amount,
+        currency=payment.currency,
+        age=_age(payment.created_at, now),
+        already=already,
+        amount=amount,
+        policy=read_policy(session, get_settings()),
+    )
+    if refusal is not None:
+        raise refusal
     amount = amount if amount is not None else payment.amount
-    if amount > payment.amount:
-        raise ToolError(
-            f"Payment {payment.id} was {money(payment.amount)} {payment.currency}; a refund cannot be more than "
-            "that. Call refund_payment again without an amount to refund it in full.",
-            kind="invalid",
-        )
-    ceiling = policy.ceiling(payment.currency)
-    if ceiling is None:
-        raise PolicyViolation(
-            f"There is no automatic refund limit for {payment.currency}: a human must approve any refund in "
-            f"{payment.currency}. Do not retry; escalate to a human (reason: policy)."
-        )
-    if amount > ceiling:
-        raise PolicyViolation(
-            f"Refunding {money(amount)} {payment.currency} is over the {money(ceiling)} "
-            f"{payment.currency} limit for automatic refunds: a human must approve it. Do not retry; "
-            "escalate to a human (reason: policy)."
-        )
     refund = SandboxRefund(
         id=f"re_{uuid.uuid4().hex[:12]}",
         payment_id=payment.id,

@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
-import socket
 import threading
 import time
 import uuid
@@ -34,35 +32,13 @@ from shared.celery_app import wait_for_workers
 from shared.sandbox.models import SANDBOX_TENANT
 from shared.settings import Settings
 from switchboard.processes import ROLES, Supervisor, switchboard_argv
+from switchboard.servers import free_port
 
 PG_ADMIN = os.environ.get("SWITCHBOARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("SWITCHBOARD_TEST_REDIS", "redis://127.0.0.1:6379/9")
 AMQP_URL = os.environ.get("SWITCHBOARD_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
 WEBHOOK_SECRET = "test-secret-do-not-use"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-# Below Linux's ephemeral range (32768-60999): a port chosen here cannot be taken meanwhile
-# by the local end of some outbound connection before the server that wants it binds it.
-PORTS = range(10_000, 32_000)
-
-
-def free_port_block(size: int) -> int:
-    """The first of ``size`` consecutive free ports: the API's, then the workers' metrics ports."""
-    for _ in range(200):
-        first = random.randrange(PORTS.start, PORTS.stop - size)
-        with contextlib.ExitStack() as probes:
-            try:
-                for port in range(first, first + size):
-                    probes.enter_context(socket.socket()).bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return first
-    raise RuntimeError(f"no {size} consecutive free ports found")
-
-
-def free_port() -> int:
-    return free_port_block(1)
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -83,6 +84,9 @@ FIXTURE: dict[str, Any] = {
 def sandbox(database_url: str) -> Iterator[None]:
     with session_scope() as session:
         reset_sandbox(session)
+        # Each test is a world of its own: the changes earlier tests made through a service
+        # would count towards this one's velocity limits.
+        session.execute(text("DELETE FROM actions"))
         load_fixture(session, FIXTURE, customer=None, now=datetime.now(UTC))
     yield
 
@@ -183,7 +187,7 @@ def test_a_customer_past_the_velocity_limit_gets_a_human_not_another_refund(monk
         assert "limit of 2 refund_payment per day" in error.message and "escalate" in error.message
         assert refunds("pay_recent") == []
         # The limit is the customer's: another customer still gets an automatic refund.
-        assert call("refund_payment", {"payment_id": "pay_big"}, customer=BO)["refunded"] is True
+        assert call("refund_payment", {"payment_id": "pay_big", "amount": "10.00"}, customer=BO)["refunded"] is True
         # A repeat of an action already made is not a new one.
         assert call("refund_payment", {"payment_id": "pay_1"}, turn=first)["refunded"] is True
     finally:
@@ -514,8 +518,13 @@ class Service:
                 service.received.append((self.path, body, dict(self.headers.items())))
                 if service.on_request is not None:
                     service.on_request()
+                extra_headers: dict[str, str] = {}
+                busy = self.path == "/busy-once" and sum(1 for r in service.received if r[0] == self.path) == 1
+                if busy:
+                    extra_headers["Retry-After"] = "0.3"
                 status, answer = {
                     "/ok": (200, {"refunded": True, "refund_id": "re_remote", "echo": body["arguments"]}),
+                    "/busy-once": (429, {"error": "slow down"}) if busy else (200, {"refunded": True}),
                     "/missing": (404, {"error": "No payment pay_x at Acme. Call list_payments first."}),
                     "/policy": (422, {"error": {"message": "Refunds above 10.00 need a manager.", "kind": "policy"}}),
                     "/down": (503, {"error": "maintenance"}),
@@ -526,6 +535,8 @@ class Service:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(raw)))
+                for name, value in extra_headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(raw)
 
@@ -610,7 +621,7 @@ def test_a_refused_call_to_a_service_is_on_the_record_as_refused(
 ) -> None:
     route(monkeypatch, refund_payment={"url": service.url("/missing")})
     turn = fresh_turn()
-    refused("refund_payment", {"payment_id": "pay_x"}, turn=turn)
+    refused("refund_payment", {"payment_id": "pay_2"}, turn=turn)  # our checks pass; the service refuses
     assert [r["state"] for r in rows("SELECT state FROM actions WHERE turn_id = :t", t=turn)] == ["refused"]
 
 
@@ -622,6 +633,60 @@ def test_no_service_is_called_for_a_turn_that_is_over(service: Service, monkeypa
     with pytest.raises(PolicyViolation, match="This turn is over"):
         TOOLS.execute(ctx, "refund_payment", {"payment_id": "pay_2"})
     assert service.received == [] and rows("SELECT * FROM actions WHERE turn_id = :t", t=turn) == []
+
+
+def test_our_refund_rules_hold_before_any_call_to_a_payment_service(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    route(monkeypatch, refund_payment={"url": service.url("/ok")})
+    # The payments come from their own backend (here the sandbox's list_payments).
+    over = refused("refund_payment", {"payment_id": "pay_big"}, customer=BO)
+    assert isinstance(over, PolicyViolation) and "over the 100.00 USD limit" in over.message
+    old = refused("refund_payment", {"payment_id": "pay_old"})
+    assert isinstance(old, PolicyViolation) and "outside the 30-day refund window" in old.message
+    failed = refused("refund_payment", {"payment_id": "pay_failed"})
+    assert isinstance(failed, PolicyViolation) and "did not go through" in failed.message
+    assert refused("refund_payment", {"payment_id": "pay_2", "amount": "60.00"}).kind == "invalid"
+    assert refused("refund_payment", {"payment_id": "pay_x"}).kind == "not_found"
+    assert service.received == [], "no call reached the service"
+    # Refunded once through the service; a later turn is refused by our own record of it.
+    call("refund_payment", {"payment_id": "pay_2", "amount": "10.50"})
+    again = refused("refund_payment", {"payment_id": "pay_2"})
+    assert isinstance(again, PolicyViolation) and "was already refunded: 10.50" in again.message
+    assert len(service.received) == 1
+
+
+def test_a_reset_link_goes_to_an_account_service_only_for_the_address_on_file(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    route(monkeypatch, send_password_reset={"url": service.url("/ok")})
+    error = refused("send_password_reset", {"email": "attacker@evil.example"}, agent="account")
+    assert isinstance(error, PolicyViolation) and "only be sent to the email address on file" in error.message
+    assert service.received == []
+    call("send_password_reset", {"email": "ana.ruiz@example.com"}, agent="account")
+    assert len(service.received) == 1
+
+
+def test_a_busy_service_is_tried_again_after_its_retry_after(service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    route(monkeypatch, refund_payment={"url": service.url("/busy-once")})
+    sent = time.monotonic()
+    assert call("refund_payment", {"payment_id": "pay_2"}) == {"refunded": True}
+    assert [path for path, _, _ in service.received] == ["/busy-once", "/busy-once"]
+    assert time.monotonic() - sent >= 0.3, "the second try came before the Retry-After the service asked for"
+    # Both tries carried the same key: the service makes the change once.
+    assert len({headers["Idempotency-Key"] for _, _, headers in service.received}) == 1
+
+
+def test_a_service_that_stays_down_is_given_up_inside_the_agents_deadline(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    route(monkeypatch, refund_payment={"url": service.url("/down"), "max_retries": 10})
+    ctx = replace(context(), deadline_at=time.time() + 1.0)
+    with pytest.raises(ToolError) as caught:
+        TOOLS.execute(ctx, "refund_payment", {"payment_id": "pay_2"})
+    assert caught.value.critical and "HTTP 503, also when tried again" in caught.value.message
+    assert time.time() < ctx.deadline_at, "it gave up after the agent's deadline"
+    assert 2 <= len(service.received) < 10  # tried again, but not all ten times: the deadline came first
 
 
 def test_a_read_through_the_http_backend_carries_no_idempotency_key(
@@ -638,7 +703,7 @@ def test_a_4xx_from_the_backend_is_its_message_for_the_model(service: Service, m
         refund_payment={"url": service.url("/missing")},
         cancel_subscription={"url": service.url("/policy")},
     )
-    error = refused("refund_payment", {"payment_id": "pay_x"})
+    error = refused("refund_payment", {"payment_id": "pay_2"})  # our own checks pass: the service answers
     assert (error.message, error.kind, error.critical) == (
         "No payment pay_x at Acme. Call list_payments first.",
         "not_found",
