@@ -30,6 +30,7 @@ to start processes and servers (``SoakRuntime``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -87,6 +88,7 @@ class SoakRuntime:
     check_broker: Callable[[str], None]
     free_port: Callable[[], int]
     api_argv: Callable[[int], list[str]]
+    prepare_brain: Callable[[Settings], None]  # train or find the intent classifier once, before the workers
 
 
 @dataclass
@@ -159,6 +161,8 @@ class SoakConfig:
     broker_url: str | None
     restart_database: str | None
     restart_broker: str | None
+    log_level: str = "WARNING"
+    keep: bool = False  # leave the soak's database for a look afterwards
 
 
 def customer_id(i: int) -> str:
@@ -218,6 +222,12 @@ class Soak:
         self.tally = Tally()
         self.rng = random.Random(cfg.seed)
         self.faults_done: list[dict[str, Any]] = []
+        # What a process manager (Kubernetes, systemd) does: a process that exits is started
+        # again. Counted, because a crash that is not ours to inject is a finding.
+        self.crashes: list[dict[str, Any]] = []
+        self._processes = threading.Lock()
+        self._stopping = False
+        self._injected = threading.Event()
         self.last_fault_end: float | None = None
         self.postgres: Server | CommandServer | None = None
         self.redis: Server | CommandServer | None = None
@@ -229,6 +239,7 @@ class Soak:
         self.broker_url = ""
         self.api_url = ""
         self.api_port = 0
+        self.started = 0.0
         self.key = ""
         self._created_database = False
 
@@ -277,12 +288,19 @@ class Soak:
                     {SOURCE: {"callback_url": self.helpdesk.url, "secret": uuid.uuid4().hex, "tenant": SANDBOX_TENANT}}
                 ),
                 "SWITCHBOARD_API_RATE_LIMIT": "1000000/minute",
-                "SWITCHBOARD_LOG_LEVEL": "WARNING",
+                "SWITCHBOARD_LOG_LEVEL": self.cfg.log_level,
                 "SWITCHBOARD_DELIVERY_BACKOFF_S": "0.5",
                 "SWITCHBOARD_DELIVERY_MAX_ATTEMPTS": "20",
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        # The classifier is trained once (or found in the usual cache), not by eight cold
+        # worker processes at the same time.
+        settings = Settings()
+        cache = settings.cache_dir or settings.data_dir.expanduser() / "cache"
+        self.env["SWITCHBOARD_CACHE_DIR"] = str(cache)
+        with contextlib.redirect_stdout(sys.stderr):  # stdout is the report's
+            self.runtime.prepare_brain(Settings(data_dir=self.root, cache_dir=cache))
         self.supervisor = self.runtime.processes(self.env, self.root / "logs")
         self._start_process("api")
         for role in WORKER_ROLES:
@@ -294,7 +312,7 @@ class Soak:
         if name == "api":
             self.supervisor.start("api", self.runtime.api_argv(self.api_port))
         else:
-            self.supervisor.start_worker(name, self.cfg.concurrency, loglevel="WARNING")
+            self.supervisor.start_worker(name, self.cfg.concurrency, loglevel=self.cfg.log_level)
 
     def _wait_ready(self) -> None:
         from shared.celery_app import create_app
@@ -304,8 +322,9 @@ class Soak:
         while time.monotonic() < end:
             try:
                 wait_for_workers(list(WORKER_ROLES), timeout=2.0, celery=client)
+                # /readyz: every queue has a warm worker process, so no ticket pays a cold start.
                 if httpx.get(f"{self.api_url}/readyz", timeout=2).status_code == 200:
-                    say(f"soak: API and workers up (logs in {self.root / 'logs'})")
+                    say(f"soak: API and workers up and warm (logs in {self.root / 'logs'})")
                     return
             except (TimeoutError, httpx.HTTPError):
                 pass
@@ -318,7 +337,7 @@ class Soak:
             self.supervisor = None
         if self.helpdesk is not None:
             self.helpdesk.stop()
-        if self._created_database:
+        if self._created_database and not self.cfg.keep:
             try:
                 with psycopg.connect(_psycopg(self.admin_url), autocommit=True) as conn:
                     conn.execute(f'DROP DATABASE IF EXISTS "switchboard_soak_{os.getpid()}" WITH (FORCE)')
@@ -333,14 +352,35 @@ class Soak:
 
     # ---------------------------------------------------------------- faults
 
-    def _faults(self, stop: threading.Event) -> None:
+    def _supervise(self, stop: threading.Event) -> None:
+        while not stop.wait(0.5):
+            assert self.supervisor is not None
+            with self._processes:
+                if self._stopping:
+                    return
+                for name, code in self.supervisor.exited().items():
+                    self.crashes.append({"process": name, "code": code, "at_s": round(time.time() - self.started, 1)})
+                    say(f"soak: the {name} process exited by itself (code {code}); starting it again")
+                    self._start_process(name)
+
+    def _faults(self, stop: threading.Event, done: threading.Event) -> None:
+        try:
+            self._inject(stop)
+        finally:
+            self._injected.set()
+        # A child gets SIGTERM when the thread that started it ends (PR_SET_PDEATHSIG): the
+        # processes this thread restarted must live to the end of the run.
+        done.wait()
+
+    def _inject(self, stop: threading.Event) -> None:
         kinds = [k for k in self.cfg.faults if self._can(k)]
         i = 0
         while kinds and not stop.wait(self.cfg.fault_every):
             kind = kinds[i % len(kinds)]
             i += 1
             started = time.time()
-            target = self._fault(kind)
+            with self._processes:
+                target = self._fault(kind)
             self.last_fault_end = time.time()
             self.faults_done.append({"kind": kind, "target": target, "at_s": round(started - self.started, 1)})
             say(f"soak: fault {kind} ({target}) done in {self.last_fault_end - started:.1f}s")
@@ -371,6 +411,14 @@ class Soak:
         return "postgres" if kind == "restart_database" else "redis"
 
     # ---------------------------------------------------------------- tickets
+
+    def _post_guarded(self, client: httpx.Client, i: int) -> None:
+        try:
+            self._post(client, i)
+        except Exception as exc:  # counted, never lost in a thread pool's future
+            say(f"soak: posting ticket {i} failed: {type(exc).__name__}: {exc}")
+            with self.tally.lock:
+                self.tally.unaccepted.append(f"soak-{i}")
 
     def _post(self, client: httpx.Client, i: int) -> None:
         payload = ticket(i)
@@ -405,11 +453,12 @@ class Soak:
 
     def _submit(self) -> None:
         interval = 1.0 / self.cfg.rate
-        with ThreadPoolExecutor(max_workers=32) as pool, httpx.Client() as client:
+        # The client outlives the pool: every post in flight finishes before it closes.
+        with httpx.Client() as client, ThreadPoolExecutor(max_workers=32) as pool:
             for i in range(self.cfg.tickets):
                 due = self.started + i * interval
                 time.sleep(max(0.0, due - time.time()))
-                pool.submit(self._post, client, i)
+                pool.submit(self._post_guarded, client, i)
                 if i and i % 500 == 0:
                     say(f"soak: {i}/{self.cfg.tickets} tickets posted")
 
@@ -487,6 +536,8 @@ class Soak:
             "delivery_attempts": self.tally.delivery_attempts,
             "delivery_503": self.tally.delivery_503,
             "faults": Counter(f["kind"] for f in self.faults_done),
+            "process_exits": len(self.crashes),
+            "process_exit_log": self.crashes,
             "fault_log": self.faults_done,
             "config": {
                 "rate_per_s": self.cfg.rate,
@@ -498,22 +549,33 @@ class Soak:
         }
 
     def run(self) -> dict[str, Any]:
+        stop, done = threading.Event(), threading.Event()
+        threads = [
+            threading.Thread(target=self._faults, args=(stop, done), daemon=True),
+            threading.Thread(target=self._supervise, args=(done,), daemon=True),
+        ]
         try:
             self._start()
             self.started = time.time()
-            stop = threading.Event()
-            faults = threading.Thread(target=self._faults, args=(stop,), daemon=True)
-            faults.start()
+            for thread in threads:
+                thread.start()
             self._submit()
             stop.set()
-            faults.join()
-            say(f"soak: {self.cfg.tickets} tickets posted; waiting until every turn is final")
+            self._injected.wait()
+            say(f"soak: {self.cfg.tickets} tickets posted, faults over; waiting until every turn is final")
             final_at = self._wait_final()
             report = self._count(final_at)
             report["duration_s"] = round(time.time() - self.started, 1)
             return report
         finally:
+            stop.set()
+            with self._processes:
+                self._stopping = True  # what stops now is not a crash to restart
             self._tear_down()
+            done.set()
+            for thread in threads:
+                if thread.is_alive():
+                    thread.join(timeout=10)
 
 
 def _retry_after(response: httpx.Response) -> float:
@@ -547,6 +609,8 @@ def main(args: argparse.Namespace, runtime: SoakRuntime) -> int:
         broker_url=args.broker_url,
         restart_database=args.restart_database,
         restart_broker=args.restart_broker,
+        log_level=args.log_level,
+        keep=args.keep,
     )
     report = Soak(cfg, runtime).run()
     print(json.dumps(report, indent=None if args.json else 2, default=str))

@@ -44,10 +44,12 @@ from orchestrator.keys import Principal, principal_for, refusal_to_post
 from orchestrator.retention import erase_customer
 from orchestrator.tasks import enqueue_turn
 from shared import db, metrics
+from shared.celery_app import DELIVERY_QUEUE, ORCHESTRATOR_QUEUE, agent_queue
 from shared.celery_app import app as celery_app
 from shared.contracts import Accepted, ConversationView, MessageIn, Role, TicketIn
 from shared.errors import ConfigurationError, NotFound
 from shared.settings import Settings, get_settings, refuse_weak_secrets
+from shared.workers import warm_queues
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -579,6 +581,18 @@ def _readiness() -> dict[str, str]:
         checks["broker"] = "ok"
     except Exception as exc:
         checks["broker"] = f"error: {type(exc).__name__}"
+    if checks["database"] == "ok":
+        # Ready means a ticket is answered now, not after a cold start: every queue has a
+        # worker process that loaded its brain and was seen in the last seconds.
+        settings = get_settings()
+        wanted = [ORCHESTRATOR_QUEUE, DELIVERY_QUEUE, *(agent_queue(a) for a in settings.agents)]
+        try:
+            with db.session_scope() as s:
+                warm = warm_queues(s)
+            cold = [q for q in wanted if q not in warm]
+            checks["workers"] = "ok" if not cold else f"error: no warm worker for {', '.join(cold)}"
+        except Exception as exc:
+            checks["workers"] = f"error: {type(exc).__name__}"
     return checks
 
 

@@ -274,3 +274,16 @@ class SeenDelivery(Base):
     turn_id: Mapped[str | None] = mapped_column(String(64))
     message_id: Mapped[str | None] = mapped_column(String(64))
     seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
+
+
+class WorkerProcess(Base):
+    """A warm worker process (prefork children included) and the queues it takes tasks from,
+    refreshed while it lives: /readyz is ready only when every queue has a fresh one."""
+
+    __tablename__ = "worker_processes"
+
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    pid: Mapped[int] = mapped_column(Integer, primary_key=True)
+    queues: Mapped[list[Any]] = mapped_column(JSONB)
+    warm_at: Mapped[datetime] = _now()
+    seen_at: Mapped[datetime] = _now()

@@ -95,15 +95,18 @@ def _soak(args: argparse.Namespace) -> int:
     from switchboard.embedded import EmbeddedPostgres, EmbeddedRedis
     from switchboard.processes import Supervisor, switchboard_argv
     from switchboard.servers import check_broker, check_database, free_port
+    from switchboard.stack import prepare_brain
 
     runtime = SoakRuntime(
         processes=lambda env, log_dir: Supervisor(env=env, log_dir=log_dir),
         embedded_postgres=EmbeddedPostgres,
-        embedded_redis=lambda root: EmbeddedRedis(root, root / "redis.log"),
+        # The machine's Redis keeps nothing on disk: the soak's loses its queues on a restart too.
+        embedded_redis=lambda root: EmbeddedRedis(root, root / "redis.log", persist=False),
         check_database=check_database,
         check_broker=check_broker,
         free_port=free_port,
         api_argv=lambda port: switchboard_argv("api", "--host", "127.0.0.1", "--port", str(port)),
+        prepare_brain=prepare_brain,
     )
     return soak_main(args, runtime)
 
@@ -237,6 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--broker-url", default=None, help="a Redis to use (else embedded)")
     p.add_argument("--restart-database", default=None, help="the command that restarts --database-url's server")
     p.add_argument("--restart-broker", default=None, help="the command that restarts --broker-url's server")
+    p.add_argument(
+        "--log-level", default="WARNING", help="of the soak's API and workers (their logs stay in the run's folder)"
+    )
+    p.add_argument(
+        "--keep", action="store_true", help="keep the soak's database (and its embedded servers' data) afterwards"
+    )
     p.add_argument("--json", action="store_true", help="print the JSON object on one line")
     p.set_defaults(fn=_soak)
 

@@ -181,6 +181,9 @@ class EmbeddedPostgres:
             # cleanup_mode=None: we stop it ourselves. pgserver's own atexit stop counts
             # handles in a file, and a crashed run's stale entry would keep it running.
             self._server = get_server(self.pgdata, cleanup_mode=None)
+            # pgserver keeps one handle per PGDATA for the process: after a stop() in this
+            # process (a restart), the handle it hands back is of a stopped server.
+            self._server.ensure_postgres_running()
             socket_dir = str(self._server.get_postmaster_info().socket_dir)
             self._create_database(socket_dir)
         except Exception as exc:
@@ -262,9 +265,12 @@ class EmbeddedRedis:
     needs the server for as long as it runs and its files where a later run finds them.
     """
 
-    def __init__(self, root: Path, log_path: Path) -> None:
+    def __init__(self, root: Path, log_path: Path, *, persist: bool = True) -> None:
         self.root = root.resolve()
         self.log_path = log_path
+        # persist=False: nothing is kept across a restart, as a Redis run without persistence
+        # (the soak restarts one to see what a lost broker costs).
+        self.persist = persist
         self.conf_path = self.root / "redis.conf"
         self.pid_path = self.root / "redis.pid"
         self.socket_path = _socket_path(self.root)
@@ -277,6 +283,8 @@ class EmbeddedRedis:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._stop_orphan()
         self.socket_path.unlink(missing_ok=True)
+        if not self.persist:
+            (self.root / "broker.rdb").unlink(missing_ok=True)
         self.conf_path.write_text(self._config())
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
@@ -307,9 +315,7 @@ class EmbeddedRedis:
                 # 10 ms instead of the default 100 ms.
                 "hz 100",
                 # Queued tasks survive a restart; Postgres holds the state either way.
-                "dbfilename broker.rdb",
-                "save 300 1",
-                "save 60 1000",
+                *(["dbfilename broker.rdb", "save 300 1", "save 60 1000"] if self.persist else ['save ""']),
                 "appendonly no",
                 "",
             ]

@@ -17,12 +17,14 @@ from shared import db, metrics
 from shared.celery_app import ORCHESTRATOR_QUEUE, app
 from shared.logs import configure_logging
 from shared.settings import get_settings
+from shared.workers import announce_warm, retire
 
 log = logging.getLogger(__name__)
 
 TASK_MODULES = ("switchboard.worker", "orchestrator.tasks", "agents.tasks")
 _consumes_orchestrator = False
 _consumes_agents = False
+_queues: list[str] = []
 
 
 def worker_app() -> Celery:
@@ -41,6 +43,7 @@ def _logging(**_: Any) -> None:
 def _remember_queues(sender: str, instance: Any, **_: Any) -> None:
     global _consumes_orchestrator, _consumes_agents
     queues = instance.app.amqp.queues.consume_from or instance.app.amqp.queues
+    _queues[:] = [str(q) for q in queues]
     _consumes_orchestrator = ORCHESTRATOR_QUEUE in queues
     _consumes_agents = any(str(q).startswith("agent.") for q in queues)
 
@@ -64,18 +67,24 @@ def _child_process(**_: Any) -> None:
     if _consumes_agents:
         # Load the brain's models now: a cold embedding model takes seconds, and the first
         # turn after a deploy must not spend its 3-second deadline on it.
-        from agents.tasks import brain
+        from agents.tasks import agents, brain
 
         warm_up = getattr(brain(), "warm_up", None)
-        if callable(warm_up):
-            try:
+        try:
+            if callable(warm_up):
                 warm_up()
-            except Exception:  # the first turn will try again and fail visibly if it must
-                log.exception("warming up the brain failed")
-    # What `switchboard run` waits for before it says the stack is up.
+            agents()  # the agents and their tools, built once per process
+        except Exception:  # the first turn will try again and fail visibly if it must
+            log.exception("warming up the brain failed")
+    # What `switchboard run` waits for before it says the stack is up, and /readyz.
     metrics.READY_PROCESSES.set(1)
+    try:
+        announce_warm(_queues)
+    except Exception as exc:  # the database is down: the heartbeat says it when it is back
+        log.warning("could not say this worker process is warm (%s)", type(exc).__name__)
 
 
 @signals.worker_process_shutdown.connect
 def _child_exit(pid: int | None = None, **_: Any) -> None:
+    retire()
     metrics.mark_process_dead(pid or os.getpid())
