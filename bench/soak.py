@@ -373,9 +373,14 @@ class Soak:
         done.wait()
 
     def _inject(self, stop: threading.Event) -> None:
+        """Faults in turn while tickets come in, and until every kind happened once (a short
+        run sees them all too)."""
         kinds = [k for k in self.cfg.faults if self._can(k)]
         i = 0
-        while kinds and not stop.wait(self.cfg.fault_every):
+        while kinds and (i < len(kinds) or not stop.is_set()):
+            time.sleep(self.cfg.fault_every)  # spaced the same after the last ticket too
+            if i >= len(kinds) and stop.is_set():
+                break
             kind = kinds[i % len(kinds)]
             i += 1
             started = time.time()
