@@ -23,7 +23,8 @@ from orchestrator.turns import mark_published, start_turn
 from shared import db
 from shared.contracts import AgentResult, AgentStatus, Fact, TicketIn, ToolCallRecord
 from shared.settings import Settings
-from tests.integration.conftest import free_port, rows
+from switchboard.servers import free_port
+from tests.integration.conftest import rows
 
 pytestmark = pytest.mark.integration
 

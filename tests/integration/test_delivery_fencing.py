@@ -19,7 +19,8 @@ from shared import db
 from shared.contracts import DeliveryState, TicketIn, TurnState
 from shared.models import Delivery, Turn
 from shared.settings import Settings
-from tests.integration.conftest import free_port, rows
+from switchboard.servers import free_port
+from tests.integration.conftest import rows
 
 pytestmark = pytest.mark.integration
 

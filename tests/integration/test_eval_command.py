@@ -24,7 +24,8 @@ import pytest
 import yaml
 
 from switchboard.processes import switchboard_argv
-from tests.integration.conftest import ROOT, Stack, free_port_block, rows
+from switchboard.servers import free_port_block
+from tests.integration.conftest import ROOT, Stack, rows
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,8 @@ from orchestrator.keys import create_key
 from shared import db
 from shared.contracts import Role
 from switchboard.processes import switchboard_argv
-from tests.integration.conftest import REDIS_URL, ROOT, free_port, rows, ticket
+from switchboard.servers import free_port
+from tests.integration.conftest import REDIS_URL, ROOT, rows, ticket
 
 pytestmark = pytest.mark.integration
 

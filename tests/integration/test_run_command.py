@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from switchboard.embedded import EmbeddedPostgres, EmbeddedRedis, stop_leftover_children
 from switchboard.processes import switchboard_argv
-from tests.integration.conftest import free_port_block
+from switchboard.servers import free_port_block
 
 pytestmark = pytest.mark.integration
 

@@ -32,7 +32,8 @@ from shared.sandbox.fixtures import load_fixture, reset_sandbox, set_policy
 from shared.sandbox.models import SANDBOX_TENANT
 from shared.settings import get_settings
 from shared.tools import ToolContext
-from tests.integration.conftest import free_port, rows
+from switchboard.servers import free_port
+from tests.integration.conftest import rows
 
 pytestmark = pytest.mark.integration
 
