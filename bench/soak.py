@@ -35,6 +35,7 @@ import json
 import os
 import random
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -55,7 +56,7 @@ import httpx
 import psycopg
 from sqlalchemy import insert
 
-from bench.run import ProcessGroup, say, with_database
+from bench.run import ProcessGroup, _on_sigterm, say, with_database
 from orchestrator.keys import create_key
 from shared.celery_app import wait_for_workers
 from shared.contracts import Role
@@ -617,7 +618,12 @@ def main(args: argparse.Namespace, runtime: SoakRuntime) -> int:
         log_level=args.log_level,
         keep=args.keep,
     )
-    report = Soak(cfg, runtime).run()
+    # SIGTERM unwinds like Ctrl-C, through the finally that stops the processes and servers.
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        report = Soak(cfg, runtime).run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(json.dumps(report, indent=None if args.json else 2, default=str))
     held = (
         report["lost"] == 0
