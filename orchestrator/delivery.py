@@ -40,7 +40,7 @@ from sqlalchemy import Row, func, or_, update
 from sqlalchemy.orm import Session
 
 from shared.contracts import DeliveryState
-from shared.db import after_commit, session_scope
+from shared.db import after_commit, retrying, session_scope
 from shared.metrics import DELIVERIES
 from shared.models import Delivery, Event
 from shared.settings import Settings
@@ -163,8 +163,13 @@ def deliver(delivery_id: str, settings: Settings) -> Attempt:
             state, retry_in = DeliveryState.failed, None
         else:
             state, retry_in = DeliveryState.pending, backoff_s(row.attempts, settings)
-    with session_scope() as s:
-        return record(s, delivery_id, row.turn_id, row.attempts, state, error, retry_in)
+    def store() -> Attempt:
+        with session_scope() as s:
+            return record(s, delivery_id, row.turn_id, row.attempts, state, error, retry_in)
+
+    # The helpdesk has the reply now: a database that blinks while that is stored must not
+    # make the sweeper send it again (the soak's Postgres restarts did, 5 in 2000 turns).
+    return retrying(store)
 
 
 def record(

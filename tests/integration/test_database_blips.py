@@ -115,3 +115,38 @@ def test_an_agent_result_stored_while_the_database_blinks_is_kept(relayed: Relay
         {"agent": "billing", "status": "answered"}
     ]
     assert rows("SELECT tool FROM tool_calls WHERE turn_id = :t", t=accepted.turn_id) == [{"tool": "refund_payment"}]
+
+
+def test_a_reply_the_helpdesk_took_while_the_database_blinked_is_sent_once(relayed: Relay) -> None:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from orchestrator.delivery import deliver
+    from tests.integration.test_delivery_fencing import SETTINGS, _delivery
+
+    posts: list[str] = []
+
+    class Helpdesk(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            posts.append(self.headers["X-Switchboard-Delivery"])
+            # The helpdesk has the reply; right now the database restarts.
+            db.engine().dispose()
+            relayed.refuse = 2
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Helpdesk)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        delivery_id = _delivery(f"http://127.0.0.1:{server.server_address[1]}/replies")
+        attempt = deliver(delivery_id, SETTINGS)
+        assert attempt.state == "delivered" and relayed.refused == 2
+        assert rows("SELECT state FROM deliveries WHERE id = :d", d=delivery_id) == [{"state": "delivered"}]
+        assert deliver(delivery_id, SETTINGS).state == "skipped"  # the sweeper finds nothing to send
+        assert posts == [delivery_id]
+    finally:
+        server.shutdown()
