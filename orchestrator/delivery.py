@@ -163,6 +163,7 @@ def deliver(delivery_id: str, settings: Settings) -> Attempt:
             state, retry_in = DeliveryState.failed, None
         else:
             state, retry_in = DeliveryState.pending, backoff_s(row.attempts, settings)
+
     def store() -> Attempt:
         with session_scope() as s:
             return record(s, delivery_id, row.turn_id, row.attempts, state, error, retry_in)
