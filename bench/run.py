@@ -661,13 +661,13 @@ class BenchRun:
         return str(row[0]) if row else "unknown"
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+def on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # unwinds through the finally that stops workers and drops the database
 
 
 def main(args: argparse.Namespace, runtime: BenchRuntime) -> int:
     cfg = config_from(args, Settings())
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         with BenchRun(cfg, run_id=f"{os.getpid()}-{uuid.uuid4().hex[:6]}", runtime=runtime) as run:
             report = run.measure()

@@ -51,9 +51,9 @@ def enqueue_turn(turn_id: str) -> None:
 
 
 def merge_at_deadline(turn_id: str) -> float | None:
-    """The clock's action: merge the turn if it is due, else say when to look again. While an
-    agent has not started, look again after one agent deadline: an agent that starts late
-    and is then killed is waited for to its own deadline, not to the end of the budget."""
+    """The clock's action: merge the turn if it is due, else say when to look again: at the
+    latest within the shortest agent deadline, so an agent that starts late and is then
+    killed is waited for to its own deadline, not to the end of the budget."""
     outcome = merge_when_due(turn_id, MergeTrigger.deadline)
     if isinstance(outcome, float):
         # Looking again within the shortest deadline means an agent that starts after this

@@ -275,7 +275,7 @@ def start_turn(s: Session, turn_id: str, settings: Settings) -> StartedTurn | No
             data={"agents": list(settings.agents), "deadline_at": deadline_at, "budget_at": budget_at},
         )
     )
-    tasks = _tasks(turn_id, conversation, customer, window, deadlines, budget_at, settings)
+    tasks = _tasks(turn_id, conversation, customer, window, deadlines, settings)
     return StartedTurn(turn_id=turn_id, deadline_at=deadline_at, tasks=tasks)
 
 
@@ -302,7 +302,6 @@ def _tasks(
     customer: Customer,
     window: list[Any],
     deadlines: dict[str, float],
-    start_by: float,
     settings: Settings,
 ) -> list[AgentTask]:
     return [
@@ -315,7 +314,6 @@ def _tasks(
             customer=customer,
             window=window,
             deadline_at=deadline_at,
-            start_by=start_by,
             published_at=time.time(),
             max_steps=settings.max_tool_steps,
         )
@@ -356,17 +354,15 @@ def restart_unpublished(s: Session, turn_id: str, settings: Settings) -> Started
             data={"agents": expected},
         )
     )
-    return _restarted(s, turn_id, restarted, deadlines, budget_at, settings)
+    return _restarted(s, turn_id, restarted, deadlines, settings)
 
 
-def _restarted(
-    s: Session, turn_id: str, turn: Any, deadlines: dict[str, float], budget_at: float, settings: Settings
-) -> StartedTurn:
+def _restarted(s: Session, turn_id: str, turn: Any, deadlines: dict[str, float], settings: Settings) -> StartedTurn:
     conversation = s.get_one(Conversation, turn.conversation_id)
     customer = Customer.model_validate(conversation.customer)
     rows = _window_rows(s, conversation.id, turn.message_id, settings)
     window = model_window([(r.role, r.body) for r in reversed(rows)], customer.email)
-    tasks = _tasks(turn_id, conversation, customer, window, deadlines, budget_at, settings)
+    tasks = _tasks(turn_id, conversation, customer, window, deadlines, settings)
     return StartedTurn(turn_id=turn_id, deadline_at=max(deadlines.values()), tasks=tasks)
 
 
@@ -399,7 +395,7 @@ def republish_lost(
             Turn.budget_at > _ts(now),
         )
         .values(published_at=func.now())
-        .returning(Turn.conversation_id, Turn.message_id, Turn.agents, Turn.budget_at)
+        .returning(Turn.conversation_id, Turn.message_id, Turn.agents)
     ).one_or_none()
     if turn is None:
         return None
@@ -415,7 +411,7 @@ def republish_lost(
         )
     )
     deadlines = {agent: now + settings.deadline_for(agent) for agent in lost}
-    return _restarted(s, turn_id, turn, deadlines, turn.budget_at.timestamp(), settings)
+    return _restarted(s, turn_id, turn, deadlines, settings)
 
 
 class Start(StrEnum):

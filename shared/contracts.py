@@ -184,9 +184,6 @@ class AgentTask(BaseModel):
     deadline_at: float = Field(
         description="unix time by which the result must be recorded: set when the agent starts, from its own deadline"
     )
-    start_by: float | None = Field(
-        default=None, description="unix time after which the agent must not start: the turn's budget is spent"
-    )
     published_at: float = Field(description="unix time the task was put on the queue")
     max_steps: int = 6
 

@@ -341,15 +341,15 @@ def test_a_classifier_score_alone_never_changes_anything() -> None:
     # The intents and scores a real classifier gave these (issue 8): none asks for the change.
     backend.subscription = {"id": "sub_1", "plan": "pro", "status": "active", "renews_on": ago(days=-12)}
     backend.payments = [payment("pay_1", hours=145), payment("pay_2", hours=144)]
-    for text, intent, agent in (
-        ("help me subscribe to your company newsletter", "cancel_subscription", "billing"),
-        ("assistance with cancelling order 3707955617", "cancel_subscription", "billing"),
-        ("get invoice from 2 purchases ago", "refund_request", "billing"),
-        ("what is your refund policy?", "refund_request", "billing"),
+    for text, intent in (
+        ("help me subscribe to your company newsletter", "cancel_subscription"),
+        ("assistance with cancelling order 3707955617", "cancel_subscription"),
+        ("get invoice from 2 purchases ago", "refund_request"),
+        ("what is your refund policy?", "refund_request"),
     ):
-        r = run("billing" if agent == "billing" else agent, says(text, intent, 0.83))
+        r = run("billing", says(text, intent, 0.83))
         assert backend.cancelled == [] and backend.refunds == [], text
-        assert r.status in (AgentStatus.needs_info, AgentStatus.escalate, AgentStatus.answered), text
+        assert r.status is not AgentStatus.failed, text
 
 
 def test_a_duplicate_charge_told_without_a_request_is_refunded_only_after_a_yes() -> None:
