@@ -41,13 +41,18 @@ def merge_when_due(turn_id: str, trigger: MergeTrigger) -> Merged | float | None
     or one has not started and the turn has budget left); None when it was merged already.
     """
     with session_scope() as s:
-        now = time.time()
-        due = merge_due(s, turn_id, now)
-        if due is None:
-            return None
-        if due > now:
-            return due
-        merged = merge_turn(s, turn_id, trigger, get_settings())
+        # At a deadline the merge is due nearly always: try it first (one statement), and
+        # only when it did not happen ask why (merged already, or due later).
+        settings = get_settings()
+        merged = merge_turn(s, turn_id, trigger, settings, only_if_due=True)
+        if merged is None:
+            now = time.time()
+            due = merge_due(s, turn_id, now)  # locks the row: what it says holds for the merge
+            if due is None:
+                return None
+            if due > now:
+                return due
+            merged = merge_turn(s, turn_id, trigger, settings)  # due since the first look
         _deliver_after_commit(s, merged)
     return merged
 

@@ -24,7 +24,7 @@ from enum import StrEnum
 from itertools import pairwise
 from typing import Any, TypeVar
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import ColumnElement, and_, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -546,17 +546,50 @@ class Merged:
     delivery_id: str | None
 
 
+def _due_by(now: datetime) -> ColumnElement[bool]:
+    """``merge_due`` as a condition on the turn's row: every agent that started is past its
+    deadline, and, while one has not started, the budget is spent. An agent that starts
+    concurrently moves ``turns.deadline_at`` under the row's lock, and Postgres re-checks
+    the condition on that new row version, so the start is never merged over."""
+    expected = func.jsonb_array_elements_text(Turn.agents).table_valued("value").alias("expected")
+    started = (
+        select(AgentStart.agent)
+        .where(AgentStart.turn_id == Turn.id, AgentStart.agent == expected.c.value)
+        .correlate_except(AgentStart)
+    )
+    answered = (
+        select(AgentRun.agent)
+        .where(AgentRun.turn_id == Turn.id, AgentRun.agent == expected.c.value)
+        .correlate_except(AgentRun)
+    )
+    someone_unstarted = select(expected.c.value).where(~started.exists(), ~answered.exists()).exists()
+    return and_(
+        or_(Turn.deadline_at.is_(None), Turn.deadline_at <= now),
+        or_(Turn.budget_at.is_(None), Turn.budget_at <= now, ~someone_unstarted),
+    )
+
+
 def merge_turn(
-    s: Session, turn_id: str, trigger: MergeTrigger, settings: Settings, *, guardrail: str | None = None
+    s: Session,
+    turn_id: str,
+    trigger: MergeTrigger,
+    settings: Settings,
+    *,
+    guardrail: str | None = None,
+    only_if_due: bool = False,
 ) -> Merged | None:
-    """Merge a running turn exactly once. None when another caller merged it first.
+    """Merge a running turn exactly once. None when another caller merged it first, or,
+    with ``only_if_due``, when it is not due yet (see ``merge_due``).
 
     ``guardrail`` is an escalation reason the guardrails decided before fan-out.
+    ``only_if_due`` makes the due check part of the merge's one conditional UPDATE, so the
+    clock's merge at a deadline starts with one statement, not a locked read first.
     """
     now = time.time()
+    due = [_due_by(_ts(now))] if only_if_due else []
     claimed = s.execute(
         update(Turn)
-        .where(Turn.id == turn_id, Turn.state == TurnState.running)
+        .where(Turn.id == turn_id, Turn.state == TurnState.running, *due)
         .values(state=TurnState.done, merge_trigger=trigger, finished_at=_ts(now))
         .returning(Turn.conversation_id, Turn.agents, Turn.created_at, Turn.message_id, Turn.escalation_reason)
     ).one_or_none()

@@ -20,6 +20,7 @@ from orchestrator.ingest import accept_message, accept_ticket
 from orchestrator.sweeper import SweepReport, sweep
 from orchestrator.turns import (
     ConversationBusy,
+    Merged,
     Start,
     begin_attempt,
     claim_start,
@@ -385,6 +386,45 @@ def test_a_turn_waits_for_an_agent_that_has_not_started_until_its_budget(s: Sess
     due = merge_due(s, turn_id, time.time())
     assert due == pytest.approx(max(starts).timestamp())
     assert due is not None and due < turn.budget_at.timestamp()
+
+
+def test_the_merge_at_a_deadline_happens_only_once_the_turn_is_due(s: Session) -> None:
+    """The clock's merge checks ``merge_due`` inside its own conditional UPDATE."""
+
+    def at_deadline(turn_id: str) -> Merged | None:
+        return merge_turn(s, turn_id, MergeTrigger.deadline, SETTINGS, only_if_due=True)
+
+    def state(turn_id: str) -> str:
+        s.expire_all()
+        return s.get_one(Turn, turn_id).state
+
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    *first, last = SETTINGS.agents
+    waiting = _started(s)
+    for agent in first:
+        claim_start(s, waiting, agent, SETTINGS.deadline_for(agent))
+    s.execute(update(Turn).where(Turn.id == waiting).values(deadline_at=past))
+    # Those that started are past their deadlines, but one has not started and there is budget left.
+    assert at_deadline(waiting) is None and state(waiting) == TurnState.running
+    claim_start(s, waiting, last, SETTINGS.deadline_for(last))
+    assert at_deadline(waiting) is None and state(waiting) == TurnState.running  # its own deadline runs
+    s.execute(update(Turn).where(Turn.id == waiting).values(deadline_at=past))
+    merged = at_deadline(waiting)
+    assert merged is not None and state(waiting) == TurnState.done
+    assert s.get_one(Turn, waiting).merge_trigger == MergeTrigger.deadline
+
+    # Nobody started and the budget is spent: the turn merges with what it has (nothing).
+    spent = _started(s)
+    s.execute(update(Turn).where(Turn.id == spent).values(deadline_at=past, budget_at=past))
+    assert at_deadline(spent) is not None and state(spent) == TurnState.done
+
+    # An agent whose result is in counts as started, even without its start row.
+    answered = _started(s)
+    for agent in first:
+        claim_start(s, answered, agent, SETTINGS.deadline_for(agent))
+    record_result(s, _answer(answered, last), time.time())
+    s.execute(update(Turn).where(Turn.id == answered).values(deadline_at=past))
+    assert at_deadline(answered) is not None and state(answered) == TurnState.done
 
 
 def test_an_agent_that_comes_after_the_budget_runs_no_tool(s: Session) -> None:
