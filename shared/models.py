@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -287,3 +288,15 @@ class WorkerProcess(Base):
     queues: Mapped[list[Any]] = mapped_column(JSONB)
     warm_at: Mapped[datetime] = _now()
     seen_at: Mapped[datetime] = _now()
+
+
+class ModelSpend(Base):
+    """What model calls cost on one UTC day, summed over every process: the daily budget
+    is checked against this one total."""
+
+    __tablename__ = "model_spend"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    spent_usd: Mapped[Decimal] = mapped_column(Numeric(16, 8))
+    calls: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = _now()

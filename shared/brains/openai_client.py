@@ -10,27 +10,35 @@ label of ``switchboard_brain_fallbacks_total``.
 
 Cost: ``usage`` of each response times ``settings.openai_prices`` (USD per million tokens;
 cached prompt tokens at ``cached_input``, or at ``input`` when that price is 0; a model with
-no price, e.g. a self-hosted one, costs 0). The daily budget is kept in-process per UTC day:
-each worker process enforces it on its own spend (see docs/brains.md).
+no price, e.g. a self-hosted one, costs 0). The daily budget is checked against the spend of
+every process on the UTC day, kept in Postgres (``SharedLedger``); when that total cannot be
+read, no call is made and the local brain answers (see docs/brains.md).
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, cast
+from decimal import Decimal
+from typing import Any, Protocol, cast
 
 import openai
 from openai import OpenAI
 from openai.types.chat import ChatCompletion
 from prometheus_client import Counter
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import SQLAlchemyError
 
 from shared import metrics
+from shared.db import session_scope
 from shared.errors import BrainUnavailable
+from shared.models import ModelSpend
 from shared.settings import ModelPrice, Settings
 
 # Proposed for shared/metrics.py; defined here until they land there (getattr picks them up then).
@@ -48,6 +56,8 @@ MODEL_TOKENS: Counter = getattr(metrics, "MODEL_TOKENS", None) or Counter(
 MODEL_COST: Counter = getattr(metrics, "MODEL_COST", None) or Counter(
     "switchboard_model_cost_usd_total", "Model spend in USD from usage and the price table", ["model"]
 )
+
+log = logging.getLogger(__name__)
 
 RETRY_STATUS = frozenset({408, 409, 429})
 # Reasons that say the endpoint itself is in trouble (not our budget, request or deadline).
@@ -108,9 +118,21 @@ def price_of(usage: Usage, price: ModelPrice | None) -> float:
     return (fresh * price.input + usage.cached_tokens * cached_price + usage.completion_tokens * price.output) / 1e6
 
 
+class Spend(Protocol):
+    """Where today's model spend is kept: ``spent_today`` is checked before each call."""
+
+    def add(self, cost: float) -> None: ...
+
+    def spent_today(self) -> float: ...
+
+
+class SpendUnknown(Exception):
+    """Today's spend could not be read, so the budget cannot be checked."""
+
+
 @dataclass
 class Ledger:
-    """Spend per UTC day, in this process."""
+    """Spend per UTC day, in this process only (a test, a single-process tool)."""
 
     today: date = field(default_factory=lambda: datetime.now(UTC).date())
     spent: float = 0.0
@@ -130,6 +152,61 @@ class Ledger:
         now = datetime.now(UTC).date()
         if now != self.today:
             self.today, self.spent = now, 0.0
+
+
+class SharedLedger:
+    """Spend per UTC day summed over every process, in Postgres (``model_spend``).
+
+    With a budget per process, N worker processes could spend N times the budget. Here each
+    call's cost is added to the day's row (one upsert), and the budget is checked against
+    that row. A cost that cannot be written (the database blinked) is kept and written with
+    the next one, and counted meanwhile; a spend that cannot be read raises ``SpendUnknown``,
+    so no call is made that the budget might not allow.
+    """
+
+    def __init__(self) -> None:
+        self._unwritten: dict[date, float] = {}
+        self._lock = threading.Lock()
+
+    def add(self, cost: float) -> None:
+        if cost <= 0:
+            return
+        today = datetime.now(UTC).date()
+        with self._lock:
+            owed = dict(self._unwritten)
+            self._unwritten.clear()
+        owed[today] = owed.get(today, 0.0) + cost
+        try:
+            with session_scope() as s:
+                for day, amount in owed.items():
+                    row = {"day": day, "spent_usd": Decimal(repr(amount)), "calls": 1}
+                    s.execute(
+                        pg_insert(ModelSpend)
+                        .values(row)
+                        .on_conflict_do_update(
+                            index_elements=[ModelSpend.day],
+                            set_={
+                                "spent_usd": ModelSpend.spent_usd + Decimal(repr(amount)),
+                                "calls": ModelSpend.calls + 1,
+                                "updated_at": func.now(),
+                            },
+                        )
+                    )
+        except SQLAlchemyError as exc:
+            with self._lock:
+                for day, amount in owed.items():
+                    self._unwritten[day] = self._unwritten.get(day, 0.0) + amount
+            log.warning("model spend not recorded yet (%s); kept for the next call", type(exc).__name__)
+
+    def spent_today(self) -> float:
+        today = datetime.now(UTC).date()
+        try:
+            with session_scope() as s:
+                stored = s.execute(select(ModelSpend.spent_usd).where(ModelSpend.day == today)).scalar_one_or_none()
+        except SQLAlchemyError as exc:
+            raise SpendUnknown(f"today's model spend could not be read ({type(exc).__name__})") from None
+        with self._lock:
+            return float(stored or 0) + self._unwritten.get(today, 0.0)
 
 
 @dataclass
@@ -185,13 +262,13 @@ class ModelClient:
         settings: Settings,
         *,
         backoff: Backoff | None = None,
-        ledger: Ledger | None = None,
+        ledger: Spend | None = None,
         circuit: Circuit | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
         self.backoff = backoff or Backoff()
-        self.ledger = ledger or Ledger()
+        self.ledger: Spend = ledger or SharedLedger()
         self.circuit = circuit or Circuit()
         self.sleep = sleep
         self.client = OpenAI(
@@ -221,10 +298,12 @@ class ModelClient:
         attempt = 0
         while True:
             budget = self.settings.openai_daily_budget_usd
-            if self.ledger.spent_today() >= budget:
-                raise EndpointUnavailable(
-                    "over_budget", f"spent {self.ledger.spent_today():.4f} of {budget:.2f} USD today"
-                )
+            try:
+                spent = self.ledger.spent_today()
+            except SpendUnknown as exc:
+                raise EndpointUnavailable("budget_unknown", str(exc)) from None
+            if spent >= budget:
+                raise EndpointUnavailable("over_budget", f"spent {spent:.4f} of {budget:.2f} USD today")
             left = deadline_at - time.time() - self.backoff.reserve_s
             if left < self.backoff.min_call_s:
                 raise EndpointUnavailable("deadline", f"{max(0.0, left):.2f}s left before the deadline")

@@ -13,18 +13,24 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from sqlalchemy import delete
 
 from orchestrator.fan_in import finish_agent_run
 from orchestrator.ingest import accept_ticket
 from orchestrator.turns import mark_published, start_turn
 from shared import db
+from shared.brains.openai_client import EndpointUnavailable, ModelClient, SharedLedger
 from shared.contracts import AgentResult, AgentStatus, Fact, TicketIn, ToolCallRecord
+from shared.models import ModelSpend
 from shared.settings import Settings
 from switchboard.servers import free_port
 from tests.integration.conftest import rows
+from tests.integration.test_model_budget import _ask, _settings
+from tests.support.fake_openai import FakeOpenAI, completion
 
 pytestmark = pytest.mark.integration
 
@@ -150,3 +156,35 @@ def test_a_reply_the_helpdesk_took_while_the_database_blinked_is_sent_once(relay
         assert posts == [delivery_id]
     finally:
         server.shutdown()
+
+
+def test_model_spend_is_kept_through_a_blink_and_no_model_call_is_made_unchecked(relayed: Relay) -> None:
+    today = datetime.now(UTC).date()
+    with db.session_scope() as s:
+        s.execute(delete(ModelSpend).where(ModelSpend.day == today))
+    usage = {"prompt_tokens": 300, "completion_tokens": 300, "cached_tokens": 0}  # 0.6 USD each
+    answer = {"role": "assistant", "content": "hello"}
+    try:
+        with FakeOpenAI() as fake:
+            fake.script("big", *(completion(answer, "stop", usage) for _ in range(2)))
+            ledger = SharedLedger()
+            client = ModelClient(_settings(fake, budget=10.0), ledger=ledger)
+            db.engine().dispose()
+            relayed.refuse = 1000  # the database is down from here
+            # The spend cannot be read, so the budget cannot be checked: no call is made.
+            with pytest.raises(EndpointUnavailable) as refused:
+                _ask(client)
+            assert refused.value.reason == "budget_unknown"
+            assert fake.requests_for("big") == []
+            # A cost that cannot be written (a call that ended as the database went) is kept.
+            ledger.add(0.25)
+            relayed.refuse = 0  # back
+            assert ledger.spent_today() == pytest.approx(0.25)
+            _ask(client)  # writes its own 0.6 and the 0.25 kept
+        assert rows("SELECT spent_usd::float AS spent FROM model_spend WHERE day = :d", d=today) == [
+            {"spent": pytest.approx(0.85)}
+        ]
+        assert ledger.spent_today() == pytest.approx(0.85)
+    finally:
+        with db.session_scope() as s:
+            s.execute(delete(ModelSpend).where(ModelSpend.day == today))

@@ -135,7 +135,8 @@ def brain_for(
         settings,
         profiles,
         fallback=LocalBrain(settings, profiles, router=KeywordRouter()),
-        client=ModelClient(settings, backoff=fast, ledger=ledger),
+        # One process here: the in-process ledger stands in for the shared one (tested against Postgres).
+        client=ModelClient(settings, backoff=fast, ledger=ledger or Ledger()),
     )
 
 
@@ -433,7 +434,12 @@ def test_an_unreachable_endpoint_falls_back_to_local(profiles: Any) -> None:
     with FakeOpenAI() as gone:
         url = gone.url
     settings = Settings(openai_base_url=url, openai_api_key="k", openai_max_retries=1)
-    brain = OpenAIBrain(settings, profiles, fallback=LocalBrain(settings, profiles, router=KeywordRouter()))
+    brain = OpenAIBrain(
+        settings,
+        profiles,
+        fallback=LocalBrain(settings, profiles, router=KeywordRouter()),
+        client=ModelClient(settings, ledger=Ledger()),
+    )
     result = billing.run(task_for(), brain)
     assert result.status is AgentStatus.answered and "openai→local: unreachable" in (result.detail or "")
 
