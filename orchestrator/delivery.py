@@ -176,7 +176,7 @@ def deliver(delivery_id: str, settings: Settings) -> Attempt:
 def record(
     s: Session,
     delivery_id: str,
-    turn_id: str,
+    turn_id: str | None,
     attempts: int,
     state: DeliveryState,
     error: str | None,

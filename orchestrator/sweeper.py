@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from orchestrator.desk import expire_leases
 from shared.contracts import DeliveryState, TurnState
 from shared.db import after_commit
 from shared.metrics import SWEEPS
@@ -56,6 +57,7 @@ class SweepReport:
     merged: list[str] = field(default_factory=list)
     redelivered: list[str] = field(default_factory=list)
     republished: list[str] = field(default_factory=list)
+    expired_claims: list[str] = field(default_factory=list)  # escalations whose lease lapsed, queued again
     lost: dict[str, list[str]] = field(default_factory=dict)  # turn -> agents whose tasks are published again
     skipped: bool = False  # another sweeper held the lock: this one did nothing
 
@@ -138,6 +140,8 @@ def sweep(
             .limit(BATCH)
         ).scalars()
     )
+    # The desk: a human's claim whose lease lapsed goes back to the queue.
+    report.expired_claims = expire_leases(s)
     # Enqueue after the commit: a crash in between only means the next sweep does it.
     after_commit(s, lambda: _follow_up(report, enqueue_turn, merge, enqueue_delivery, republish, republish_lost))
     return report

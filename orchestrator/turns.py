@@ -28,6 +28,7 @@ from sqlalchemy import ColumnElement, and_, func, insert, or_, select, text, upd
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from orchestrator.desk import escalation_row, queued_event, reopen_for_message
 from orchestrator.merge import MergeDecision, decide, escalated, escalation_summary
 from orchestrator.window import model_window
 from shared.contracts import (
@@ -57,7 +58,6 @@ from shared.models import (
     AgentStart,
     Conversation,
     Delivery,
-    Escalation,
     Event,
     Message,
     ToolCall,
@@ -209,6 +209,8 @@ def _hold(s: Session, turn_id: str, conversation_id: str) -> StartedTurn | None:
     if held is None:
         return None
     s.add(Event(conversation_id=conversation_id, turn_id=turn_id, kind="turn.held", data={}))
+    # The human's: a resolved escalation of this conversation goes back to the queue.
+    reopen_for_message(s, conversation_id, held.message_id)
     s.execute(text("SELECT pg_notify(:channel, :turn)"), {"channel": TURN_DONE_CHANNEL, "turn": turn_id})
     latency = max(0.0, now - held.created_at.timestamp())
 
@@ -652,16 +654,17 @@ def merge_turn(
         summary = escalation_summary(
             conversation.customer, message.body, decision, results, missing, [_action_line(a, results) for a in actions]
         )
-        s.add(
-            Escalation(
-                id=new_id("esc"),
-                turn_id=turn_id,
-                conversation_id=conversation.id,
-                reason=decision.reason,
-                summary=for_storage(summary),
-                suggested_reply=decision.suggested_reply,
-            )
+        escalation = escalation_row(
+            settings,
+            turn_id=turn_id,
+            conversation_id=conversation.id,
+            reason=decision.reason,
+            summary=for_storage(summary),
+            suggested_reply=decision.suggested_reply,
         )
+        s.add(escalation)
+        s.flush()
+        s.add(queued_event(escalation))
     s.add(
         Event(
             conversation_id=conversation.id,

@@ -80,6 +80,28 @@ REFUSED_TASKS = Counter(
     "Broker tasks refused: an ingest without a valid key, an agent task naming no turn of its agent",
     ["task", "reason"],
 )
+DESK_BUCKETS = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0)
+DESK_TRANSITIONS = Counter(
+    "switchboard_desk_transitions_total",
+    "Escalation desk events: queued, claimed, released, expired, replied, noted, handed_back, reopened",
+    ["kind"],
+)
+DESK_CLAIM_WAIT = Histogram(
+    "switchboard_desk_time_to_claim_seconds",
+    "From an escalation entering the queue to a human claiming it",
+    buckets=DESK_BUCKETS,
+)
+DESK_FIRST_REPLY = Histogram(
+    "switchboard_desk_time_to_first_reply_seconds",
+    "From an escalation being created to a human's first reply, by reason",
+    ["reason"],
+    buckets=DESK_BUCKETS,
+)
+DESK_SUGGESTIONS = Counter(
+    "switchboard_desk_suggested_replies_total",
+    "What humans did with the agents' suggested reply (unchanged, edited, discarded), by escalation reason",
+    ["reason", "acceptance"],
+)
 # 1 per worker process (prefork children) that finished its start-up (database, clock,
 # the brain's models loaded) and takes tasks; summed over the live processes of a worker.
 READY_PROCESSES = Gauge(

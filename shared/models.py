@@ -83,7 +83,11 @@ class Message(Base):
     # A message the guardrails flagged as an injection: kept on the record for the human,
     # never put in an agent's window again.
     flagged: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
-    created_at: Mapped[datetime] = _now()
+    # The moment of the insert, not of its transaction: two messages stored in one
+    # transaction (a question and its answer) keep their order.
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.clock_timestamp(), nullable=False
+    )
 
 
 class Turn(Base):
@@ -196,7 +200,24 @@ class Action(Base):
 
 
 class Escalation(Base):
+    """A turn a human must answer: the desk's queue (docs/desk.md has the states)."""
+
     __tablename__ = "escalations"
+    __table_args__ = (
+        CheckConstraint("state IN ('queued', 'claimed', 'resolved', 'handed_back')", name="ck_escalations_state"),
+        CheckConstraint(
+            "(state = 'claimed') = (claimed_by IS NOT NULL AND lease_expires_at IS NOT NULL)",
+            name="ck_escalations_claim",
+        ),
+        Index(
+            "ix_escalations_queue",
+            "sla_due_at",
+            text("priority DESC"),
+            "queued_at",
+            postgresql_where=text("state = 'queued'"),
+        ),
+        Index("ix_escalations_leases", "lease_expires_at", postgresql_where=text("state = 'claimed'")),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     turn_id: Mapped[str] = mapped_column(ForeignKey("turns.id", ondelete="CASCADE"), unique=True)
@@ -204,8 +225,90 @@ class Escalation(Base):
     reason: Mapped[str] = mapped_column(String(32))
     summary: Mapped[str] = mapped_column(Text)
     suggested_reply: Mapped[str | None] = mapped_column(Text, nullable=True)
-    status: Mapped[str] = mapped_column(String(16), default="open")  # open | claimed | resolved
+    state: Mapped[str] = mapped_column(String(16), default="queued")  # queued | claimed | resolved | handed_back
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    queued_at: Mapped[datetime] = _now()
+    sla_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    claim_token: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    claimed_by: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    first_reply_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = _now()
+
+
+class EscalationEvent(Base):
+    """One transition of an escalation: who, when, from which state to which."""
+
+    __tablename__ = "escalation_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    escalation_id: Mapped[str] = mapped_column(ForeignKey("escalations.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(80))
+    from_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    to_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    claim_token: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.clock_timestamp())
+
+
+class EscalationNote(Base):
+    """A private note of a human on an escalation: never sent to the customer."""
+
+    __tablename__ = "escalation_notes"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    escalation_id: Mapped[str] = mapped_column(ForeignKey("escalations.id", ondelete="CASCADE"), index=True)
+    author: Mapped[str] = mapped_column(String(80))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+
+
+class DeskReply(Base):
+    """A human's reply, once per (escalation, claim token, message the human last saw)."""
+
+    __tablename__ = "desk_replies"
+
+    escalation_id: Mapped[str] = mapped_column(ForeignKey("escalations.id", ondelete="CASCADE"), primary_key=True)
+    claim_token: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    seen_message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(64))
+    delivery_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    author: Mapped[str] = mapped_column(String(80))
+    resolved: Mapped[bool] = mapped_column()
+    acceptance: Mapped[str] = mapped_column(String(16))  # unchanged | edited | discarded | none
+    created_at: Mapped[datetime] = _now()
+
+
+class User(Base):
+    """A human of the web desk. Only an argon2id hash of the password is stored."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint("role IN ('agent', 'admin')", name="ck_users_role"),
+        Index("uq_users_email", text("lower(email)"), unique=True),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class DeskSession(Base):
+    """A logged-in web desk session: the SHA-256 digest of its cookie, never the cookie."""
+
+    __tablename__ = "desk_sessions"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _now()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Event(Base):
@@ -222,12 +325,20 @@ class Event(Base):
 
 
 class Delivery(Base):
-    """The outbox of replies to helpdesks: one row per turn, delivered at most once."""
+    """The outbox of replies to helpdesks: one row per bot turn or human reply, delivered at
+    most once."""
 
     __tablename__ = "deliveries"
+    __table_args__ = (
+        CheckConstraint("(turn_id IS NOT NULL) <> (escalation_id IS NOT NULL)", name="ck_deliveries_origin"),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    turn_id: Mapped[str] = mapped_column(ForeignKey("turns.id", ondelete="CASCADE"), unique=True)
+    # A bot's reply has its turn; a human's, its escalation (never both).
+    turn_id: Mapped[str | None] = mapped_column(ForeignKey("turns.id", ondelete="CASCADE"), unique=True)
+    escalation_id: Mapped[str | None] = mapped_column(
+        ForeignKey("escalations.id", ondelete="CASCADE", name="fk_deliveries_escalation_id"), nullable=True
+    )
     conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
     source: Mapped[str] = mapped_column(String(64))
     url: Mapped[str] = mapped_column(Text)

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from limits import parse as parse_limit
-from pydantic import BaseModel, Field, HttpUrl, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The one list of agent names: each has a queue, a worker role and a deadline of its own.
@@ -55,6 +55,29 @@ class ToolBackend(BaseModel):
     # A 429 or 5xx (or a refused connection) is tried again, honouring Retry-After, while
     # the agent's deadline leaves room; then the tool has failed (a human takes the turn).
     max_retries: int = Field(default=3, ge=0, le=10)
+
+
+class DeskSla(BaseModel):
+    """How soon a human must first answer an escalation of one reason, and its priority in
+    the queue (higher first among those due at the same time)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    first_response_minutes: float = Field(gt=0)
+    priority: int = Field(default=0, ge=0, le=9)
+
+
+# An action may have been taken on these (timeout, tool failure) or the customer is waiting
+# on a turn that never ran: a human looks first. The rest within a working half-day.
+DESK_SLA = {
+    "default": DeskSla(first_response_minutes=240, priority=0),
+    "human_requested": DeskSla(first_response_minutes=60, priority=1),
+    "sensitive": DeskSla(first_response_minutes=60, priority=1),
+    "injection": DeskSla(first_response_minutes=120, priority=1),
+    "timeout": DeskSla(first_response_minutes=30, priority=2),
+    "tool_failure": DeskSla(first_response_minutes=30, priority=2),
+    "processing_failed": DeskSla(first_response_minutes=30, priority=2),
+}
 
 
 class ModelPrice(BaseModel):
@@ -146,6 +169,15 @@ class Settings(BaseSettings):
     # agents it names as owners): a company's own tools, or a test's or the bench's.
     extra_tools: tuple[str, ...] = ()
 
+    # The desk: a human's claim on an escalation lasts this long unless renewed (the web
+    # desk and the CLI renew it while they are open); a lapsed one goes back to the queue.
+    desk_lease_s: float = Field(default=120.0, ge=10, le=3600)
+    # First-response due time and priority by escalation reason ("default" for the rest),
+    # e.g. {"default": {"first_response_minutes": 240}, "timeout": {"first_response_minutes": 30, "priority": 2}}
+    desk_sla: dict[str, DeskSla] = Field(default_factory=lambda: dict(DESK_SLA))
+    # "About to breach": less than this many minutes left before the first-response due time.
+    desk_sla_warning_minutes: float = Field(default=15.0, ge=0)
+
     # Knowledge base
     kb_top_k: int = 3
     # Measured on evals/data/kb_questions.yaml: off-topic questions score at most 0.175,
@@ -235,6 +267,9 @@ class Settings(BaseSettings):
 
     def deadline_for(self, agent: str) -> float:
         return self.agent_deadlines_s.get(agent, self.agent_deadline_s)
+
+    def sla_for(self, reason: str) -> DeskSla:
+        return self.desk_sla.get(reason) or self.desk_sla.get("default") or DESK_SLA["default"]
 
     def source(self, name: str) -> SourceConfig:
         return self.sources.get(name, SourceConfig())

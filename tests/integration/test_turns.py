@@ -86,8 +86,8 @@ def test_all_agents_slow_escalates_with_reason_timeout(stack: Stack) -> None:
     accepted = post(stack, ticket(script(billing=slow, knowledge=slow, account=slow))).json()
     turn = wait_done(accepted["turn_id"], timeout=15)
     assert (turn["outcome"], turn["escalation_reason"]) == ("escalated", "timeout")
-    (escalation,) = rows("SELECT reason, status, summary FROM escalations WHERE turn_id = :t", t=accepted["turn_id"])
-    assert escalation["reason"] == "timeout" and escalation["status"] == "open"
+    (escalation,) = rows("SELECT reason, state, summary FROM escalations WHERE turn_id = :t", t=accepted["turn_id"])
+    assert escalation["reason"] == "timeout" and escalation["state"] == "queued"
     assert "no result before the deadline" in escalation["summary"]
 
 
