@@ -630,6 +630,56 @@ def packet(s: Session, escalation_id: str) -> dict[str, Any]:
     }
 
 
+def gauges(s: Session, warning_minutes: float) -> dict[str, Any]:
+    """The desk's numbers as they are now, read from the rows (every API process reads the
+    same): open escalations by state, the oldest queued one's age, and those whose first
+    response is due within ``warning_minutes`` or overdue."""
+    by_state = {
+        row[0]: int(row[1]) for row in s.execute(select(Escalation.state, func.count()).group_by(Escalation.state))
+    }
+    unanswered = (Escalation.state.in_(OPEN)) & Escalation.first_reply_at.is_(None) & Escalation.sla_due_at.isnot(None)
+    row = s.execute(
+        select(
+            func.extract(
+                "epoch", func.now() - func.min(Escalation.queued_at).filter(Escalation.state == DeskState.queued)
+            ),
+            func.count().filter(unanswered, Escalation.sla_due_at <= func.now()),
+            func.count().filter(
+                unanswered,
+                Escalation.sla_due_at > func.now(),
+                Escalation.sla_due_at <= func.now() + timedelta(minutes=warning_minutes),
+            ),
+        )
+    ).one()
+    return {
+        "by_state": {state.value: int(by_state.get(state.value, 0)) for state in DeskState},
+        "oldest_queued_s": float(row[0] or 0.0),
+        "breached": int(row[1]),
+        "about_to_breach": int(row[2]),
+    }
+
+
+def status(s: Session, escalation_id: str) -> dict[str, Any]:
+    """What the web desk polls while a page is open: the claim, and the newest customer message."""
+    e = s.get(Escalation, escalation_id)
+    if e is None:
+        raise NotFound(f"No escalation {escalation_id!r}.")
+    latest = s.execute(
+        select(Message.id, Message.body, Message.created_at)
+        .where(Message.conversation_id == e.conversation_id, Message.role == "customer")
+        .order_by(Message.created_at.desc(), Message.id.desc())
+        .limit(1)
+    ).one_or_none()
+    return {
+        "state": e.state,
+        "claimed_by": e.claimed_by,
+        "claim_token": e.claim_token,
+        "lease_expires_at": e.lease_expires_at.isoformat() if e.lease_expires_at else None,
+        "latest_customer_message_id": latest.id if latest else None,
+        "latest_customer_message": latest.body if latest else None,
+    }
+
+
 def _evidence(call: ToolCall | None) -> dict[str, Any] | None:
     if call is None:
         return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -21,6 +22,7 @@ from prometheus_client import (
     multiprocess,
     start_http_server,
 )
+from prometheus_client.core import GaugeMetricFamily
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 10.0, 30.0)
 
@@ -109,6 +111,50 @@ READY_PROCESSES = Gauge(
     "Worker processes that finished start-up (brain loaded) and take tasks",
     multiprocess_mode="livesum",
 )
+
+
+# Gauges computed from Postgres when /metrics is scraped (name -> label names): every API
+# process reports the same values, so dashboards take max() rather than sum().
+SCRAPE_TIME_GAUGES: dict[str, tuple[str, ...]] = {
+    "switchboard_desk_escalations": ("state",),
+    "switchboard_desk_oldest_queued_seconds": (),
+    "switchboard_desk_sla_breached": (),
+    "switchboard_desk_sla_about_to_breach": (),
+}
+
+
+def desk_exposition(numbers: dict[str, Any]) -> bytes:
+    """The desk's gauges (``orchestrator.desk.gauges``) in the text format: they are read
+    from Postgres when /metrics is scraped, so every API process reports the same values."""
+    reg = CollectorRegistry()
+    depth = GaugeMetricFamily("switchboard_desk_escalations", "Escalations by desk state, now", labels=["state"])
+    for state, n in numbers["by_state"].items():
+        depth.add_metric([state], n)
+    families = [
+        depth,
+        GaugeMetricFamily(
+            "switchboard_desk_oldest_queued_seconds",
+            "Age of the oldest escalation waiting in the queue (0 when none waits)",
+            value=numbers["oldest_queued_s"],
+        ),
+        GaugeMetricFamily(
+            "switchboard_desk_sla_breached",
+            "Open escalations past their first-response due time with no human reply yet",
+            value=numbers["breached"],
+        ),
+        GaugeMetricFamily(
+            "switchboard_desk_sla_about_to_breach",
+            "Open escalations whose first-response due time is within SWITCHBOARD_DESK_SLA_WARNING_MINUTES",
+            value=numbers["about_to_breach"],
+        ),
+    ]
+
+    class _Now:
+        def collect(self) -> list[GaugeMetricFamily]:
+            return families
+
+    reg.register(_Now())  # type: ignore[arg-type]
+    return generate_latest(reg)
 
 
 def registry() -> CollectorRegistry:

@@ -21,7 +21,7 @@ from orchestrator import desk
 from orchestrator.desk import Acceptance, DeskState, NewerMessage, StaleClaim, Taken
 from orchestrator.ingest import accept_message, accept_ticket
 from orchestrator.turns import merge_turn, start_turn
-from shared import db
+from shared import db, metrics
 from shared.contracts import MergeTrigger, MessageIn, Outcome, TicketIn
 from shared.errors import NotFound
 from shared.models import Conversation, Delivery, DeskReply, Escalation, EscalationEvent, Message
@@ -373,3 +373,24 @@ def test_the_list_pages_in_queue_order() -> None:
             break
         cursor = page.next_cursor
     assert seen == made  # same SLA and priority: oldest first, each once
+
+
+def test_the_desk_numbers_count_states_breaches_and_the_oldest_wait() -> None:
+    breached, _ = escalated("timeout")
+    soon, _ = escalated("timeout")
+    later, _ = escalated("low_confidence")
+    claim(ANA, named=later)
+    with db.session_scope() as s:
+        s.execute(
+            update(Escalation)
+            .where(Escalation.id == breached)
+            .values(sla_due_at=func.now() - timedelta(minutes=1), queued_at=func.now() - timedelta(minutes=40))
+        )
+        s.execute(update(Escalation).where(Escalation.id == soon).values(sla_due_at=func.now() + timedelta(minutes=5)))
+        numbers = desk.gauges(s, warning_minutes=15)
+    assert numbers["by_state"] == {"queued": 2, "claimed": 1, "resolved": 0, "handed_back": 0}
+    assert (numbers["breached"], numbers["about_to_breach"]) == (1, 1)
+    assert numbers["oldest_queued_s"] == pytest.approx(40 * 60, abs=30)
+    text_format = metrics.desk_exposition(numbers).decode()
+    assert 'switchboard_desk_escalations{state="queued"} 2.0' in text_format
+    assert "switchboard_desk_sla_breached 1.0" in text_format

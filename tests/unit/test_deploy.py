@@ -143,6 +143,8 @@ def exposed_series() -> dict[str, frozenset[str]]:
                 series[f"{family.name}_sum"] = series[f"{family.name}_count"] = labels
             else:
                 series[family.name] = labels
+    for name, label_names in metrics.SCRAPE_TIME_GAUGES.items():  # read from Postgres at each scrape
+        series[name] = frozenset(label_names)
     return series
 
 
@@ -250,6 +252,8 @@ def test_every_metric_is_on_the_dashboard() -> None:
         if isinstance(obj, MetricWrapperBase):
             (family,) = (f.name for f in obj.describe())
             assert any(s.startswith(family) for s in shown), f"{family} has no panel on the dashboard"
+    for name in metrics.SCRAPE_TIME_GAUGES:
+        assert name in shown, f"{name} has no panel on the dashboard"
 
 
 def test_recorded_series_are_unique_and_named_level_metric_operation() -> None:
