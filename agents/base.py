@@ -78,6 +78,7 @@ class Agent:
             source=task.source,
             customer_email=task.customer.email,
             deadline_at=task.deadline_at,
+            dry_run=task.shadow,
         )
 
         def finish(status: AgentStatus, decided_by: str | None = None, **fields: object) -> AgentResult:

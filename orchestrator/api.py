@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
@@ -37,17 +37,34 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from orchestrator import desk
 from orchestrator.conversations import conversation_view
 from orchestrator.delivery import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from orchestrator.desk import DeskError, DeskState, NewerMessage
+from orchestrator.fan_in import enqueue_delivery
 from orchestrator.ingest import accept_message, accept_once, accept_ticket, conversation_source, nonces
 from orchestrator.keys import Principal, principal_for, refusal_to_post
 from orchestrator.retention import erase_customer
 from orchestrator.tasks import enqueue_turn
+from orchestrator.web_desk import mount_desk
 from shared import db, metrics
 from shared.celery_app import DELIVERY_QUEUE, ORCHESTRATOR_QUEUE, agent_queue
 from shared.celery_app import app as celery_app
-from shared.contracts import Accepted, ConversationView, MessageIn, Role, TicketIn
+from shared.contracts import (
+    Accepted,
+    ClaimedOut,
+    ClaimIn,
+    ConversationView,
+    MessageIn,
+    NoteIn,
+    RepliedOut,
+    ReplyIn,
+    Role,
+    TicketIn,
+    TokenIn,
+)
 from shared.errors import ConfigurationError, NotFound
+from shared.models import Event
 from shared.settings import Settings, get_settings, refuse_weak_secrets
 from shared.workers import warm_queues
 
@@ -93,7 +110,8 @@ class JsonOnly:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
+        # The web desk's forms are urlencoded; a session's CSRF token guards them instead.
+        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH") and not _is_desk(scope["path"]):
             content_type = dict(scope.get("headers") or []).get(b"content-type", b"").decode("latin-1")
             media = content_type.split(";", 1)[0].strip().lower()
             if media != "application/json" and not media.endswith("+json"):
@@ -127,6 +145,22 @@ SECURITY_HEADERS = (
     (b"cache-control", b"no-store"),
     (b"referrer-policy", b"no-referrer"),
 )
+# The web desk's pages load their own script and style sheet, and nothing else.
+DESK_PREFIX = "/desk"
+DESK_SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (
+        b"content-security-policy",
+        b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+        b"form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    ),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+)
+
+
+def _is_desk(path: str) -> bool:
+    return path == DESK_PREFIX or path.startswith(DESK_PREFIX + "/")
 
 
 class SecurityHeaders:
@@ -141,9 +175,14 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        extra = DESK_SECURITY_HEADERS if _is_desk(scope["path"]) else SECURITY_HEADERS
+
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+                headers = list(message.get("headers", []))
+                if extra is DESK_SECURITY_HEADERS and not any(k == b"cache-control" for k, _ in headers):
+                    headers.append((b"cache-control", b"no-store"))  # a page with a customer's data is not kept
+                message = {**message, "headers": [*headers, *extra]}
             await send(message)
 
         await self.app(scope, receive, with_headers)
@@ -525,8 +564,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return accepted
 
     @api.get("/v1/conversations/{conversation_id}", response_model=ConversationView)
-    async def get_conversation(conversation_id: str, principal: Caller) -> Any:
-        return await _run(_in_unit_of_work, conversation_view, conversation_id, principal)
+    async def get_conversation(
+        conversation_id: str,
+        principal: Caller,
+        turns: int = Query(50, ge=1, le=200, description="how many of the newest turns, with their messages"),
+        before: int | None = Query(None, ge=1, description="next_before of the page after: older turns"),
+    ) -> Any:
+        return await _run(
+            _in_unit_of_work, conversation_view, conversation_id, principal, turns_limit=turns, before=before
+        )
 
     @api.delete("/v1/customers/{source}/{customer_id}")
     async def erase(source: str, customer_id: str, principal: Caller) -> dict[str, Any]:
@@ -537,6 +583,120 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             _in_unit_of_work, erase_customer, source=source, customer_id=customer_id, by=principal.key_id
         )
         return {"source": source, "customer_id": customer_id, "erased": counts}
+
+    # ------------------------------------------------------------------ the desk (docs/desk.md)
+
+    def _human(principal: Principal) -> str:
+        """The actor a desk write is recorded under: a human's key (agent or admin)."""
+        if principal.role not in (Role.agent, Role.admin):
+            raise Forbidden(
+                "The desk is for humans: use an agent or admin key "
+                "(`switchboard keys create --role agent --name NAME`)."
+            )
+        return f"key:{principal.key_id}"
+
+    @api.exception_handler(DeskError)
+    async def _desk_conflict(_: Request, exc: DeskError) -> JSONResponse:
+        extra = {"message": exc.message} if isinstance(exc, NewerMessage) else {}
+        return problem(409, exc.title, str(exc), **extra)
+
+    @api.get("/v1/escalations")
+    async def list_escalations(
+        principal: Caller,
+        status: str = Query("queued,claimed", description="comma-separated: queued, claimed, resolved, handed_back"),
+        limit: int = Query(50, ge=1, le=200),
+        cursor: str | None = Query(None, description="next_cursor of the page before"),
+    ) -> dict[str, Any]:
+        _human(principal)
+        states = [v.strip() for v in status.split(",") if v.strip()]
+        unknown = [v for v in states if v not in DeskState.__members__]
+        if unknown or not states:
+            raise BadRequest(
+                "Invalid status",
+                f"status takes {', '.join(DeskState)} (comma-separated); got {', '.join(unknown) or 'nothing'}.",
+            )
+        page = await _run(_in_unit_of_work, desk.list_escalations, states, limit, cursor)
+        return {"items": page.items, "next_cursor": page.next_cursor}
+
+    @api.get("/v1/escalations/{escalation_id}")
+    async def get_escalation(escalation_id: str, principal: Caller) -> dict[str, Any]:
+        actor = _human(principal)
+        return dict(await _run(_in_unit_of_work, _read_packet, escalation_id, actor))
+
+    @api.post(
+        "/v1/escalations/claim",
+        response_model=ClaimedOut,
+        responses={204: {"description": "the queue is empty"}, 409: {"description": "the named one is taken"}},
+    )
+    async def claim_escalation(principal: Caller, body: ClaimIn | None = None) -> Any:
+        actor = _human(principal)
+        named = body.escalation_id if body else None
+
+        def claim(s: Session) -> ClaimedOut | None:
+            claimed = desk.claim(s, actor, settings, named)
+            if claimed is None:
+                return None
+            return ClaimedOut(
+                escalation=desk.packet(s, claimed.escalation_id),
+                claim_token=claimed.claim_token,
+                lease_expires_at=claimed.lease_expires_at.isoformat(),
+            )
+
+        claimed = await _run(_in_unit_of_work, claim)
+        return Response(status_code=204) if claimed is None else claimed
+
+    @api.post("/v1/escalations/{escalation_id}/heartbeat")
+    async def heartbeat_escalation(escalation_id: str, body: TokenIn, principal: Caller) -> dict[str, Any]:
+        actor = _human(principal)
+        until = await _run(_in_unit_of_work, desk.heartbeat, escalation_id, body.claim_token, actor, settings)
+        return {"escalation_id": escalation_id, "claim_token": body.claim_token, "lease_expires_at": until.isoformat()}
+
+    @api.post("/v1/escalations/{escalation_id}/reply", response_model=RepliedOut)
+    async def reply_escalation(escalation_id: str, body: ReplyIn, principal: Caller) -> Any:
+        actor = _human(principal)
+        replied: desk.Replied = await _run(
+            _in_unit_of_work,
+            lambda s: desk.reply(
+                s,
+                escalation_id,
+                body.claim_token,
+                actor,
+                body=body.body,
+                seen_message_id=body.seen_message_id,
+                resolve=body.resolve,
+                settings=settings,
+            ),
+        )
+        if replied.delivery_id is not None and not replied.duplicate:
+            await _run(_enqueue_delivery, replied.delivery_id)
+        return RepliedOut(
+            escalation_id=replied.escalation_id,
+            message_id=replied.message_id,
+            delivery_id=replied.delivery_id,
+            resolved=replied.resolved,
+            acceptance=replied.acceptance.value,
+            duplicate=replied.duplicate,
+        )
+
+    @api.post("/v1/escalations/{escalation_id}/release")
+    async def release_escalation(escalation_id: str, body: TokenIn, principal: Caller) -> dict[str, Any]:
+        actor = _human(principal)
+        await _run(_in_unit_of_work, desk.release, escalation_id, body.claim_token, actor)
+        return {"escalation_id": escalation_id, "state": DeskState.queued}
+
+    @api.post("/v1/escalations/{escalation_id}/hand-back")
+    async def hand_back_escalation(escalation_id: str, body: TokenIn, principal: Caller) -> dict[str, Any]:
+        actor = _human(principal)
+        await _run(_in_unit_of_work, desk.hand_back, escalation_id, body.claim_token, actor)
+        return {"escalation_id": escalation_id, "state": DeskState.handed_back}
+
+    @api.post("/v1/escalations/{escalation_id}/notes", status_code=201)
+    async def note_escalation(escalation_id: str, body: NoteIn, principal: Caller) -> dict[str, Any]:
+        actor = _human(principal)
+        note_id = await _run(_in_unit_of_work, desk.add_note, escalation_id, body.claim_token, actor, body.body)
+        return {"escalation_id": escalation_id, "note_id": note_id}
+
+    mount_desk(api, settings)
 
     @api.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -551,6 +711,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @api.get("/metrics")
     async def metrics_endpoint() -> Response:
         payload, content_type = metrics.render()
+        try:
+            numbers = await _run(_in_unit_of_work, desk.gauges, settings.desk_sla_warning_minutes)
+            payload += metrics.desk_exposition(numbers)
+        except Exception as exc:  # the process's own metrics are still worth a scrape
+            log.warning("desk gauges not read: %s", type(exc).__name__)
         return Response(payload, media_type=content_type)
 
     api.add_middleware(JsonOnly)
@@ -558,6 +723,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost, so the 413 and 415 answers carry them too; the interactive docs need scripts.
     api.add_middleware(SecurityHeaders, except_paths=("/docs", "/redoc"))
     return api
+
+
+def _read_packet(s: Session, escalation_id: str, actor: str) -> dict[str, Any]:
+    packet = desk.packet(s, escalation_id)
+    # A person read a customer's conversation: on the record (who, which, when).
+    s.add(
+        Event(
+            conversation_id=packet["conversation"]["id"],
+            kind="escalation.read",
+            data={"escalation_id": escalation_id, "by": actor},
+        )
+    )
+    return packet
+
+
+def _enqueue_delivery(delivery_id: str) -> None:
+    try:
+        enqueue_delivery(delivery_id)
+    except Exception as exc:  # stored and committed already: the sweeper sends it later
+        log.warning("could not enqueue delivery %s (%s); the sweeper will retry", delivery_id, exc)
 
 
 def _enqueue(turn_id: str) -> None:

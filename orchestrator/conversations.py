@@ -22,7 +22,11 @@ def _ms(a: datetime | None, b: datetime | None) -> float | None:
     return round((b - a).total_seconds() * 1000, 1) if a and b else None
 
 
-def conversation_view(s: Session, conversation_id: str, principal: Principal) -> ConversationView:
+def conversation_view(
+    s: Session, conversation_id: str, principal: Principal, *, turns_limit: int = 50, before: int | None = None
+) -> ConversationView:
+    """The conversation's newest ``turns_limit`` turns (older than turn ``before``, by its
+    sequence number, for the next page) and the messages of that stretch of time."""
     conversation = s.get(Conversation, conversation_id)
     if conversation is None or not may_see(s, principal, conversation):
         raise NotFound(f"No conversation {conversation_id!r}.")
@@ -35,20 +39,28 @@ def conversation_view(s: Session, conversation_id: str, principal: Principal) ->
                 data={"key_id": principal.key_id, "role": principal.role.value},
             )
         )
-    messages = (
-        s.execute(select(Message).where(Message.conversation_id == conversation_id).order_by(Message.created_at))
-        .scalars()
-        .all()
-    )
-    turns = (
-        s.execute(select(Turn).where(Turn.conversation_id == conversation_id).order_by(Turn.created_at)).scalars().all()
-    )
+    page = select(Turn).where(Turn.conversation_id == conversation_id)
+    if before is not None:
+        page = page.where(Turn.seq < before)
+    newest_first = s.execute(page.order_by(Turn.seq.desc()).limit(turns_limit + 1)).scalars().all()
+    more = len(newest_first) > turns_limit
+    turns = list(reversed(newest_first[:turns_limit]))
+    # The messages from the page's first customer message up to the next page's (newer) one.
+    in_page = select(Message).where(Message.conversation_id == conversation_id)
+    if more and turns:
+        start = s.execute(select(Message.created_at).where(Message.id == turns[0].message_id)).scalar_one()
+        in_page = in_page.where(Message.created_at >= start)
+    if before is not None:
+        newer = s.execute(
+            select(Message.created_at)
+            .join(Turn, Turn.message_id == Message.id)
+            .where(Turn.conversation_id == conversation_id, Turn.seq == before)
+        ).scalar_one_or_none()
+        if newer is not None:
+            in_page = in_page.where(Message.created_at < newer)
+    messages = s.execute(in_page.order_by(Message.created_at, Message.id)).scalars().all()
     runs = (
-        s.execute(
-            select(AgentRun).join(Turn, Turn.id == AgentRun.turn_id).where(Turn.conversation_id == conversation_id)
-        )
-        .scalars()
-        .all()
+        s.execute(select(AgentRun).where(AgentRun.turn_id.in_([t.id for t in turns]))).scalars().all() if turns else []
     )
     by_turn: dict[str, dict[str, AgentRun]] = {}
     for r in runs:
@@ -65,6 +77,7 @@ def conversation_view(s: Session, conversation_id: str, principal: Principal) ->
             for m in messages
         ],
         turns=[_turn_view(t, by_turn.get(t.id, {})) for t in turns],
+        next_before=turns[0].seq if more and turns else None,
     )
 
 

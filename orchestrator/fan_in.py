@@ -101,6 +101,7 @@ def admit_agent_task(task: AgentTask) -> tuple[Admission, AgentTask]:
             "source": source,
             "tenant": settings.tenant_of(source),
             "deadline_at": claim.deadline_at,
+            "shadow": claim.shadow,
         }
     )
     admission = {

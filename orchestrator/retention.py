@@ -33,7 +33,9 @@ def delete_conversations(s: Session, conversation_ids: list[str]) -> dict[str, i
     steps: list[tuple[str, Delete]] = [
         ("tool_calls", delete(ToolCall).where(ToolCall.turn_id.in_(turn_ids))),
         ("agent_runs", delete(AgentRun).where(AgentRun.turn_id.in_(turn_ids))),
-        ("deliveries", delete(Delivery).where(Delivery.turn_id.in_(turn_ids))),
+        # a bot's reply has its turn, a human's (the desk) its conversation only
+        ("deliveries", delete(Delivery).where(Delivery.conversation_id.in_(conversation_ids))),
+        # with their desk events, notes and replies (ON DELETE CASCADE)
         ("escalations", delete(Escalation).where(Escalation.turn_id.in_(turn_ids))),
         ("turns", delete(Turn).where(Turn.id.in_(turn_ids))),
         ("messages", delete(Message).where(Message.conversation_id.in_(conversation_ids))),

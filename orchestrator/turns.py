@@ -15,6 +15,7 @@ handed to ``after_commit``, so a step that rolls back leaves no trace in them.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -223,6 +224,13 @@ def _hold(s: Session, turn_id: str, conversation_id: str) -> StartedTurn | None:
     return StartedTurn(turn_id=turn_id, deadline_at=now, tasks=[], held=True)
 
 
+def in_rollout(conversation_id: str, percent: int) -> bool:
+    """Whether the bot answers this conversation: a stable hash of its id under ``percent``
+    (the same conversation is always on the same side while the percentage stays)."""
+    bucket = int.from_bytes(hashlib.sha256(conversation_id.encode()).digest()[:8], "big") % 100
+    return bucket < percent
+
+
 def start_turn(s: Session, turn_id: str, settings: Settings) -> StartedTurn | None:
     """Claim a queued turn and build its agent tasks. None when it was already claimed."""
     conversation_id = _queued_conversation(s, turn_id)
@@ -238,6 +246,7 @@ def start_turn(s: Session, turn_id: str, settings: Settings) -> StartedTurn | No
     deadlines = {agent: now + settings.deadline_for(agent) for agent in settings.agents}
     deadline_at = max(deadlines.values())
     budget_at = now + settings.turn_timeout_s
+    shadow = not in_rollout(conversation.id, settings.rollout_percent)
     claimed = _claim_queued(
         s,
         turn_id,
@@ -246,6 +255,7 @@ def start_turn(s: Session, turn_id: str, settings: Settings) -> StartedTurn | No
         deadline_at=_ts(deadline_at),
         budget_at=_ts(budget_at),
         agents=list(settings.agents),
+        shadow=shadow,
     )
     if claimed is None:
         return None
@@ -274,7 +284,12 @@ def start_turn(s: Session, turn_id: str, settings: Settings) -> StartedTurn | No
             conversation_id=conversation.id,
             turn_id=turn_id,
             kind="turn.started",
-            data={"agents": list(settings.agents), "deadline_at": deadline_at, "budget_at": budget_at},
+            data={
+                "agents": list(settings.agents),
+                "deadline_at": deadline_at,
+                "budget_at": budget_at,
+                "shadow": shadow,
+            },
         )
     )
     tasks = _tasks(turn_id, conversation, customer, window, deadlines, settings)
@@ -429,6 +444,7 @@ class Claim:
     deadline_at: float  # the agent's own deadline: its start plus its deadline
     source: str = ""
     customer: dict[str, Any] | None = None  # the turn's conversation's, never the task's
+    shadow: bool = False  # the turn's: tools that change anything refuse
 
 
 _START = text(
@@ -449,14 +465,22 @@ def claim_start(s: Session, turn_id: str, agent: str, deadline_s: float, convers
     """
     now = time.time()
     turn = s.execute(
-        select(Turn.state, Turn.budget_at, Turn.agents, Conversation.id, Conversation.source, Conversation.customer)
+        select(
+            Turn.state,
+            Turn.budget_at,
+            Turn.agents,
+            Turn.shadow,
+            Conversation.id,
+            Conversation.source,
+            Conversation.customer,
+        )
         .join(Conversation, Conversation.id == Turn.conversation_id)
         .where(Turn.id == turn_id)
         .with_for_update(of=Turn)
     ).one_or_none()
     if turn is None or agent not in (turn.agents or []) or conversation_id not in (None, turn.id):
         return Claim(Start.forged, now)
-    known = {"source": turn.source, "customer": turn.customer}
+    known = {"source": turn.source, "customer": turn.customer, "shadow": bool(turn.shadow)}
     spent = turn.budget_at is not None and turn.budget_at.timestamp() <= now
     if turn.state != TurnState.running or spent:
         return Claim(Start.too_late, now, **known)
@@ -593,7 +617,9 @@ def merge_turn(
         update(Turn)
         .where(Turn.id == turn_id, Turn.state == TurnState.running, *due)
         .values(state=TurnState.done, merge_trigger=trigger, finished_at=_ts(now))
-        .returning(Turn.conversation_id, Turn.agents, Turn.created_at, Turn.message_id, Turn.escalation_reason)
+        .returning(
+            Turn.conversation_id, Turn.agents, Turn.created_at, Turn.message_id, Turn.escalation_reason, Turn.shadow
+        )
     ).one_or_none()
     if claimed is None:
         return None
@@ -618,6 +644,16 @@ def merge_turn(
         late = any(results.get(a.agent) is None or results[a.agent].status is AgentStatus.timed_out for a in silent)
         reason = EscalationReason.timeout if late else EscalationReason.tool_failure
         decision = escalated(reason, decision.suggested_reply, decision.answered_by)
+    if claimed.shadow:
+        # Shadow mode: the customer hears nothing from the bot. A turn the bot would have
+        # answered (or asked about) goes to a human with that answer as the suggestion; one it
+        # would have escalated keeps its reason (an injection stays an injection).
+        if decision.outcome is Outcome.escalated:
+            decision = replace(decision, reply=None)
+        else:
+            decision = MergeDecision(
+                Outcome.escalated, None, EscalationReason.shadow.value, decision.reply, decision.answered_by
+            )
     # What is stored and sent holds no full card number, IBAN or secret, whatever an agent
     # (or a model) wrote into its answer (PCI DSS: never stored).
     decision = replace(
@@ -673,7 +709,7 @@ def merge_turn(
             data={"trigger": trigger, "outcome": decision.outcome, "reason": decision.reason, "missing": missing},
         )
     )
-    delivery_id = _queue_delivery(s, settings, conversation, turn_id, decision)
+    delivery_id = None if claimed.shadow else _queue_delivery(s, settings, conversation, turn_id, decision)
     s.execute(text("SELECT pg_notify(:channel, :turn)"), {"channel": TURN_DONE_CHANNEL, "turn": turn_id})
     timed_out = [a for a in expected if a in missing or results[a].status is AgentStatus.timed_out]
     latency = max(0.0, now - claimed.created_at.timestamp())

@@ -91,6 +91,48 @@ class Accepted(BaseModel):
     created: bool = Field(description="false when this (source, external_id) was already accepted")
 
 
+# --------------------------------------------------------------------------- the desk
+
+ClaimToken = Annotated[int, Field(ge=1, description="the claim_token the claim returned")]
+
+
+class ClaimIn(Strict):
+    escalation_id: ShortText | None = Field(default=None, description="claim this one; else the next in the queue")
+
+
+class ClaimedOut(BaseModel):
+    escalation: dict[str, Any] = Field(description="the handoff packet of the claimed escalation")
+    claim_token: int
+    lease_expires_at: str
+
+
+class TokenIn(Strict):
+    claim_token: ClaimToken
+
+
+class ReplyIn(Strict):
+    claim_token: ClaimToken
+    body: Body = Field(description="the reply to send to the customer")
+    seen_message_id: ShortText = Field(
+        description="the newest customer message the human read (the packet's latest_customer_message_id)"
+    )
+    resolve: bool = Field(default=False, description="resolve the escalation with this reply")
+
+
+class NoteIn(Strict):
+    claim_token: ClaimToken
+    body: Body = Field(description="a private note for the humans; never sent to the customer")
+
+
+class RepliedOut(BaseModel):
+    escalation_id: str
+    message_id: str
+    delivery_id: str | None
+    resolved: bool
+    acceptance: str = Field(description="the suggested reply was sent unchanged, edited, discarded, or none")
+    duplicate: bool = Field(description="true when this reply was sent before: nothing new was sent")
+
+
 # --------------------------------------------------------------------------- states
 # The vocabulary of the turn and delivery state machines (celery's states.py, in one place).
 # The tables keep string columns; these are the only values written to them.
@@ -161,6 +203,7 @@ class EscalationReason(StrEnum):
     loop = "loop"
     sensitive = "sensitive"
     processing_failed = "processing_failed"  # the turn could not be started in max_turn_attempts
+    shadow = "shadow"  # outside rollout_percent: the agents' answer is a human's suggestion, nothing was sent
 
 
 class WindowMessage(BaseModel):
@@ -186,6 +229,9 @@ class AgentTask(BaseModel):
     )
     published_at: float = Field(description="unix time the task was put on the queue")
     max_steps: int = 6
+    shadow: bool = Field(
+        default=False, description="shadow mode (set from the turn's row): tools that change anything refuse"
+    )
 
 
 class ToolCallRecord(BaseModel):
@@ -195,7 +241,9 @@ class ToolCallRecord(BaseModel):
     output: Any = None
     error: str | None = None
     critical: bool = Field(default=False, description="a failure the agent must not answer past")
-    error_kind: str | None = Field(default=None, description="invalid | not_found | policy | backend | error")
+    error_kind: str | None = Field(
+        default=None, description="invalid | not_found | policy | backend | shadow (not run: shadow mode) | error"
+    )
     duration_ms: float = 0.0
 
 
@@ -271,3 +319,6 @@ class ConversationView(BaseModel):
     customer: dict[str, Any]
     messages: list[dict[str, Any]]
     turns: list[TurnView]
+    next_before: int | None = Field(
+        default=None, description="older turns exist: ask again with before=this for the page before"
+    )

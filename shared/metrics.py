@@ -153,7 +153,7 @@ def desk_exposition(numbers: dict[str, Any]) -> bytes:
         def collect(self) -> list[GaugeMetricFamily]:
             return families
 
-    reg.register(_Now())  # type: ignore[arg-type]
+    reg.register(_Now())
     return generate_latest(reg)
 
 

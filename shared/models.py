@@ -114,6 +114,8 @@ class Turn(Base):
     merge_trigger: Mapped[str | None] = mapped_column(String(16), nullable=True)
     agents: Mapped[list[Any]] = mapped_column(JSONB, default=list)
     results_in: Mapped[int] = mapped_column(Integer, default=0)
+    # Outside the rollout: the agents run with tools that change nothing and nothing is sent.
+    shadow: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = _now()
     enqueued_at: Mapped[datetime] = _now()
@@ -339,7 +341,7 @@ class Delivery(Base):
     escalation_id: Mapped[str | None] = mapped_column(
         ForeignKey("escalations.id", ondelete="CASCADE", name="fk_deliveries_escalation_id"), nullable=True
     )
-    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
     source: Mapped[str] = mapped_column(String(64))
     url: Mapped[str] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)

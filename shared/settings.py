@@ -7,6 +7,7 @@ lists them all. Environment variables use the prefix ``SWITCHBOARD_``; nested va
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -55,6 +56,46 @@ class ToolBackend(BaseModel):
     # A 429 or 5xx (or a refused connection) is tried again, honouring Retry-After, while
     # the agent's deadline leaves room; then the tool has failed (a human takes the turn).
     max_retries: int = Field(default=3, ge=0, le=10)
+
+
+class _Helpdesk(BaseModel):
+    """A real helpdesk connected by its own API (docs/helpdesks.md); its name is its source."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: HttpUrl = Field(description="the account's API root, e.g. https://acme.zendesk.com")
+    tenant: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    timeout_s: float = Field(default=10.0, gt=0, le=60)
+    max_attempts: int = Field(default=6, ge=1, le=20)
+
+
+class ZendeskHelpdesk(_Helpdesk):
+    kind: Literal["zendesk"]
+    email: str = Field(description="the agent whose API token this is (Basic email/token:api_token)")
+    api_token: SecretStr
+    webhook_secret: SecretStr = Field(description="the webhook's signing secret")
+    author_id: int = Field(description="the Zendesk user replies are posted as; their comments are ignored")
+    escalation_group_id: int | None = None
+
+
+class FreshdeskHelpdesk(_Helpdesk):
+    kind: Literal["freshdesk"]
+    api_key: SecretStr = Field(description="Basic api_key:X")
+    webhook_token: SecretStr = Field(description="the automation rule sends it as Authorization: Bearer …")
+    escalation_group_id: int | None = None
+
+
+class IntercomHelpdesk(_Helpdesk):
+    kind: Literal["intercom"]
+    access_token: SecretStr
+    client_secret: SecretStr = Field(description="the app's client secret: X-Hub-Signature is keyed by it")
+    admin_id: str = Field(description="the admin replies are posted as; their replies are ignored")
+    escalation_team_id: str | None = None
+
+
+# The secret each kind of helpdesk proves its webhooks with.
+INBOUND_SECRET = {"zendesk": "webhook_secret", "freshdesk": "webhook_token", "intercom": "client_secret"}
+HelpdeskConfig = Annotated[ZendeskHelpdesk | FreshdeskHelpdesk | IntercomHelpdesk, Field(discriminator="kind")]
 
 
 class DeskSla(BaseModel):
@@ -169,12 +210,19 @@ class Settings(BaseSettings):
     # agents it names as owners): a company's own tools, or a test's or the bench's.
     extra_tools: tuple[str, ...] = ()
 
+    # Gradual rollout: the bot answers this share of conversations (a stable hash of the
+    # conversation decides). The others run in shadow: the agents run with tools that change
+    # nothing, nothing is sent, and their answer becomes a human's suggested reply.
+    rollout_percent: int = Field(default=100, ge=0, le=100)
+
     # The desk: a human's claim on an escalation lasts this long unless renewed (the web
     # desk and the CLI renew it while they are open); a lapsed one goes back to the queue.
     desk_lease_s: float = Field(default=120.0, ge=10, le=3600)
     # First-response due time and priority by escalation reason ("default" for the rest),
     # e.g. {"default": {"first_response_minutes": 240}, "timeout": {"first_response_minutes": 30, "priority": 2}}
     desk_sla: dict[str, DeskSla] = Field(default_factory=lambda: dict(DESK_SLA))
+    # A web desk login lasts this long.
+    desk_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
     # "About to breach": less than this many minutes left before the first-response due time.
     desk_sla_warning_minutes: float = Field(default=15.0, ge=0)
 
@@ -206,6 +254,8 @@ class Settings(BaseSettings):
 
     # Outbound replies
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    # Real helpdesks, by a name that is also their source (docs/helpdesks.md)
+    helpdesks: dict[str, HelpdeskConfig] = Field(default_factory=dict)
     delivery_timeout_s: float = 5.0
     delivery_max_attempts: int = 8
     delivery_backoff_s: float = 1.0
@@ -249,6 +299,19 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _helpdesks_are_sources_of_their_own(self) -> Settings:
+        for name, helpdesk in self.helpdesks.items():
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,63}", name):
+                raise ValueError(f"SWITCHBOARD_HELPDESKS: {name!r} is not a source name (a-z, 0-9, '_.-')")
+            if name in self.sources:
+                raise ValueError(f"SWITCHBOARD_HELPDESKS: {name!r} is in SWITCHBOARD_SOURCES too; use one of them")
+            empty = [f for f in INBOUND_SECRET.values() if f in type(helpdesk).model_fields]
+            for secret in empty:
+                if not getattr(helpdesk, secret).get_secret_value().strip():
+                    raise ValueError(f"SWITCHBOARD_HELPDESKS[{name}].{secret} is empty: nothing could be verified")
+        return self
+
     def weak_secrets(self) -> list[str]:
         """The settings that hold an empty or well-known secret or password."""
         weak = [
@@ -263,6 +326,10 @@ class Settings(BaseSettings):
             password = urlsplit(url).password if url else None
             if password is not None and password.lower() in WEAK_SECRETS:
                 weak.append(f"the password in {setting}")
+        for name, helpdesk in self.helpdesks.items():
+            secret = INBOUND_SECRET[helpdesk.kind]
+            if getattr(helpdesk, secret).get_secret_value().strip().lower() in WEAK_SECRETS:
+                weak.append(f"SWITCHBOARD_HELPDESKS[{name}].{secret}")
         return weak
 
     def deadline_for(self, agent: str) -> float:
@@ -277,6 +344,9 @@ class Settings(BaseSettings):
     def tenant_of(self, source: str) -> str:
         """The company whose customers a ticket from ``source`` may act for: customer identity is
         ``(tenant, customer.id)``, and a source is its own tenant unless configured otherwise."""
+        helpdesk = self.helpdesks.get(source)
+        if helpdesk is not None:
+            return helpdesk.tenant or source
         return self.source(source).tenant or source
 
 

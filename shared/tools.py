@@ -43,6 +43,8 @@ class ToolContext:
     tenant: str
     source: str
     customer_email: str | None = None
+    # Shadow mode: a tool that would change something refuses (nothing is changed); reads run.
+    dry_run: bool = False
     # The agent's own deadline (unix time): a tool that waits or tries again stays inside it.
     deadline_at: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -150,6 +152,13 @@ class ToolRegistry:
             raise PolicyViolation(
                 f"The {ctx.agent} agent may not call {name}; it belongs to {', '.join(sorted(tool.owners))}. "
                 "Hand this part of the request to a human or answer without it."
+            )
+        if ctx.dry_run and tool.side_effect != "read":
+            wanted = ", ".join(f"{k}={v!r}" for k, v in sorted(arguments.items()))
+            raise ToolError(
+                f"Shadow mode: {name}({wanted}) was not run; nothing was changed. Say in your answer what you "
+                "would do; a human decides and acts.",
+                kind="shadow",
             )
         try:
             args = tool.args.model_validate(arguments)

@@ -89,6 +89,12 @@ def _bench(args: argparse.Namespace) -> int:
     return bench_main(args, runtime)
 
 
+def _desk_bench(args: argparse.Namespace) -> int:
+    from bench.desk import main as desk_bench_main
+
+    return desk_bench_main(args)
+
+
 def _soak(args: argparse.Namespace) -> int:
     from bench.soak import SoakRuntime
     from bench.soak import main as soak_main
@@ -149,6 +155,18 @@ def _keys(argv: list[str]) -> int:
     return keys_main(argv)
 
 
+def _users(argv: list[str]) -> int:
+    from switchboard.users import main as users_main
+
+    return users_main(argv)
+
+
+def _desk(argv: list[str]) -> int:
+    from switchboard.desk_cli import main as desk_main
+
+    return desk_main(argv)
+
+
 def _erase(argv: list[str]) -> int:
     from switchboard.privacy import erase_main
 
@@ -182,6 +200,8 @@ EXTERNAL_HELP = {
     "sandbox": "load, reset or show the sandbox company's records (demo, eval fixtures)",
     "kb": "import, search and evaluate the knowledge base",
     "keys": "create, list and revoke API keys",
+    "desk": "the escalation desk: list, claim, show, reply, release, hand back",
+    "users": "the humans who log in to the web desk (/desk)",
     "erase": "erase everything about one customer",
     "retention": "delete conversations past the retention age",
     "eval": "run scenario cases through the whole system and judge them",
@@ -225,6 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hung", type=int, default=30, help="turns with a hung agent for the overshoot")
     p.set_defaults(fn=_bench)
 
+    p = sub.add_parser("desk-bench", help="many humans claiming from one escalation queue; prints JSON")
+    p.add_argument("--claimers", type=int, default=32, help="concurrent claimers (threads, a connection each)")
+    p.add_argument("--escalations", type=int, default=1000, help="escalations in the queue")
+    p.add_argument("--database-url", default=None, help="a Postgres to create the bench's database in")
+    p.add_argument("--json", action="store_true", help="print the JSON object on one line")
+    p.set_defaults(fn=_desk_bench)
+
     p = sub.add_parser("soak", help="tickets that each need one refund, under faults; prints what held (JSON)")
     p.add_argument("--tickets", type=int, default=600, help="how many tickets, each from a customer of its own")
     # What a 2-core machine sustains with the local brain (about 2 turns/s, faults included):
@@ -264,6 +291,8 @@ EXTERNAL: dict[str, Callable[[list[str]], int]] = {
     "sandbox": _sandbox,
     "kb": _kb,
     "keys": _keys,
+    "desk": _desk,
+    "users": _users,
     "erase": _erase,
     "retention": _retention,
     "eval": _eval,

@@ -425,6 +425,7 @@ def _announce(stack: _Stack, settings: Settings) -> None:
         "Switchboard is running.",
         f"  API      {api}",
         f"  OpenAPI  {api}/docs",
+        f"  desk     {api}/desk  (log in as a user of `switchboard users create --email E --role agent`)",
         f"  metrics  {api}/metrics  (api)",
         *(f"           http://{metrics_host}:{port}/metrics  ({role})" for role, port in stack.metrics_ports.items()),
         f"  logs     {stack.log_dir}/<name>.log  (api, {', '.join(ROLES)}{', redis' if stack.redis else ''})",

@@ -16,6 +16,8 @@ Reviewed by hand.
   goes out through the same outbox as the bot's.
 - messages.created_at defaults to clock_timestamp(): two messages of one transaction keep
   their order (the packet and the reply's newest-message check read them by time).
+- turns.shadow: a turn outside ``rollout_percent`` runs in shadow (tools change nothing,
+  nothing is sent; the agents' answer is a human's suggested reply).
 - users (humans of the web desk; argon2id password hashes) and desk_sessions (only the
   SHA-256 digest of a session token is stored).
 
@@ -39,6 +41,7 @@ STATES = "('queued', 'claimed', 'resolved', 'handed_back')"
 
 
 def upgrade() -> None:
+    op.add_column("turns", sa.Column("shadow", sa.Boolean(), nullable=False, server_default=sa.false()))
     op.alter_column("messages", "created_at", server_default=sa.text("clock_timestamp()"))
     op.alter_column("escalations", "status", new_column_name="state")
     op.execute("UPDATE escalations SET state = CASE state WHEN 'open' THEN 'queued' ELSE state END")
@@ -106,6 +109,8 @@ def upgrade() -> None:
     op.create_foreign_key(
         "fk_deliveries_escalation_id", "deliveries", "escalations", ["escalation_id"], ["id"], ondelete="CASCADE"
     )
+    # Erasure and retention find a conversation's deliveries, the humans' included, by it.
+    op.create_index("ix_deliveries_conversation_id", "deliveries", ["conversation_id"])
     op.create_check_constraint(
         "ck_deliveries_origin", "deliveries", "(turn_id IS NOT NULL) <> (escalation_id IS NOT NULL)"
     )
@@ -151,6 +156,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_column("turns", "shadow")
     op.alter_column("messages", "created_at", server_default=sa.text("now()"))
     op.drop_table("desk_sessions")
     op.drop_index("uq_users_email", table_name="users")
@@ -158,6 +164,7 @@ def downgrade() -> None:
     op.drop_table("desk_replies")
     op.execute("DELETE FROM deliveries WHERE turn_id IS NULL")
     op.drop_constraint("ck_deliveries_origin", "deliveries", type_="check")
+    op.drop_index("ix_deliveries_conversation_id", table_name="deliveries")
     op.drop_constraint("fk_deliveries_escalation_id", "deliveries", type_="foreignkey")
     op.drop_column("deliveries", "escalation_id")
     op.alter_column("deliveries", "turn_id", nullable=False)

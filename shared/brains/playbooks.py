@@ -173,7 +173,9 @@ class Run:
         scope.values["error"] = call.error
         handler = handlers.get(call.error_kind or "error") or handlers.get("error")
         if handler is None:
-            handler = {"escalate": "policy"} if call.error_kind == "policy" else {"escalate": "tool_failure"}
+            # shadow: a change the turn may not make (shadow mode) is what a human decides on
+            default = {"policy": "policy", "shadow": "shadow"}.get(call.error_kind or "", "tool_failure")
+            handler = {"escalate": default}
         return self._handle(handler, history, scope, detail=call.error)
 
     def _handle(

@@ -263,6 +263,8 @@ def _keys() -> dict[str, str]:
 
     with db.session_scope() as s:
         keys = {"admin": create_key(s, role=Role.admin, name="tests: admin", by="tests")[1]}
+        for human in ("agent", "agent2"):  # two humans of the desk
+            keys[human] = create_key(s, role=Role.agent, name=f"tests: {human}", by="tests")[1]
         for source in ("helpdesk", "signed", "globex"):
             keys[source] = create_key(s, role=Role.helpdesk, source=source, name=f"tests: {source}", by="tests")[1]
     return keys

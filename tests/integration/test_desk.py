@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,15 +18,26 @@ import psycopg
 import pytest
 from sqlalchemy import func, select, text, update
 
+from agents.billing.tools import TOOLS
 from orchestrator import desk
 from orchestrator.desk import Acceptance, DeskState, NewerMessage, StaleClaim, Taken
 from orchestrator.ingest import accept_message, accept_ticket
-from orchestrator.turns import merge_turn, start_turn
+from orchestrator.turns import claim_start, in_rollout, merge_turn, record_result, start_turn
 from shared import db, metrics
-from shared.contracts import MergeTrigger, MessageIn, Outcome, TicketIn
-from shared.errors import NotFound
-from shared.models import Conversation, Delivery, DeskReply, Escalation, EscalationEvent, Message
+from shared.contracts import (
+    AgentResult,
+    AgentStatus,
+    Fact,
+    MergeTrigger,
+    MessageIn,
+    Outcome,
+    TicketIn,
+    ToolCallRecord,
+)
+from shared.errors import NotFound, ToolError
+from shared.models import Action, Conversation, Delivery, DeskReply, Escalation, EscalationEvent, Message
 from shared.settings import Settings, SourceConfig
+from shared.tools import ToolContext, ToolRegistry
 from tests.integration.conftest import PG_ADMIN
 
 pytestmark = pytest.mark.integration
@@ -394,3 +406,79 @@ def test_the_desk_numbers_count_states_breaches_and_the_oldest_wait() -> None:
     text_format = metrics.desk_exposition(numbers).decode()
     assert 'switchboard_desk_escalations{state="queued"} 2.0' in text_format
     assert "switchboard_desk_sla_breached 1.0" in text_format
+
+
+# --------------------------------------------------------------------------- shadow mode
+
+
+def test_the_rollout_share_is_stable_per_conversation() -> None:
+    ids = [f"conv_{uuid.uuid4().hex}" for _ in range(2000)]
+    assert not any(in_rollout(c, 0) for c in ids) and all(in_rollout(c, 100) for c in ids)
+    half = [c for c in ids if in_rollout(c, 50)]
+    assert 800 < len(half) < 1200  # about half: a hash, not a coin thrown per message
+    assert [in_rollout(c, 50) for c in ids] == [in_rollout(c, 50) for c in ids]
+    assert set(half) <= {c for c in ids if in_rollout(c, 80)}  # raising the share only adds
+
+
+def test_a_shadow_turn_changes_nothing_sends_nothing_and_suggests_the_agents_answer() -> None:
+    shadow = Settings(agents=["billing"], rollout_percent=0, sources=SETTINGS.sources)
+    ticket = TicketIn.model_validate(
+        {"source": "helpdesk", "external_id": uuid.uuid4().hex, "customer": {"id": "c1"}, "body": "refund pay_1"}
+    )
+    with db.session_scope() as s:
+        accepted = accept_ticket(s, ticket, via="test")
+        started = start_turn(s, accepted.turn_id, shadow)
+        assert started is not None and started.tasks
+        claim_of = claim_start(s, accepted.turn_id, "billing", 3.0)
+    assert claim_of.shadow  # from the turn's row: the task cannot say otherwise
+    ctx = ToolContext(
+        turn_id=accepted.turn_id,
+        conversation_id=accepted.conversation_id,
+        agent="billing",
+        customer_id="c1",
+        tenant="helpdesk",
+        source="helpdesk",
+        dry_run=True,
+    )
+    refund = next(t for t in TOOLS if t.name == "refund_payment")
+    with pytest.raises(ToolError) as refused:
+        ToolRegistry(TOOLS).execute(ctx, refund.name, {"payment_id": "pay_1", "amount": None, "reason": "dup"})
+    assert refused.value.kind == "shadow" and "nothing was changed" in refused.value.message
+    assert count(Action, turn_id=accepted.turn_id) == 0
+
+    call = ToolCallRecord(call_id="call_1", tool="list_payments", arguments={}, output={"payments": []})
+    answer = AgentResult(
+        turn_id=accepted.turn_id,
+        agent="billing",
+        status=AgentStatus.answered,
+        answer="I can refund pay_1 for you.",
+        confidence=0.95,
+        facts=[Fact(statement="list_payments answered", call_id="call_1")],
+        tool_calls=[call],
+        brain="test",
+    )
+    with db.session_scope() as s:
+        record_result(s, answer, time.time())
+        merged = merge_turn(s, accepted.turn_id, MergeTrigger.all_in, shadow)
+    assert merged is not None and merged.delivery_id is None  # nothing is sent
+    assert (merged.decision.outcome, merged.decision.reason) == (Outcome.escalated, "shadow")
+    assert count(Delivery, conversation_id=accepted.conversation_id) == 0
+    assert count(Message, conversation_id=accepted.conversation_id, role="assistant") == 0
+    with db.session_scope() as s:
+        escalation = s.execute(select(Escalation).where(Escalation.turn_id == accepted.turn_id)).scalar_one()
+        assert (escalation.reason, escalation.state) == ("shadow", "queued")
+        assert escalation.suggested_reply == "I can refund pay_1 for you."
+
+
+def test_a_shadow_turn_the_bot_would_have_escalated_keeps_its_reason_and_sends_nothing() -> None:
+    shadow = Settings(agents=["billing"], rollout_percent=0, sources=SETTINGS.sources)
+    ticket = TicketIn.model_validate(
+        {"source": "helpdesk", "external_id": uuid.uuid4().hex, "customer": {"id": "c2"}, "body": "refund pay_1"}
+    )
+    with db.session_scope() as s:
+        accepted = accept_ticket(s, ticket, via="test")
+        assert start_turn(s, accepted.turn_id, shadow) is not None
+        merged = merge_turn(s, accepted.turn_id, MergeTrigger.guardrail, shadow, guardrail="injection")
+    assert merged is not None and merged.delivery_id is None
+    assert (merged.decision.reason, merged.decision.reply) == ("injection", None)
+    assert count(Message, conversation_id=accepted.conversation_id, role="assistant") == 0

@@ -16,7 +16,9 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from orchestrator.conversations import conversation_view
 from orchestrator.ingest import accept_message, accept_ticket
+from orchestrator.keys import Principal
 from orchestrator.sweeper import SweepReport, sweep
 from orchestrator.turns import (
     ConversationBusy,
@@ -42,6 +44,7 @@ from shared.contracts import (
     MergeTrigger,
     MessageIn,
     Outcome,
+    Role,
     TicketIn,
     ToolCallRecord,
     TurnState,
@@ -513,3 +516,22 @@ def test_no_action_is_made_on_a_turn_that_was_merged(s: Session) -> None:
     merge_turn(s, turn_id, MergeTrigger.deadline, SETTINGS)
     with pytest.raises(PolicyViolation, match="This turn is over"):
         _refunded(s, turn_id)
+
+
+def test_a_long_conversation_is_read_a_page_of_turns_at_a_time(s: Session) -> None:
+    accepted = accept_ticket(s, _ticket("message 1"), via="test")
+    for i in range(2, 6):
+        accept_message(s, accepted.conversation_id, MessageIn(body=f"message {i}"), via="test")
+    admin = Principal(key_id="key_test", role=Role.admin, source=None)
+    pages, before = [], None
+    while True:
+        view = conversation_view(s, accepted.conversation_id, admin, turns_limit=2, before=before)
+        pages.append(([m["body"] for m in view.messages], len(view.turns)))
+        if view.next_before is None:
+            break
+        before = view.next_before
+    assert pages == [
+        (["message 4", "message 5"], 2),
+        (["message 2", "message 3"], 2),
+        (["message 1"], 1),
+    ]
