@@ -1,0 +1,262 @@
+"""Zendesk, Freshdesk and Intercom out: replies, escalations, and customer lookups.
+
+Each call is one attempt; the delivery outbox (orchestrator/delivery.py) owns the retries,
+their spacing and the attempt count, as it does for signed webhooks. An attempt ends as:
+
+- ``done``;
+- ``retry`` after ``retry_in`` seconds: 429 (Zendesk's and Freshdesk's ``Retry-After``,
+  Intercom's ``X-RateLimit-Reset``), 5xx, a refused connection;
+- ``ambiguous``: the request may have been written (a timeout after sending). The next attempt
+  first reads the ticket's latest comments and sends nothing if our reply is there already;
+- ``failed``: a 4xx that a retry cannot fix (bad credentials, no such ticket).
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+
+from orchestrator.helpdesks import intercom, zendesk
+from orchestrator.helpdesks.inbound import html_to_text
+from shared.settings import FreshdeskHelpdesk, HelpdeskConfig, IntercomHelpdesk, ZendeskHelpdesk
+
+Result = Literal["done", "retry", "ambiguous", "failed"]
+RETRY_STATUS = frozenset({408, 409, 423, 425, 429})
+
+
+@dataclass(frozen=True)
+class Attempt:
+    result: Result
+    retry_in: float | None = None
+    detail: str = ""
+
+
+def _retry_after(response: httpx.Response, now: float | None = None) -> float | None:
+    """Seconds to wait, from ``Retry-After`` (seconds or an HTTP date) or ``X-RateLimit-Reset``
+    (a unix time, Intercom's)."""
+    value = response.headers.get("retry-after")
+    if value:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            parsed = email.utils.parsedate_to_datetime(value)
+            return max(0.0, parsed.timestamp() - (now or time.time()))
+    reset = response.headers.get("x-ratelimit-reset")
+    if reset:
+        try:
+            return max(0.0, float(reset) - (now or time.time()))
+        except ValueError:
+            return None
+    return None
+
+
+def classify(response: httpx.Response) -> Attempt:
+    status = response.status_code
+    if 200 <= status < 300:
+        return Attempt("done")
+    if status in RETRY_STATUS or status >= 500:
+        return Attempt("retry", _retry_after(response), f"HTTP {status}")
+    return Attempt("failed", None, f"HTTP {status}: {response.text[:300]}")
+
+
+class Connector:
+    """One helpdesk account, over ``http`` (an httpx client of the caller's)."""
+
+    def __init__(self, name: str, config: HelpdeskConfig, http: httpx.Client) -> None:
+        self.name = name
+        self.config = config
+        self.http = http
+        self.base = str(config.base_url).rstrip("/")
+
+    # ---------------------------------------------------------------- transport
+
+    def _headers(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        return self.http.request(
+            method, self.base + path, json=body, headers=self._headers(), timeout=self.config.timeout_s
+        )
+
+    def _write(self, method: str, path: str, body: dict[str, Any]) -> Attempt:
+        try:
+            return classify(self._call(method, path, body))
+        except httpx.ConnectError as exc:  # nothing reached the helpdesk
+            return Attempt("retry", None, f"connection refused: {exc}")
+        except httpx.TimeoutException as exc:  # it may have been written
+            return Attempt("ambiguous", None, f"{type(exc).__name__} after sending")
+        except httpx.HTTPError as exc:
+            return Attempt("ambiguous", None, f"{type(exc).__name__}: {exc}")
+
+    # ---------------------------------------------------------------- the verbs
+
+    def reply(self, ticket_id: str, body: str, *, after_ambiguous: bool = False) -> Attempt:
+        """Post ``body`` to the customer, as the configured author. After an ambiguous attempt,
+        look first: a reply already on the ticket is not sent again."""
+        if after_ambiguous and self.replied(ticket_id, body):
+            return Attempt("done", None, "already on the ticket (an earlier attempt was written)")
+        return self._reply(ticket_id, body)
+
+    def _reply(self, ticket_id: str, body: str) -> Attempt:
+        raise NotImplementedError
+
+    def replied(self, ticket_id: str, body: str) -> bool:
+        """Whether our author's latest comments on the ticket include ``body``."""
+        raise NotImplementedError
+
+    def escalate(self, ticket_id: str, note: str, *, urgent: bool) -> Attempt:
+        """A private note with the handoff, the ticket moved to the escalation group or team,
+        tagged ``switchboard-escalated``, its priority raised when ``urgent``."""
+        raise NotImplementedError
+
+    def customer(self, user_id: str) -> dict[str, Any]:
+        """The customer's email, name, locale and time zone, from the helpdesk."""
+        raise NotImplementedError
+
+
+TAG = "switchboard-escalated"
+
+
+class Zendesk(Connector):
+    config: ZendeskHelpdesk
+
+    def _headers(self) -> dict[str, str]:
+        user = f"{self.config.email}/token:{self.config.api_token.get_secret_value()}"
+        return {"Authorization": "Basic " + base64.b64encode(user.encode()).decode()}
+
+    def _reply(self, ticket_id: str, body: str) -> Attempt:
+        comment = {"body": body, "public": True, "author_id": self.config.author_id}
+        return self._write("PUT", f"/api/v2/tickets/{ticket_id}.json", {"ticket": {"comment": comment}})
+
+    def replied(self, ticket_id: str, body: str) -> bool:
+        response = self._call("GET", f"/api/v2/tickets/{ticket_id}/comments.json?sort_order=desc")
+        response.raise_for_status()
+        comments = response.json().get("comments") or []
+        return any(
+            str(c.get("author_id")) == str(self.config.author_id) and (c.get("body") or "").strip() == body.strip()
+            for c in comments[:20]
+        )
+
+    def escalate(self, ticket_id: str, note: str, *, urgent: bool) -> Attempt:
+        ticket: dict[str, Any] = {
+            "comment": {"body": note, "public": False, "author_id": self.config.author_id},
+            "additional_tags": [TAG],  # adds to the ticket's tags (``tags`` would replace them)
+        }
+        if self.config.escalation_group_id is not None:
+            ticket["group_id"] = self.config.escalation_group_id
+        if urgent:
+            ticket["priority"] = "urgent"
+        return self._write("PUT", f"/api/v2/tickets/{ticket_id}.json", {"ticket": ticket})
+
+    def customer(self, user_id: str) -> dict[str, Any]:
+        response = self._call("GET", f"/api/v2/users/{user_id}.json")
+        response.raise_for_status()
+        return zendesk.customer_of(response.json())
+
+
+class Freshdesk(Connector):
+    config: FreshdeskHelpdesk
+
+    def _headers(self) -> dict[str, str]:
+        user = f"{self.config.api_key.get_secret_value()}:X"
+        return {"Authorization": "Basic " + base64.b64encode(user.encode()).decode()}
+
+    def _reply(self, ticket_id: str, body: str) -> Attempt:
+        return self._write("POST", f"/api/v2/tickets/{ticket_id}/reply", {"body": body})
+
+    def replied(self, ticket_id: str, body: str) -> bool:
+        response = self._call("GET", f"/api/v2/tickets/{ticket_id}/conversations")
+        response.raise_for_status()
+        parts = response.json() if isinstance(response.json(), list) else []
+        return any(
+            not p.get("private")
+            and not p.get("incoming")
+            and (p.get("body_text") or p.get("body") or "").strip() == body.strip()
+            for p in parts[-20:]
+        )
+
+    def escalate(self, ticket_id: str, note: str, *, urgent: bool) -> Attempt:
+        noted = self._write("POST", f"/api/v2/tickets/{ticket_id}/notes", {"body": note, "private": True})
+        if noted.result != "done":
+            return noted
+        update: dict[str, Any] = {"tags": [TAG]}
+        if self.config.escalation_group_id is not None:
+            update["group_id"] = self.config.escalation_group_id
+        if urgent:
+            update["priority"] = 4  # urgent
+        return self._write("PUT", f"/api/v2/tickets/{ticket_id}", update)
+
+    def customer(self, user_id: str) -> dict[str, Any]:
+        response = self._call("GET", f"/api/v2/contacts/{user_id}")
+        response.raise_for_status()
+        contact = response.json()
+        return {
+            "email": contact.get("email") or None,
+            "name": contact.get("name") or "",
+            "locale": contact.get("language") or None,
+            "timezone": None,  # Freshdesk's time zones are Rails names, not IANA
+        }
+
+
+class Intercom(Connector):
+    config: IntercomHelpdesk
+
+    def _headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {self.config.access_token.get_secret_value()}",
+            "Intercom-Version": "2.11",
+            "Accept": "application/json",
+        }
+
+    def _reply(self, ticket_id: str, body: str) -> Attempt:
+        reply = {"message_type": "comment", "type": "admin", "admin_id": self.config.admin_id, "body": body}
+        return self._write("POST", f"/conversations/{ticket_id}/reply", reply)
+
+    def replied(self, ticket_id: str, body: str) -> bool:
+        response = self._call("GET", f"/conversations/{ticket_id}")
+        response.raise_for_status()
+        holder = response.json().get("conversation_parts") or {}
+        parts = holder.get("conversation_parts") if isinstance(holder, Mapping) else []
+        return any(
+            (p.get("author") or {}).get("id") == self.config.admin_id
+            and p.get("part_type") == "comment"
+            and html_to_text(p.get("body") or "") == html_to_text(body)
+            for p in (parts or [])[-20:]
+        )
+
+    def escalate(self, ticket_id: str, note: str, *, urgent: bool) -> Attempt:
+        noted = self._write(
+            "POST",
+            f"/conversations/{ticket_id}/reply",
+            {"message_type": "note", "type": "admin", "admin_id": self.config.admin_id, "body": note},
+        )
+        if noted.result != "done" or self.config.escalation_team_id is None:
+            return noted
+        return self._write(
+            "POST",
+            f"/conversations/{ticket_id}/parts",
+            {
+                "message_type": "assignment",
+                "type": "team",
+                "admin_id": self.config.admin_id,
+                "assignee_id": self.config.escalation_team_id,
+            },
+        )
+
+    def customer(self, user_id: str) -> dict[str, Any]:
+        response = self._call("GET", f"/contacts/{user_id}")
+        response.raise_for_status()
+        return intercom.customer_of(response.json())
+
+
+KINDS: dict[str, type[Connector]] = {"zendesk": Zendesk, "freshdesk": Freshdesk, "intercom": Intercom}
+
+
+def connector(name: str, config: HelpdeskConfig, http: httpx.Client) -> Connector:
+    return KINDS[config.kind](name, config, http)
