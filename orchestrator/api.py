@@ -568,7 +568,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         conversation_id: str,
         principal: Caller,
         turns: int = Query(50, ge=1, le=200, description="how many of the newest turns, with their messages"),
-        before: int | None = Query(None, ge=1, description="next_before of the page after: older turns"),
+        before: int | None = Query(None, ge=1, le=2**31 - 1, description="next_before of the page after: older turns"),
     ) -> Any:
         return await _run(
             _in_unit_of_work, conversation_view, conversation_id, principal, turns_limit=turns, before=before

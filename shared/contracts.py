@@ -93,7 +93,8 @@ class Accepted(BaseModel):
 
 # --------------------------------------------------------------------------- the desk
 
-ClaimToken = Annotated[int, Field(ge=1, description="the claim_token the claim returned")]
+# A Postgres bigint: a larger number is not a token the database could hold (422, not 500).
+ClaimToken = Annotated[int, Field(ge=1, le=2**63 - 1, description="the claim_token the claim returned")]
 
 
 class ClaimIn(Strict):
