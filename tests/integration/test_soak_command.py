@@ -42,8 +42,9 @@ def test_a_short_soak_with_every_fault_kind_keeps_every_ticket_and_every_refund_
     assert report["replies_delivered_twice"] == 0, context
     assert report["http_5xx"] == 0, context
     assert report["final_after_last_fault_s"] is not None, context
-    # Every ticket ended with its refund on the record: made once, or escalated with it.
-    assert report["refunds"] + report["outcomes"].get("escalated/timeout", 0) >= 60 - report["outcomes"].get(
-        "clarify", 0
-    ), context
+    # Every ticket ended with its refund made (once: above), or with a human: a turn whose
+    # agent was cut off (timeout), or whose sandbox store did not answer while Postgres
+    # restarted (tool_failure, nothing moved: no hidden action above), or a question asked.
+    with_a_human = sum(n for outcome, n in report["outcomes"].items() if outcome.startswith("escalated/"))
+    assert report["refunds"] + with_a_human + report["outcomes"].get("clarify", 0) >= 60, context
     assert done.returncode == 0, context
