@@ -41,7 +41,7 @@ from orchestrator import desk
 from orchestrator.conversations import conversation_view
 from orchestrator.delivery import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from orchestrator.desk import DeskError, DeskState, NewerMessage
-from orchestrator.fan_in import enqueue_delivery
+from orchestrator.fan_in import enqueue_delivery_soon
 from orchestrator.ingest import accept_message, accept_once, accept_ticket, conversation_source, nonces
 from orchestrator.keys import Principal, principal_for, refusal_to_post
 from orchestrator.retention import erase_customer
@@ -64,7 +64,6 @@ from shared.contracts import (
     TokenIn,
 )
 from shared.errors import ConfigurationError, NotFound
-from shared.models import Event
 from shared.settings import Settings, get_settings, refuse_weak_secrets
 from shared.workers import warm_queues
 
@@ -621,7 +620,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @api.get("/v1/escalations/{escalation_id}")
     async def get_escalation(escalation_id: str, principal: Caller) -> dict[str, Any]:
         actor = _human(principal)
-        return dict(await _run(_in_unit_of_work, _read_packet, escalation_id, actor))
+        return dict(await _run(_in_unit_of_work, desk.read_packet, escalation_id, actor))
 
     @api.post(
         "/v1/escalations/claim",
@@ -668,7 +667,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ),
         )
         if replied.delivery_id is not None and not replied.duplicate:
-            await _run(_enqueue_delivery, replied.delivery_id)
+            await _run(enqueue_delivery_soon, replied.delivery_id)
         return RepliedOut(
             escalation_id=replied.escalation_id,
             message_id=replied.message_id,
@@ -723,26 +722,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost, so the 413 and 415 answers carry them too; the interactive docs need scripts.
     api.add_middleware(SecurityHeaders, except_paths=("/docs", "/redoc"))
     return api
-
-
-def _read_packet(s: Session, escalation_id: str, actor: str) -> dict[str, Any]:
-    packet = desk.packet(s, escalation_id)
-    # A person read a customer's conversation: on the record (who, which, when).
-    s.add(
-        Event(
-            conversation_id=packet["conversation"]["id"],
-            kind="escalation.read",
-            data={"escalation_id": escalation_id, "by": actor},
-        )
-    )
-    return packet
-
-
-def _enqueue_delivery(delivery_id: str) -> None:
-    try:
-        enqueue_delivery(delivery_id)
-    except Exception as exc:  # stored and committed already: the sweeper sends it later
-        log.warning("could not enqueue delivery %s (%s); the sweeper will retry", delivery_id, exc)
 
 
 def _enqueue(turn_id: str) -> None:

@@ -48,6 +48,7 @@ from shared.models import (
     Escalation,
     EscalationEvent,
     EscalationNote,
+    Event,
     Message,
     ToolCall,
     Turn,
@@ -614,6 +615,7 @@ def packet(s: Session, escalation_id: str) -> dict[str, Any]:
             "latest_customer_message_id": customers[-1].id if customers else None,
         },
         "turn": {"id": turn.id, "outcome": turn.outcome, "merge_trigger": turn.merge_trigger},
+        "claim_token": e.claim_token,  # the current claim's (the claimer's writes name it)
         "sla_due_at": e.sla_due_at.isoformat() if e.sla_due_at else None,
         "notes": [{"id": n.id, "author": n.author, "body": n.body, "at": n.created_at.isoformat()} for n in notes],
         "history": [
@@ -678,6 +680,19 @@ def status(s: Session, escalation_id: str) -> dict[str, Any]:
         "latest_customer_message_id": latest.id if latest else None,
         "latest_customer_message": latest.body if latest else None,
     }
+
+
+def read_packet(s: Session, escalation_id: str, actor: str) -> dict[str, Any]:
+    """The packet as a person reads it: on the record (who, which, when)."""
+    found = packet(s, escalation_id)
+    s.add(
+        Event(
+            conversation_id=found["conversation"]["id"],
+            kind="escalation.read",
+            data={"escalation_id": escalation_id, "by": actor},
+        )
+    )
+    return found
 
 
 def _evidence(call: ToolCall | None) -> dict[str, Any] | None:

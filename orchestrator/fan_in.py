@@ -8,6 +8,7 @@ after the merge committed.
 
 from __future__ import annotations
 
+import logging
 import time
 from enum import StrEnum
 
@@ -19,11 +20,21 @@ from shared.contracts import AgentResult, AgentTask, Customer, MergeTrigger
 from shared.db import after_commit, retrying, session_scope
 from shared.settings import get_settings
 
+log = logging.getLogger(__name__)
+
 DELIVER = "switchboard.deliver"
 
 
 def enqueue_delivery(delivery_id: str, countdown: float | None = None) -> None:
     app.send_task(DELIVER, args=[delivery_id], queue=DELIVERY_QUEUE, countdown=countdown)
+
+
+def enqueue_delivery_soon(delivery_id: str) -> None:
+    """Enqueue a committed delivery; if the broker does not answer, the sweeper sends it later."""
+    try:
+        enqueue_delivery(delivery_id)
+    except Exception as exc:
+        log.warning("could not enqueue delivery %s (%s); the sweeper will retry", delivery_id, exc)
 
 
 def merge_and_deliver(turn_id: str, trigger: MergeTrigger, *, guardrail: str | None = None) -> Merged | None:

@@ -26,16 +26,14 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from limits import parse as parse_limit
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from orchestrator import desk
 from orchestrator.desk import DeskError, NewerMessage
-from orchestrator.fan_in import enqueue_delivery
+from orchestrator.fan_in import enqueue_delivery_soon
 from orchestrator.users import Person, authenticate, close_session, open_session, session_person
 from shared import db
 from shared.errors import NotFound
-from shared.models import Escalation, Event
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -205,7 +203,7 @@ def mount_desk(api: FastAPI, settings: Settings) -> None:
             return RedirectResponse("/desk/login", status_code=303)
         person, csrf = found
         try:
-            packet = await _run(_read, escalation_id, person.actor)
+            packet = await _run(desk.read_packet, escalation_id, person.actor)
         except NotFound as exc:
             return _page("error.html", 404, title="Not found", detail=str(exc), back="/desk")
         e = packet["escalation"]
@@ -268,7 +266,7 @@ def mount_desk(api: FastAPI, settings: Settings) -> None:
                     )
                 )
                 if replied.delivery_id is not None and not replied.duplicate:
-                    await run_in_threadpool(_send, replied.delivery_id)
+                    await run_in_threadpool(enqueue_delivery_soon, replied.delivery_id)
                 done = "duplicate" if replied.duplicate else ("resolved" if replied.resolved else "sent")
                 return RedirectResponse(f"/desk?done={done}" if replied.resolved else f"{back}?done={done}", 303)
             if action == "release":
@@ -296,23 +294,3 @@ def mount_desk(api: FastAPI, settings: Settings) -> None:
         except NotFound as exc:
             return _page("error.html", 404, title="Not found", detail=str(exc), back="/desk")
         return Response(status_code=404)
-
-
-def _read(s: Session, escalation_id: str, actor: str) -> dict[str, Any]:
-    packet = desk.packet(s, escalation_id)
-    packet["claim_token"] = s.get_one(Escalation, escalation_id).claim_token
-    s.add(
-        Event(
-            conversation_id=packet["conversation"]["id"],
-            kind="escalation.read",
-            data={"escalation_id": escalation_id, "by": actor},
-        )
-    )
-    return packet
-
-
-def _send(delivery_id: str) -> None:
-    try:
-        enqueue_delivery(delivery_id)
-    except Exception as exc:  # stored already: the sweeper sends it
-        log.warning("could not enqueue delivery %s (%s); the sweeper will retry", delivery_id, exc)
