@@ -41,7 +41,9 @@ from orchestrator import desk
 from orchestrator.conversations import conversation_view
 from orchestrator.delivery import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from orchestrator.desk import DeskError, DeskState, NewerMessage
-from orchestrator.fan_in import enqueue_delivery_soon
+from orchestrator.fan_in import enqueue_delivery_soon, enqueue_helpdesk_event_soon
+from orchestrator.helpdesks import webhook
+from orchestrator.helpdesks.inbound import BadSignature, Ignored, MissingFields
 from orchestrator.ingest import accept_message, accept_once, accept_ticket, conversation_source, nonces
 from orchestrator.keys import Principal, principal_for, refusal_to_post
 from orchestrator.retention import erase_customer
@@ -561,6 +563,50 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if accepted.created:
             await _run(_enqueue, accepted.turn_id)
         return accepted
+
+    @api.post(
+        "/v1/helpdesks/{name}/webhook",
+        status_code=202,
+        responses={
+            200: {"description": "taken and ignored (our own reply, a note, a topic Switchboard does not answer)"},
+            401: {"description": "not signed (Zendesk, Intercom) or not carrying the token (Freshdesk) as configured"},
+            404: {"description": "no helpdesk of that name in SWITCHBOARD_HELPDESKS"},
+            422: {"description": "the payload lacks what a ticket needs; `missing` names each field"},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"type": "object"}}},
+                "description": "the helpdesk's own webhook payload, verified its own way (docs/helpdesks.md)",
+            }
+        },
+    )
+    async def helpdesk_webhook(name: str, request: Request) -> Any:
+        """A Zendesk, Freshdesk or Intercom webhook, as that helpdesk sends it. Stored, answered
+        at once, and worked by a task (the customer looked up, the ticket taken)."""
+        config = settings.helpdesks.get(name)
+        if config is None:
+            raise NotFound(f"No helpdesk {name!r}. Connect it in SWITCHBOARD_HELPDESKS (docs/helpdesks.md).")
+        raw = await request.body()
+        try:
+            event = webhook.read(config, request.headers, raw)
+        except BadSignature as exc:
+            raise Unauthenticated(str(exc), title="Bad signature") from None
+        except webhook.InvalidPayload as exc:
+            return problem(422, "Invalid webhook", f"{exc}: send the {config.kind} webhook's JSON as it is.")
+        except MissingFields as exc:
+            return problem(422, "Invalid webhook", str(exc), missing=exc.fields)
+        limit: RateLimit = request.app.state.rate_limit
+        await _run(limit.check, f"helpdesk:{name}")
+        if isinstance(event, Ignored):
+            webhook.ignored(name, event)
+            return JSONResponse({"status": "ignored", "reason": event.reason}, status_code=200)
+        taken: webhook.Taken = await _run(_in_unit_of_work, webhook.store, name, event)
+        if taken.created:
+            await _run(enqueue_helpdesk_event_soon, taken.event_id)
+        return JSONResponse(
+            {"status": "accepted" if taken.created else "duplicate", "event_id": taken.event_id}, status_code=202
+        )
 
     @api.get("/v1/conversations/{conversation_id}", response_model=ConversationView)
     async def get_conversation(

@@ -20,6 +20,9 @@ Leases are compared with the database's clock, so a host whose clock runs ahead 
 take another's lease early. ``claim`` and ``record`` take the caller's session;
 ``deliver`` runs one attempt as two units of work with the HTTP call between them, never
 inside a transaction.
+
+A connected helpdesk (SWITCHBOARD_HELPDESKS: Zendesk, Freshdesk, Intercom) gets the same
+outbox, claim and fencing; an attempt there is its API's calls (orchestrator/helpdesks/outbox.py).
 """
 
 from __future__ import annotations
@@ -36,13 +39,14 @@ from typing import Any
 
 import anyio
 import httpx
-from sqlalchemy import Row, func, or_, update
+from sqlalchemy import Row, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from orchestrator.helpdesks import outbox
 from shared.contracts import DeliveryState
 from shared.db import after_commit, retrying, session_scope
 from shared.metrics import DELIVERIES
-from shared.models import Delivery, Event
+from shared.models import Conversation, Delivery, Event, Turn, new_id
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -94,8 +98,58 @@ SKIPPED = "skipped"
 
 
 def lease_s(settings: Settings) -> float:
-    """How long an attempt holds the row: longer than the attempt's total deadline."""
-    return settings.delivery_timeout_s * 2 + 5
+    """How long an attempt holds the row: longer than the attempt's total deadline (a
+    helpdesk's attempt is a few API calls, each with its own timeout)."""
+    return max([settings.delivery_timeout_s * 2 + 5, *(outbox.lease_s(h) for h in settings.helpdesks.values())])
+
+
+def queue_delivery(
+    s: Session,
+    settings: Settings,
+    conversation: Conversation,
+    *,
+    turn_id: str | None = None,
+    escalation_id: str | None = None,
+    outcome: str,
+    reply: str | None,
+    reason: str | None = None,
+    note: str | None = None,
+    resolved: bool = False,
+) -> str | None:
+    """The outbox row of a bot turn (``turn_id``) or of a human's reply (``escalation_id``), or
+    None when its source takes no replies. A signed webhook for a source with a callback URL;
+    the API's steps for a connected helpdesk."""
+    helpdesk = settings.helpdesks.get(conversation.source)
+    delivery_id = new_id("dlv")
+    common = {"delivery_id": delivery_id, "conversation_id": conversation.id, "external_id": conversation.external_id}
+    if helpdesk is not None:
+        url = str(helpdesk.base_url)
+        steps = (
+            outbox.turn_steps(outcome, reply, reason, note) if turn_id is not None else [{"do": "reply", "body": reply}]
+        )
+        if not steps:
+            return None
+        payload: dict[str, Any] = common | {"helpdesk": helpdesk.kind, "turn_id": turn_id, "steps": steps, "done": []}
+    else:
+        callback = settings.source(conversation.source).callback_url
+        if callback is None:
+            return None
+        url = str(callback)
+        payload = common | {"turn_id": turn_id, "outcome": outcome, "reply": reply, "escalation_reason": reason}
+        if escalation_id is not None:
+            payload |= {"escalation_id": escalation_id, "author": "human", "resolved": resolved}
+    s.add(
+        Delivery(
+            id=delivery_id,
+            turn_id=turn_id,
+            escalation_id=escalation_id,
+            conversation_id=conversation.id,
+            source=conversation.source,
+            url=url,
+            payload=payload,
+        )
+    )
+    return delivery_id
 
 
 def claim(s: Session, delivery_id: str, settings: Settings) -> Row[Any] | None:
@@ -136,6 +190,8 @@ def deliver(delivery_id: str, settings: Settings) -> Attempt:
         row = claim(s, delivery_id, settings)
     if row is None:
         return Attempt(SKIPPED)
+    if row.source in settings.helpdesks:
+        return _deliver_to_helpdesk(delivery_id, row, settings)
 
     body = json.dumps(row.payload, separators=(",", ":"), sort_keys=True).encode()
     timestamp = str(int(time.time()))
@@ -173,6 +229,37 @@ def deliver(delivery_id: str, settings: Settings) -> Attempt:
     return retrying(store)
 
 
+def _deliver_to_helpdesk(delivery_id: str, row: Row[Any], settings: Settings) -> Attempt:
+    config = settings.helpdesks[row.source]
+    with session_scope() as s:
+        # A human answered in the helpdesk after the customer message this turn answers.
+        overtaken = (
+            row.turn_id is not None
+            and s.execute(
+                select(Turn.id)
+                .join(Conversation, Conversation.id == Turn.conversation_id)
+                .where(Turn.id == row.turn_id, Conversation.human_answered_at > Turn.created_at)
+            ).first()
+            is not None
+        )
+    sent = outbox.send(
+        row.source,
+        config,
+        str(row.payload["external_id"]),
+        row.payload,
+        row.attempts,
+        backoff_s(row.attempts, settings),
+        cancelled=overtaken,
+    )
+    progress = row.payload | {"done": sent.done}
+
+    def store() -> Attempt:
+        with session_scope() as s:
+            return record(s, delivery_id, row.turn_id, row.attempts, sent.state, sent.error, sent.retry_in, progress)
+
+    return retrying(store)
+
+
 def record(
     s: Session,
     delivery_id: str,
@@ -181,12 +268,15 @@ def record(
     state: DeliveryState,
     error: str | None,
     retry_in: float | None,
+    payload: dict[str, Any] | None = None,
 ) -> Attempt:
     """Record how an attempt ended: delivered or failed for good, or pending again to retry.
 
     Only the attempt that holds the row records: ``attempts`` is its token from ``claim``.
+    ``payload``, when given, is stored with it (a helpdesk delivery's steps done so far).
     """
     ours = (Delivery.id == delivery_id) & (Delivery.state == DeliveryState.sending) & (Delivery.attempts == attempts)
+    progress = {} if payload is None else {"payload": payload}
     if state is DeliveryState.pending:
         assert retry_in is not None
         still_ours = s.execute(
@@ -196,6 +286,7 @@ def record(
                 state=DeliveryState.pending,
                 last_error=error,
                 next_attempt_at=func.now() + timedelta(seconds=retry_in),
+                **progress,
             )
             .returning(Delivery.id)
         ).scalar_one_or_none()
@@ -211,6 +302,7 @@ def record(
             state=state,
             last_error=error,
             delivered_at=func.now() if state is DeliveryState.delivered else None,
+            **progress,
         )
         .returning(Delivery.id)
     ).scalar_one_or_none()

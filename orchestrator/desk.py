@@ -30,6 +30,7 @@ from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from orchestrator.delivery import queue_delivery
 from shared.db import after_commit
 from shared.errors import NotFound, SwitchboardError
 from shared.guardrails import for_storage
@@ -43,7 +44,6 @@ from shared.models import (
     Action,
     AgentRun,
     Conversation,
-    Delivery,
     DeskReply,
     Escalation,
     EscalationEvent,
@@ -298,6 +298,25 @@ def add_note(s: Session, escalation_id: str, token: int, actor: str, body: str) 
     return note.id
 
 
+def answered_elsewhere(s: Session, escalation_id: str, actor: str) -> None:
+    """A human answered the customer in the helpdesk itself: the escalation is resolved there
+    (its first reply now, if none came before), and a claim of ours on it ends."""
+    row = s.execute(
+        update(Escalation)
+        .where(Escalation.id == escalation_id, Escalation.state.in_((DeskState.queued, DeskState.claimed)))
+        .values(
+            state=DeskState.resolved,
+            resolved_at=func.now(),
+            first_reply_at=func.coalesce(Escalation.first_reply_at, func.now()),
+            claimed_by=None,
+            lease_expires_at=None,
+        )
+        .returning(Escalation.state)
+    ).first()
+    if row is not None:
+        _event(s, escalation_id, "answered_in_helpdesk", actor, None, DeskState.resolved)
+
+
 def expire_leases(s: Session) -> list[str]:
     """Claims whose lease lapsed go back to the queue (the orchestrator's periodic job)."""
     rows = s.execute(
@@ -347,7 +366,9 @@ def reply(
     conversation = s.get_one(Conversation, escalation.conversation_id)
     message_id = new_id("msg")
     s.add(Message(id=message_id, conversation_id=conversation.id, role="human", body=stored))
-    delivery_id = _queue_human_delivery(s, settings, conversation, escalation, stored, resolve)
+    delivery_id = queue_delivery(
+        s, settings, conversation, escalation_id=escalation.id, outcome="human_reply", reply=stored, resolved=resolve
+    )
     acceptance = accepted(escalation.suggested_reply, body)
     s.add(
         DeskReply(
@@ -420,37 +441,6 @@ def accepted(suggested: str | None, sent: str) -> Acceptance:
 def _replied(s: Session, escalation_id: str) -> bool:
     replied = select(DeskReply.message_id).where(DeskReply.escalation_id == escalation_id).limit(1)
     return s.execute(replied).first() is not None
-
-
-def _queue_human_delivery(
-    s: Session, settings: Settings, conversation: Conversation, escalation: Escalation, body: str, resolved: bool
-) -> str | None:
-    source = settings.source(conversation.source)
-    if source.callback_url is None:
-        return None
-    delivery_id = new_id("dlv")
-    s.add(
-        Delivery(
-            id=delivery_id,
-            escalation_id=escalation.id,
-            conversation_id=conversation.id,
-            source=conversation.source,
-            url=str(source.callback_url),
-            payload={
-                "delivery_id": delivery_id,
-                "conversation_id": conversation.id,
-                "external_id": conversation.external_id,
-                "turn_id": None,
-                "escalation_id": escalation.id,
-                "outcome": "human_reply",
-                "author": "human",
-                "reply": body,
-                "resolved": resolved,
-                "escalation_reason": None,
-            },
-        )
-    )
-    return delivery_id
 
 
 # --------------------------------------------------------------------------- reading

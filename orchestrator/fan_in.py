@@ -29,6 +29,21 @@ def enqueue_delivery(delivery_id: str, countdown: float | None = None) -> None:
     app.send_task(DELIVER, args=[delivery_id], queue=DELIVERY_QUEUE, countdown=countdown)
 
 
+HELPDESK_EVENT = "switchboard.helpdesk_event"
+
+
+def enqueue_helpdesk_event(event_id: str, countdown: float | None = None) -> None:
+    app.send_task(HELPDESK_EVENT, args=[event_id], queue=DELIVERY_QUEUE, countdown=countdown)
+
+
+def enqueue_helpdesk_event_soon(event_id: str) -> None:
+    """Enqueue a stored webhook; if the broker does not answer, the sweeper enqueues it later."""
+    try:
+        enqueue_helpdesk_event(event_id)
+    except Exception as exc:
+        log.warning("could not enqueue helpdesk event %s (%s); the sweeper will retry", event_id, exc)
+
+
 def enqueue_delivery_soon(delivery_id: str) -> None:
     """Enqueue a committed delivery; if the broker does not answer, the sweeper sends it later."""
     try:

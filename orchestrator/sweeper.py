@@ -19,7 +19,7 @@ from orchestrator.desk import expire_leases
 from shared.contracts import DeliveryState, TurnState
 from shared.db import after_commit
 from shared.metrics import SWEEPS
-from shared.models import Delivery, Event, Turn
+from shared.models import Delivery, Event, HelpdeskEvent, Turn
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ class SweepReport:
     republished: list[str] = field(default_factory=list)
     expired_claims: list[str] = field(default_factory=list)  # escalations whose lease lapsed, queued again
     lost: dict[str, list[str]] = field(default_factory=dict)  # turn -> agents whose tasks are published again
+    helpdesk_events: list[str] = field(default_factory=list)  # webhooks of helpdesks enqueued again
     skipped: bool = False  # another sweeper held the lock: this one did nothing
 
 
@@ -72,6 +73,7 @@ def sweep(
     republish: Callable[[str], object] = lambda _: None,
     republish_lost: Callable[[str, list[str]], object] = lambda _t, _a: None,
     queue_depth: Callable[[str], int | None] = lambda _: None,
+    enqueue_helpdesk_event: Callable[[str], None] = lambda _: None,
 ) -> SweepReport:
     """``queue_depth(agent)``: how many tasks wait on the agent's queue, None when the
     broker cannot say (then every overdue task counts as lost)."""
@@ -142,8 +144,26 @@ def sweep(
     )
     # The desk: a human's claim whose lease lapsed goes back to the queue.
     report.expired_claims = expire_leases(s)
+    # A helpdesk's webhook stored but never worked (its task lost, its worker gone mid-way).
+    report.helpdesk_events = list(
+        s.execute(
+            select(HelpdeskEvent.id)
+            .where(
+                HelpdeskEvent.state == "pending",
+                HelpdeskEvent.next_attempt_at < now - timedelta(seconds=settings.requeue_after_s),
+            )
+            .limit(BATCH)
+        ).scalars()
+    )
+
+    def follow_up() -> None:
+        _follow_up(report, enqueue_turn, merge, enqueue_delivery, republish, republish_lost)
+        for event_id in report.helpdesk_events:
+            if _each("re-enqueue helpdesk event", event_id, enqueue_helpdesk_event):
+                SWEEPS.labels("requeue_helpdesk_event").inc()
+
     # Enqueue after the commit: a crash in between only means the next sweep does it.
-    after_commit(s, lambda: _follow_up(report, enqueue_turn, merge, enqueue_delivery, republish, republish_lost))
+    after_commit(s, follow_up)
     return report
 
 

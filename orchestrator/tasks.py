@@ -11,13 +11,22 @@ import logging
 import time
 from typing import Any
 
+import httpx
 from celery import Task
 from pydantic import ValidationError
 from sqlalchemy import text
 
 from orchestrator.clock import TurnClock, process_clock
 from orchestrator.delivery import deliver
-from orchestrator.fan_in import DELIVER, enqueue_delivery, merge_and_deliver, merge_when_due
+from orchestrator.fan_in import (
+    DELIVER,
+    HELPDESK_EVENT,
+    enqueue_delivery,
+    enqueue_helpdesk_event,
+    merge_and_deliver,
+    merge_when_due,
+)
+from orchestrator.helpdesks import webhook
 from orchestrator.ingest import accept_ticket
 from orchestrator.keys import principal_for, refusal_to_post
 from orchestrator.retention import purge_expired
@@ -80,6 +89,7 @@ def run_sweep() -> None:
             enqueue_turn=enqueue_turn,
             merge=merge_by_sweeper,
             enqueue_delivery=enqueue_delivery,
+            enqueue_helpdesk_event=enqueue_helpdesk_event,
             republish=republish,
             republish_lost=republish_lost_tasks,
             queue_depth=agent_queue_depth,
@@ -280,3 +290,14 @@ def deliver_reply(self: Task, delivery_id: str) -> str:
     if attempt.retry_in is not None:
         raise self.retry(countdown=attempt.retry_in)
     return attempt.state
+
+
+@app.task(name=HELPDESK_EVENT, bind=True, max_retries=None)
+def helpdesk_event(self: Task, event_id: str) -> str:
+    """A connected helpdesk's webhook, stored by the route: the customer looked up, the
+    ticket or message taken (orchestrator/helpdesks/webhook.py)."""
+    with httpx.Client() as http:
+        worked = webhook.work(event_id, get_settings(), http)
+    if worked.retry_in is not None:
+        raise self.retry(countdown=worked.retry_in)
+    return worked.state

@@ -29,7 +29,9 @@ from sqlalchemy import ColumnElement, and_, func, insert, or_, select, text, upd
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from orchestrator.delivery import queue_delivery
 from orchestrator.desk import escalation_row, queued_event, reopen_for_message
+from orchestrator.helpdesks.outbox import handoff_note
 from orchestrator.merge import MergeDecision, decide, escalated, escalation_summary
 from orchestrator.window import model_window
 from shared.contracts import (
@@ -58,7 +60,6 @@ from shared.models import (
     AgentRun,
     AgentStart,
     Conversation,
-    Delivery,
     Event,
     Message,
     ToolCall,
@@ -679,6 +680,7 @@ def merge_turn(
                 turn_id=turn_id,
             )
         )
+    note: str | None = None
     if decision.outcome is Outcome.escalated:
         assert decision.reason is not None
         # From now on the conversation is the human's: later messages are held for them.
@@ -701,6 +703,7 @@ def merge_turn(
         s.add(escalation)
         s.flush()
         s.add(queued_event(escalation))
+        note = handoff_note(decision.reason, escalation.summary, decision.suggested_reply)
     s.add(
         Event(
             conversation_id=conversation.id,
@@ -709,7 +712,20 @@ def merge_turn(
             data={"trigger": trigger, "outcome": decision.outcome, "reason": decision.reason, "missing": missing},
         )
     )
-    delivery_id = None if claimed.shadow else _queue_delivery(s, settings, conversation, turn_id, decision)
+    delivery_id = (
+        None
+        if claimed.shadow
+        else queue_delivery(
+            s,
+            settings,
+            conversation,
+            turn_id=turn_id,
+            outcome=decision.outcome,
+            reply=decision.reply,
+            reason=decision.reason,
+            note=note,
+        )
+    )
     s.execute(text("SELECT pg_notify(:channel, :turn)"), {"channel": TURN_DONE_CHANNEL, "turn": turn_id})
     timed_out = [a for a in expected if a in missing or results[a].status is AgentStatus.timed_out]
     latency = max(0.0, now - claimed.created_at.timestamp())
@@ -754,31 +770,3 @@ def _observe_merge(
     if decision.reason:
         ESCALATIONS.labels(decision.reason).inc()
     log.info("turn %s merged by %s: %s %s", turn_id, trigger, decision.outcome, decision.reason or "")
-
-
-def _queue_delivery(
-    s: Session, settings: Settings, conversation: Conversation, turn_id: str, decision: MergeDecision
-) -> str | None:
-    source = settings.source(conversation.source)
-    if source.callback_url is None:
-        return None
-    delivery_id = new_id("dlv")
-    s.add(
-        Delivery(
-            id=delivery_id,
-            turn_id=turn_id,
-            conversation_id=conversation.id,
-            source=conversation.source,
-            url=str(source.callback_url),
-            payload={
-                "delivery_id": delivery_id,
-                "conversation_id": conversation.id,
-                "external_id": conversation.external_id,
-                "turn_id": turn_id,
-                "outcome": decision.outcome,
-                "reply": decision.reply,
-                "escalation_reason": decision.reason,
-            },
-        )
-    )
-    return delivery_id

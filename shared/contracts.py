@@ -166,12 +166,14 @@ class MergeTrigger(StrEnum):
 
 
 class DeliveryState(StrEnum):
-    """pending --claim--> sending --> delivered | failed, or back to pending to retry"""
+    """pending --claim--> sending --> delivered | failed | cancelled, or back to pending to retry
+    (cancelled: a bot reply a human's answer in the helpdesk came before)"""
 
     pending = "pending"
     sending = "sending"
     delivered = "delivered"
     failed = "failed"
+    cancelled = "cancelled"
 
 
 class Role(StrEnum):

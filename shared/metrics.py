@@ -57,6 +57,16 @@ QUEUE_WAIT = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 DELIVERIES = Counter("switchboard_deliveries_total", "Outbound reply attempts, by result", ["result"])
+HELPDESK_EVENTS = Counter(
+    "switchboard_helpdesk_events_total",
+    "Webhooks of connected helpdesks: taken, duplicate, ignored, then done or failed; by helpdesk and kind",
+    ["helpdesk", "kind", "result"],
+)
+HELPDESK_CALLS = Counter(
+    "switchboard_helpdesk_calls_total",
+    "Writes to a helpdesk's API (replies, notes, routing), by helpdesk, step and result",
+    ["helpdesk", "step", "result"],
+)
 SWEEPS = Counter("switchboard_sweeper_actions_total", "Recoveries done by the sweeper", ["action"])
 TOOL_CALLS = Counter("switchboard_tool_calls_total", "Tool calls, by tool and result", ["agent", "tool", "result"])
 BRAIN_FALLBACKS = Counter(

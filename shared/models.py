@@ -57,6 +57,9 @@ class Conversation(Base):
     # Set when a turn escalates: from then on the conversation is a human's, and no agent
     # acts on it until a human hands it back (which clears this).
     with_human_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # A human answered in the helpdesk itself (Zendesk, Freshdesk, Intercom): a bot reply to a
+    # customer message older than that is not sent.
+    human_answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
 
@@ -351,6 +354,37 @@ class Delivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = _now()
+
+
+class HelpdeskEvent(Base):
+    """A webhook of a connected helpdesk, taken (2xx) and worked later by a task: the customer
+    looked up in the helpdesk, the ticket or message accepted, or a human's answer recorded.
+    ``event`` is cleared when it is done; the row stays a day to drop a retried webhook."""
+
+    __tablename__ = "helpdesk_events"
+    __table_args__ = (
+        UniqueConstraint("helpdesk", "dedupe", name="uq_helpdesk_events_dedupe"),
+        CheckConstraint("state IN ('pending', 'done', 'failed')", name="ck_helpdesk_events_state"),
+        CheckConstraint("kind IN ('inbound', 'human')", name="ck_helpdesk_events_kind"),
+        Index("ix_helpdesk_events_pending", "next_attempt_at", postgresql_where=text("state = 'pending'")),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    helpdesk: Mapped[str] = mapped_column(String(64))
+    dedupe: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(16))  # inbound | human
+    event: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    state: Mapped[str] = mapped_column(String(16), server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    next_attempt_at: Mapped[datetime] = _now()
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    conversation_id: Mapped[str | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE", name="fk_helpdesk_events_conversation_id"),
+        nullable=True,
+        index=True,
+    )
+    created_at: Mapped[datetime] = _now()
+    done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class ApiKey(Base):

@@ -99,21 +99,48 @@ class Connector:
     def reply(self, ticket_id: str, body: str, *, after_ambiguous: bool = False) -> Attempt:
         """Post ``body`` to the customer, as the configured author. After an ambiguous attempt,
         look first: a reply already on the ticket is not sent again."""
-        if after_ambiguous and self.replied(ticket_id, body):
-            return Attempt("done", None, "already on the ticket (an earlier attempt was written)")
-        return self._reply(ticket_id, body)
+        return self._once(ticket_id, body, public=True, look=after_ambiguous, write=self._reply)
+
+    def note(self, ticket_id: str, body: str, *, after_ambiguous: bool = False) -> Attempt:
+        """A private note for the helpdesk's humans (never shown to the customer)."""
+        return self._once(ticket_id, body, public=False, look=after_ambiguous, write=self._note)
+
+    def _once(self, ticket_id: str, body: str, *, public: bool, look: bool, write: Any) -> Attempt:
+        if look:
+            try:
+                there = self.posted(ticket_id, body, public=public)
+            except httpx.HTTPStatusError as exc:
+                return classify(exc.response)
+            except httpx.HTTPError as exc:
+                return Attempt("retry", None, f"reading the ticket first: {type(exc).__name__}")
+            if there:
+                return Attempt("done", None, "already on the ticket (an earlier attempt was written)")
+        result: Attempt = write(ticket_id, body)
+        return result
+
+    def replied(self, ticket_id: str, body: str) -> bool:
+        """Whether our author's latest public comments on the ticket include ``body``."""
+        return self.posted(ticket_id, body, public=True)
+
+    def posted(self, ticket_id: str, body: str, *, public: bool) -> bool:
+        """Whether our author's latest comments (public, or private notes) include ``body``."""
+        raise NotImplementedError
 
     def _reply(self, ticket_id: str, body: str) -> Attempt:
         raise NotImplementedError
 
-    def replied(self, ticket_id: str, body: str) -> bool:
-        """Whether our author's latest comments on the ticket include ``body``."""
+    def _note(self, ticket_id: str, body: str) -> Attempt:
+        raise NotImplementedError
+
+    def route(self, ticket_id: str, *, urgent: bool) -> Attempt:
+        """The ticket moved to the escalation group or team and tagged ``switchboard-escalated``,
+        its priority raised when ``urgent``. Idempotent: sending it twice changes nothing more."""
         raise NotImplementedError
 
     def escalate(self, ticket_id: str, note: str, *, urgent: bool) -> Attempt:
-        """A private note with the handoff, the ticket moved to the escalation group or team,
-        tagged ``switchboard-escalated``, its priority raised when ``urgent``."""
-        raise NotImplementedError
+        """A private note with the handoff, then the ticket routed to the humans."""
+        noted = self.note(ticket_id, note)
+        return noted if noted.result != "done" else self.route(ticket_id, urgent=urgent)
 
     def customer(self, user_id: str) -> dict[str, Any]:
         """The customer's email, name, locale and time zone, from the helpdesk."""
@@ -134,20 +161,23 @@ class Zendesk(Connector):
         comment = {"body": body, "public": True, "author_id": self.config.author_id}
         return self._write("PUT", f"/api/v2/tickets/{ticket_id}.json", {"ticket": {"comment": comment}})
 
-    def replied(self, ticket_id: str, body: str) -> bool:
+    def _note(self, ticket_id: str, body: str) -> Attempt:
+        comment = {"body": body, "public": False, "author_id": self.config.author_id}
+        return self._write("PUT", f"/api/v2/tickets/{ticket_id}.json", {"ticket": {"comment": comment}})
+
+    def posted(self, ticket_id: str, body: str, *, public: bool) -> bool:
         response = self._call("GET", f"/api/v2/tickets/{ticket_id}/comments.json?sort_order=desc")
         response.raise_for_status()
         comments = response.json().get("comments") or []
         return any(
-            str(c.get("author_id")) == str(self.config.author_id) and (c.get("body") or "").strip() == body.strip()
+            str(c.get("author_id")) == str(self.config.author_id)
+            and bool(c.get("public", True)) == public
+            and (c.get("body") or "").strip() == body.strip()
             for c in comments[:20]
         )
 
-    def escalate(self, ticket_id: str, note: str, *, urgent: bool) -> Attempt:
-        ticket: dict[str, Any] = {
-            "comment": {"body": note, "public": False, "author_id": self.config.author_id},
-            "additional_tags": [TAG],  # adds to the ticket's tags (``tags`` would replace them)
-        }
+    def route(self, ticket_id: str, *, urgent: bool) -> Attempt:
+        ticket: dict[str, Any] = {"additional_tags": [TAG]}  # adds to the tags (``tags`` would replace them)
         if self.config.escalation_group_id is not None:
             ticket["group_id"] = self.config.escalation_group_id
         if urgent:
@@ -170,22 +200,30 @@ class Freshdesk(Connector):
     def _reply(self, ticket_id: str, body: str) -> Attempt:
         return self._write("POST", f"/api/v2/tickets/{ticket_id}/reply", {"body": body})
 
-    def replied(self, ticket_id: str, body: str) -> bool:
+    def _note(self, ticket_id: str, body: str) -> Attempt:
+        return self._write("POST", f"/api/v2/tickets/{ticket_id}/notes", {"body": body, "private": True})
+
+    def posted(self, ticket_id: str, body: str, *, public: bool) -> bool:
         response = self._call("GET", f"/api/v2/tickets/{ticket_id}/conversations")
         response.raise_for_status()
         parts = response.json() if isinstance(response.json(), list) else []
         return any(
-            not p.get("private")
+            bool(p.get("private")) != public
             and not p.get("incoming")
-            and (p.get("body_text") or p.get("body") or "").strip() == body.strip()
+            and html_to_text(p.get("body_text") or p.get("body") or "") == html_to_text(body)
             for p in parts[-20:]
         )
 
-    def escalate(self, ticket_id: str, note: str, *, urgent: bool) -> Attempt:
-        noted = self._write("POST", f"/api/v2/tickets/{ticket_id}/notes", {"body": note, "private": True})
-        if noted.result != "done":
-            return noted
-        update: dict[str, Any] = {"tags": [TAG]}
+    def route(self, ticket_id: str, *, urgent: bool) -> Attempt:
+        # Freshdesk's ``tags`` replaces the ticket's tags: send the ones it has, and ours.
+        try:
+            current = self._call("GET", f"/api/v2/tickets/{ticket_id}")
+        except httpx.HTTPError as exc:
+            return Attempt("retry", None, f"reading the ticket's tags: {type(exc).__name__}")
+        if current.status_code != 200:
+            return classify(current)
+        tags = [t for t in current.json().get("tags") or [] if isinstance(t, str)]
+        update: dict[str, Any] = {"tags": [*tags, TAG] if TAG not in tags else tags}
         if self.config.escalation_group_id is not None:
             update["group_id"] = self.config.escalation_group_id
         if urgent:
@@ -218,35 +256,49 @@ class Intercom(Connector):
         reply = {"message_type": "comment", "type": "admin", "admin_id": self.config.admin_id, "body": body}
         return self._write("POST", f"/conversations/{ticket_id}/reply", reply)
 
-    def replied(self, ticket_id: str, body: str) -> bool:
+    def _note(self, ticket_id: str, body: str) -> Attempt:
+        note = {"message_type": "note", "type": "admin", "admin_id": self.config.admin_id, "body": body}
+        return self._write("POST", f"/conversations/{ticket_id}/reply", note)
+
+    def posted(self, ticket_id: str, body: str, *, public: bool) -> bool:
         response = self._call("GET", f"/conversations/{ticket_id}")
         response.raise_for_status()
         holder = response.json().get("conversation_parts") or {}
         parts = holder.get("conversation_parts") if isinstance(holder, Mapping) else []
         return any(
-            (p.get("author") or {}).get("id") == self.config.admin_id
-            and p.get("part_type") == "comment"
+            str((p.get("author") or {}).get("id")) == str(self.config.admin_id)
+            and p.get("part_type") == ("comment" if public else "note")
             and html_to_text(p.get("body") or "") == html_to_text(body)
             for p in (parts or [])[-20:]
         )
 
-    def escalate(self, ticket_id: str, note: str, *, urgent: bool) -> Attempt:
-        noted = self._write(
-            "POST",
-            f"/conversations/{ticket_id}/reply",
-            {"message_type": "note", "type": "admin", "admin_id": self.config.admin_id, "body": note},
-        )
-        if noted.result != "done" or self.config.escalation_team_id is None:
-            return noted
+    def route(self, ticket_id: str, *, urgent: bool) -> Attempt:
+        """Assigned to the escalation team and tagged. Intercom's API documents no priority
+        update for a conversation, so ``urgent`` is said in the note, not set."""
+        if self.config.escalation_team_id is not None:
+            assigned = self._write(
+                "POST",
+                f"/conversations/{ticket_id}/parts",
+                {
+                    "message_type": "assignment",
+                    "type": "team",
+                    "admin_id": self.config.admin_id,
+                    "assignee_id": self.config.escalation_team_id,
+                },
+            )
+            if assigned.result != "done":
+                return assigned
+        # A tag is named by id: POST /tags creates it, or answers the one of that name.
+        try:
+            tag = self._call("POST", "/tags", {"name": TAG})
+        except httpx.HTTPError as exc:
+            return Attempt("retry", None, f"creating the tag: {type(exc).__name__}")
+        if tag.status_code != 200:
+            return classify(tag)
         return self._write(
             "POST",
-            f"/conversations/{ticket_id}/parts",
-            {
-                "message_type": "assignment",
-                "type": "team",
-                "admin_id": self.config.admin_id,
-                "assignee_id": self.config.escalation_team_id,
-            },
+            f"/conversations/{ticket_id}/tags",
+            {"id": str(tag.json().get("id")), "admin_id": self.config.admin_id},
         )
 
     def customer(self, user_id: str) -> dict[str, Any]:

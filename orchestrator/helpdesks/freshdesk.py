@@ -8,6 +8,10 @@ Freshdesk does not sign webhooks: the rule sends a shared secret as ``Authorizat
 (its description is the customer's message); otherwise the latest public comment is a
 follow-up. Freshdesk has no delivery id, so a webhook is de-duplicated on (ticket id, event,
 latest comment).
+
+A third rule (a reply sent by an agent) adds ``"event": "agent_replied"``: a human answered
+in Freshdesk. Freshdesk's placeholders do not say which agent, and our own replies are sent
+by an agent too (the API key's), so the worker compares the comment with our replies first.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import hmac
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from orchestrator.helpdesks.inbound import BadSignature, Event, Inbound, MissingFields, html_to_text
+from orchestrator.helpdesks.inbound import BadSignature, Event, HumanAnswered, Inbound, MissingFields, html_to_text
 
 # Freshdesk's ticket sources, as its API numbers them (and as the placeholder prints them).
 SOURCES = {"1": "email", "2": "web", "3": "phone", "7": "chat", "9": "web", "10": "email", "email": "email",
@@ -43,6 +47,11 @@ def parse(payload: Mapping[str, Any]) -> Event:
     missing = [
         f"freshdesk_webhook.{n}" for n, v in (("ticket_id", ticket_id), ("ticket_contact_email", email)) if not v
     ]
+    if str(hook.get("event") or "") == "agent_replied":
+        if not ticket_id:
+            raise MissingFields("Freshdesk", ["freshdesk_webhook.ticket_id"])
+        key = hashlib.sha256(f"{ticket_id}\x00agent_replied\x00{comment}".encode()).hexdigest()
+        return HumanAnswered(ticket_id, f"freshdesk:{key}", None, comment or None)
     if not comment and not description:
         missing.append("freshdesk_webhook.ticket_description")
     if missing:

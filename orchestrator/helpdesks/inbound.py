@@ -47,6 +47,9 @@ class HumanAnswered:
     ticket_id: str
     dedupe: str
     author_id: str | None = None
+    # What they wrote, when the helpdesk cannot say who wrote it (Freshdesk's rule): our own
+    # reply coming back is not a human's answer.
+    body: str | None = None
 
 
 @dataclass(frozen=True)

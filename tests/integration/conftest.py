@@ -33,6 +33,8 @@ from shared.sandbox.models import SANDBOX_TENANT
 from shared.settings import Settings
 from switchboard.processes import ROLES, Supervisor, switchboard_argv
 from switchboard.servers import free_port
+from tests.support.fake_helpdesks import FakeHelpdesk, Kind, basic
+from tests.support.helpdesk_webhooks import CONFIGS, FRESHDESK, INTERCOM, ZENDESK
 
 PG_ADMIN = os.environ.get("SWITCHBOARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("SWITCHBOARD_TEST_REDIS", "redis://127.0.0.1:6379/9")
@@ -198,7 +200,34 @@ def _purge_broker(url: str) -> None:
                     channel.close()
 
 
-def start_stack(database_url: str, broker_url: str, helpdesk: Helpdesk, tmp: Path, with_api: bool = True) -> Stack:
+@pytest.fixture(scope="session")
+def helpdesks() -> Iterator[dict[str, FakeHelpdesk]]:
+    """A local Zendesk, Freshdesk and Intercom, connected to the stack by SWITCHBOARD_HELPDESKS
+    under their kind's name."""
+    credentials: dict[Kind, str] = {
+        "zendesk": basic(f"{ZENDESK['email']}/token:{ZENDESK['api_token']}"),
+        "freshdesk": basic(f"{FRESHDESK['api_key']}:X"),
+        "intercom": f"Bearer {INTERCOM['access_token']}",
+    }
+    with contextlib.ExitStack() as running:
+        yield {
+            kind: running.enter_context(FakeHelpdesk(kind, credential=credential, slow_s=2.0))
+            for kind, credential in credentials.items()
+        }
+
+
+def helpdesks_setting(fakes: dict[str, FakeHelpdesk] | None) -> dict[str, Any]:
+    return {kind: CONFIGS[kind] | {"base_url": fake.url} for kind, fake in (fakes or {}).items()}
+
+
+def start_stack(
+    database_url: str,
+    broker_url: str,
+    helpdesk: Helpdesk,
+    tmp: Path,
+    with_api: bool = True,
+    helpdesks: dict[str, FakeHelpdesk] | None = None,
+) -> Stack:
     if broker_url.startswith("redis"):
         import redis
 
@@ -235,6 +264,7 @@ def start_stack(database_url: str, broker_url: str, helpdesk: Helpdesk, tmp: Pat
                 "globex": {},  # another company: its own tenant, none of the sandbox's customers
             }
         ),
+        "SWITCHBOARD_HELPDESKS": json.dumps(helpdesks_setting(helpdesks)),
         "SWITCHBOARD_LOG_LEVEL": "INFO",
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }
@@ -291,8 +321,10 @@ def _wait_ready(stack: Stack, broker_url: str, with_api: bool) -> None:
 
 
 @pytest.fixture(scope="session")
-def stack(database_url: str, helpdesk: Helpdesk, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = start_stack(database_url, REDIS_URL, helpdesk, tmp_path_factory.mktemp("stack"))
+def stack(
+    database_url: str, helpdesk: Helpdesk, helpdesks: dict[str, FakeHelpdesk], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    s = start_stack(database_url, REDIS_URL, helpdesk, tmp_path_factory.mktemp("stack"), helpdesks=helpdesks)
     yield s
     s.stop()
 

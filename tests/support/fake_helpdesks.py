@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
 Fault = Literal["429", "503", "timeout_after_write"]
+Kind = Literal["zendesk", "freshdesk", "intercom"]
 _ids = itertools.count(1000)
 
 
@@ -45,13 +46,14 @@ class Ticket:
 class FakeHelpdesk:
     """One account of ``kind``; ``faults`` apply to the next writes, one each."""
 
-    def __init__(self, kind: Literal["zendesk", "freshdesk", "intercom"], *, credential: str, slow_s: float = 2.0):
+    def __init__(self, kind: Kind, *, credential: str, slow_s: float = 2.0):
         self.kind = kind
         self.credential = credential  # the Authorization header value it accepts
         self.slow_s = slow_s
         self.tickets: dict[str, Ticket] = {}
         self.users: dict[str, dict[str, Any]] = {}
         self.faults: list[Fault] = []
+        self.tag_ids: dict[str, str] = {}
         self.requests: list[tuple[str, str]] = []
         self.lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -158,11 +160,14 @@ class FakeHelpdesk:
                 ("POST", r"/api/v2/tickets/(\w+)/notes", self._freshdesk_note),
                 ("PUT", r"/api/v2/tickets/(\w+)", self._freshdesk_update),
                 ("GET", r"/api/v2/tickets/(\w+)/conversations", self._freshdesk_conversations),
+                ("GET", r"/api/v2/tickets/(\w+)", self._freshdesk_ticket),
                 ("GET", r"/api/v2/contacts/(\w+)", self._user),
             ],
             "intercom": [
                 ("POST", r"/conversations/(\w+)/reply", self._intercom_reply),
                 ("POST", r"/conversations/(\w+)/parts", self._intercom_parts),
+                ("POST", r"/conversations/(\w+)/tags", self._intercom_tag),
+                ("POST", r"/(tags)", self._intercom_new_tag),
                 ("GET", r"/conversations/(\w+)", self._intercom_conversation),
                 ("GET", r"/contacts/(\w+)", self._user),
             ],
@@ -225,6 +230,15 @@ class FakeHelpdesk:
         ticket.priority = body.get("priority", ticket.priority)
         return 200, {"id": int(ticket_id), "tags": ticket.tags}
 
+    def _freshdesk_ticket(self, ticket_id: str, _: dict[str, Any]) -> tuple[int, Any]:
+        ticket = self.tickets.setdefault(ticket_id, Ticket(ticket_id))
+        return 200, {
+            "id": int(ticket_id),
+            "tags": ticket.tags,
+            "group_id": ticket.group_id,
+            "priority": ticket.priority,
+        }
+
     def _freshdesk_conversations(self, ticket_id: str, _: dict[str, Any]) -> tuple[int, Any]:
         ticket = self.tickets.setdefault(ticket_id, Ticket(ticket_id))
         return 200, [
@@ -245,6 +259,21 @@ class FakeHelpdesk:
         if body.get("message_type") == "assignment":
             ticket.assignee = body.get("assignee_id")
         return 200, {"type": "conversation", "id": ticket_id}
+
+    def _intercom_new_tag(self, _: str, body: dict[str, Any]) -> tuple[int, Any]:
+        if not body.get("name"):
+            return 400, {"type": "error.list", "errors": [{"code": "parameter_not_found", "message": "name"}]}
+        tag_id = self.tag_ids.setdefault(body["name"], str(next(_ids)))
+        return 200, {"type": "tag", "id": tag_id, "name": body["name"]}
+
+    def _intercom_tag(self, ticket_id: str, body: dict[str, Any]) -> tuple[int, Any]:
+        names = {v: k for k, v in self.tag_ids.items()}
+        if body.get("id") not in names or not body.get("admin_id"):
+            return 404, {"type": "error.list", "errors": [{"code": "tag_not_found", "message": "Tag not found"}]}
+        ticket = self.tickets.setdefault(ticket_id, Ticket(ticket_id))
+        if names[body["id"]] not in ticket.tags:
+            ticket.tags.append(names[body["id"]])
+        return 200, {"type": "tag", "id": body["id"], "name": names[body["id"]]}
 
     def _intercom_conversation(self, ticket_id: str, _: dict[str, Any]) -> tuple[int, Any]:
         ticket = self.tickets.setdefault(ticket_id, Ticket(ticket_id))

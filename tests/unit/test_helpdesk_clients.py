@@ -108,10 +108,10 @@ def test_an_escalation_is_a_private_note_and_the_ticket_moves_to_the_humans(
     assert helpdesk.escalate("5", "Handoff: refund over the ceiling. Suggested: ...", urgent=True).result == "done"
     ticket = fake.ticket("5")
     assert [(c.body[:8], c.public) for c in ticket.comments] == [("Handoff:", False)]  # never shown to the customer
+    assert ticket.tags == ["switchboard-escalated"]
     if fake.kind == "intercom":
         assert ticket.assignee == "team-9"
     else:
-        assert ticket.tags == ["switchboard-escalated"]
         assert ticket.group_id == {"zendesk": 42, "freshdesk": 7}[fake.kind]
         assert ticket.priority == {"zendesk": "urgent", "freshdesk": 4}[fake.kind]
 
@@ -131,3 +131,28 @@ def test_the_customer_is_looked_up_in_the_helpdesk(desk: tuple[FakeHelpdesk, Con
     found = helpdesk.customer("20978392")
     assert (found["email"], found["name"], found["locale"]) == ("ana@example.com", "Ana", "es")
     assert found["timezone"] == (None if fake.kind == "freshdesk" else "Europe/Madrid")
+
+
+def test_routing_twice_changes_nothing_more_and_keeps_the_tickets_own_tags(
+    desk: tuple[FakeHelpdesk, Connector],
+) -> None:
+    fake, helpdesk = desk
+    fake.ticket("6").tags.append("vip")
+    assert helpdesk.route("6", urgent=False).result == "done"
+    assert helpdesk.route("6", urgent=False).result == "done"
+    assert fake.ticket("6").tags == ["vip", "switchboard-escalated"]
+    assert fake.ticket("6").priority is None  # not urgent: left as the helpdesk had it
+
+
+def test_a_note_after_a_timeout_is_looked_for_before_it_is_written_again(
+    desk: tuple[FakeHelpdesk, Connector],
+) -> None:
+    fake, helpdesk = desk
+    fake.faults = ["timeout_after_write"]
+    assert helpdesk.note("8", "Handoff: card declined twice.").result == "ambiguous"
+    time.sleep(0.1)
+    assert helpdesk.note("8", "Handoff: card declined twice.", after_ambiguous=True).result == "done"
+    assert [(c.body, c.public) for c in fake.ticket("8").comments] == [("Handoff: card declined twice.", False)]
+    # A public reply of the same text is not mistaken for the note.
+    assert helpdesk.reply("8", "Handoff: card declined twice.", after_ambiguous=True).result == "done"
+    assert len(fake.ticket("8").comments) == 2
