@@ -42,6 +42,7 @@ from orchestrator.conversations import conversation_view
 from orchestrator.delivery import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from orchestrator.desk import DeskError, DeskState, NewerMessage
 from orchestrator.fan_in import enqueue_delivery_soon, enqueue_helpdesk_event_soon
+from orchestrator.feedback import rate
 from orchestrator.helpdesks import webhook
 from orchestrator.helpdesks.inbound import BadSignature, Ignored, MissingFields
 from orchestrator.ingest import accept_message, accept_once, accept_ticket, conversation_source, nonces
@@ -57,6 +58,8 @@ from shared.contracts import (
     ClaimedOut,
     ClaimIn,
     ConversationView,
+    FeedbackIn,
+    FeedbackOut,
     MessageIn,
     NoteIn,
     RepliedOut,
@@ -66,6 +69,7 @@ from shared.contracts import (
     TokenIn,
 )
 from shared.errors import ConfigurationError, NotFound
+from shared.models import Conversation
 from shared.settings import Settings, get_settings, refuse_weak_secrets
 from shared.workers import warm_queues
 
@@ -608,6 +612,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"status": "accepted" if taken.created else "duplicate", "event_id": taken.event_id}, status_code=202
         )
 
+    @api.post(
+        "/v1/conversations/{conversation_id}/feedback",
+        response_model=FeedbackOut,
+        responses={201: {"description": "the first rating of this conversation through the API"}},
+    )
+    async def post_feedback(conversation_id: str, body: FeedbackIn, principal: Caller) -> Any:
+        """The customer's satisfaction rating (CSAT) of a conversation, for helpdesks whose own
+        ratings do not reach Switchboard. Zendesk's and Intercom's come through their webhook."""
+        if principal.role not in (Role.helpdesk, Role.admin):
+            raise Forbidden("A rating comes from the customer's helpdesk: use its helpdesk key (or an admin key).")
+
+        def rated(s: Session) -> FeedbackOut:
+            conversation = s.get(Conversation, conversation_id)
+            if conversation is None or (principal.source is not None and conversation.source != principal.source):
+                raise NotFound(f"No conversation {conversation_id!r}.")
+            done = rate(s, conversation, body.score, body.comment, via="api")
+            return FeedbackOut(
+                conversation_id=conversation_id, score=done.score, handled_by=done.handled_by, created=done.created
+            )
+
+        out: FeedbackOut = await _run(_in_unit_of_work, rated)
+        return JSONResponse(out.model_dump(), status_code=201 if out.created else 200)
+
     @api.get("/v1/conversations/{conversation_id}", response_model=ConversationView)
     async def get_conversation(
         conversation_id: str,
@@ -756,6 +783,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @api.get("/metrics")
     async def metrics_endpoint() -> Response:
         payload, content_type = metrics.render()
+        payload += metrics.targets_exposition(settings.support_targets.model_dump())
         try:
             numbers = await _run(_in_unit_of_work, desk.gauges, settings.desk_sla_warning_minutes)
             payload += metrics.desk_exposition(numbers)

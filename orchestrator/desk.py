@@ -31,6 +31,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from orchestrator.delivery import queue_delivery
+from orchestrator.turn_record import first_reply_wait
 from shared.db import after_commit
 from shared.errors import NotFound, SwitchboardError
 from shared.guardrails import for_storage
@@ -39,6 +40,7 @@ from shared.metrics import (
     DESK_FIRST_REPLY,
     DESK_SUGGESTIONS,
     DESK_TRANSITIONS,
+    FIRST_RESPONSE,
 )
 from shared.models import (
     Action,
@@ -365,6 +367,7 @@ def reply(
     stored = for_storage(body)  # what is stored and sent holds no full card number or secret
     conversation = s.get_one(Conversation, escalation.conversation_id)
     message_id = new_id("msg")
+    first_reply_s = first_reply_wait(s, conversation.id, datetime.now(UTC))
     s.add(Message(id=message_id, conversation_id=conversation.id, role="human", body=stored))
     delivery_id = queue_delivery(
         s, settings, conversation, escalation_id=escalation.id, outcome="human_reply", reply=stored, resolved=resolve
@@ -400,7 +403,11 @@ def reply(
     reason = escalation.reason
     waited = max(0.0, (datetime.now(UTC) - escalation.created_at).total_seconds())
 
+    source = conversation.source
+
     def observe() -> None:
+        if first_reply_s is not None:
+            FIRST_RESPONSE.labels(source, "human").observe(first_reply_s)
         if first:
             DESK_FIRST_REPLY.labels(reason).observe(waited)
             if acceptance is not Acceptance.none:

@@ -33,6 +33,8 @@ from orchestrator.delivery import queue_delivery
 from orchestrator.desk import escalation_row, queued_event, reopen_for_message
 from orchestrator.helpdesks.outbox import handoff_note
 from orchestrator.merge import MergeDecision, decide, escalated, escalation_summary
+from orchestrator.turn_record import first_reply_wait, turn_line
+from orchestrator.turn_record import observe as observe_turn
 from orchestrator.window import model_window
 from shared.contracts import (
     AgentResult,
@@ -194,7 +196,7 @@ def give_up(s: Session, turn_id: str, attempts: int) -> bool:
     return True
 
 
-def _hold(s: Session, turn_id: str, conversation_id: str) -> StartedTurn | None:
+def _hold(s: Session, turn_id: str, conversation: Conversation) -> StartedTurn | None:
     """A message of a conversation that is with a human: on the record for the human, and
     done at once. No agent runs and the bot says nothing until a human hands it back."""
     now = time.time()
@@ -210,16 +212,32 @@ def _hold(s: Session, turn_id: str, conversation_id: str) -> StartedTurn | None:
     )
     if held is None:
         return None
+    conversation_id = conversation.id
     s.add(Event(conversation_id=conversation_id, turn_id=turn_id, kind="turn.held", data={}))
     # The human's: a resolved escalation of this conversation goes back to the queue.
     reopen_for_message(s, conversation_id, held.message_id)
     s.execute(text("SELECT pg_notify(:channel, :turn)"), {"channel": TURN_DONE_CHANNEL, "turn": turn_id})
     latency = max(0.0, now - held.created_at.timestamp())
+    line = turn_line(
+        turn_id=turn_id,
+        conversation_id=conversation_id,
+        source=conversation.source,
+        customer_id=conversation.customer_id,
+        seq=0,
+        trigger=MergeTrigger.held,
+        outcome=Outcome.held,
+        reason=None,
+        results={},
+        expected=[],
+        duration_s=latency,
+        shadow=False,
+    )
 
     def observe() -> None:
         TURNS.labels(Outcome.held).inc()
         TURN_LATENCY.labels(Outcome.held).observe(latency)
         log.info("turn %s held: its conversation is with a human", turn_id)
+        observe_turn(line, None)
 
     after_commit(s, observe)
     return StartedTurn(turn_id=turn_id, deadline_at=now, tasks=[], held=True)
@@ -239,7 +257,7 @@ def start_turn(s: Session, turn_id: str, settings: Settings) -> StartedTurn | No
         return None
     conversation = s.get_one(Conversation, conversation_id)
     if conversation.with_human_since is not None:
-        return _hold(s, turn_id, conversation_id)
+        return _hold(s, turn_id, conversation)
 
     now = time.time()
     # The earliest the turn can be due: every agent starting at once. Each agent moves the
@@ -619,7 +637,13 @@ def merge_turn(
         .where(Turn.id == turn_id, Turn.state == TurnState.running, *due)
         .values(state=TurnState.done, merge_trigger=trigger, finished_at=_ts(now))
         .returning(
-            Turn.conversation_id, Turn.agents, Turn.created_at, Turn.message_id, Turn.escalation_reason, Turn.shadow
+            Turn.conversation_id,
+            Turn.agents,
+            Turn.created_at,
+            Turn.message_id,
+            Turn.escalation_reason,
+            Turn.shadow,
+            Turn.seq,
         )
     ).one_or_none()
     if claimed is None:
@@ -669,6 +693,9 @@ def merge_turn(
         update(Turn)
         .where(Turn.id == turn_id)
         .values(outcome=decision.outcome, reply=decision.reply, escalation_reason=decision.reason)
+    )
+    first_reply_s = (
+        first_reply_wait(s, conversation.id, _ts(now)) if decision.reply is not None and not claimed.shadow else None
     )
     if decision.reply is not None:
         s.add(
@@ -729,7 +756,26 @@ def merge_turn(
     s.execute(text("SELECT pg_notify(:channel, :turn)"), {"channel": TURN_DONE_CHANNEL, "turn": turn_id})
     timed_out = [a for a in expected if a in missing or results[a].status is AgentStatus.timed_out]
     latency = max(0.0, now - claimed.created_at.timestamp())
-    after_commit(s, lambda: _observe_merge(turn_id, trigger, decision, timed_out, latency))
+    line = turn_line(
+        turn_id=turn_id,
+        conversation_id=conversation.id,
+        source=conversation.source,
+        customer_id=conversation.customer_id,
+        seq=claimed.seq,
+        trigger=trigger,
+        outcome=decision.outcome,
+        reason=decision.reason,
+        results=results,
+        expected=expected,
+        duration_s=latency,
+        shadow=claimed.shadow,
+    )
+
+    def observe_merge() -> None:
+        _observe_merge(turn_id, trigger, decision, timed_out, latency)
+        observe_turn(line, first_reply_s)
+
+    after_commit(s, observe_merge)
     return Merged(turn_id=turn_id, decision=decision, delivery_id=delivery_id)
 
 

@@ -120,6 +120,20 @@ class ReplyIn(Strict):
     resolve: bool = Field(default=False, description="resolve the escalation with this reply")
 
 
+class FeedbackIn(Strict):
+    score: int = Field(ge=1, le=5, description="the customer's satisfaction, 1 (very unhappy) to 5 (very happy)")
+    comment: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] | None = Field(
+        default=None, description="what the customer said with it (stored redacted)"
+    )
+
+
+class FeedbackOut(BaseModel):
+    conversation_id: str
+    score: int
+    handled_by: str = Field(description="bot: the bot answered alone; human: escalated or answered by a human")
+    created: bool = Field(description="false when this replaced an earlier rating given through the API")
+
+
 class NoteIn(Strict):
     claim_token: ClaimToken
     body: Body = Field(description="a private note for the humans; never sent to the customer")

@@ -57,6 +57,24 @@ QUEUE_WAIT = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 DELIVERIES = Counter("switchboard_deliveries_total", "Outbound reply attempts, by result", ["result"])
+CSAT = Histogram(
+    "switchboard_csat_score",
+    "Customers' satisfaction ratings (1-5), by source and who answered (bot alone, or a human)",
+    ["source", "handled_by"],
+    buckets=(1, 2, 3, 4, 5),
+)
+SUPPORT_TURNS = Counter(
+    "switchboard_support_turns_total",
+    "Finished customer turns by source, outcome and escalation reason (empty when not escalated)",
+    ["source", "outcome", "reason"],
+)
+TURN_COST = Counter("switchboard_turn_cost_usd_total", "Model spend of finished turns in USD, by source", ["source"])
+FIRST_RESPONSE = Histogram(
+    "switchboard_first_response_seconds",
+    "From a conversation's first customer message to its first reply, by source and responder (bot or human)",
+    ["source", "responder"],
+    buckets=(1, 2, 5, 10, 30, 60, 300, 900, 1800, 3600, 14400, 86400),
+)
 HELPDESK_EVENTS = Counter(
     "switchboard_helpdesk_events_total",
     "Webhooks of connected helpdesks: taken, duplicate, ignored, then done or failed; by helpdesk and kind",
@@ -130,7 +148,28 @@ SCRAPE_TIME_GAUGES: dict[str, tuple[str, ...]] = {
     "switchboard_desk_oldest_queued_seconds": (),
     "switchboard_desk_sla_breached": (),
     "switchboard_desk_sla_about_to_breach": (),
+    "switchboard_support_target": ("target",),
 }
+
+# The names of SupportTargets, as the alerts select them.
+TARGET_NAMES = ("resolution_rate_min", "resolution_rate_max", "cost_per_resolution_max_usd", "csat_min")
+
+
+def targets_exposition(targets: dict[str, float]) -> bytes:
+    """SWITCHBOARD_SUPPORT_TARGETS as gauges: the alerts compare with them."""
+    reg = CollectorRegistry()
+    family = GaugeMetricFamily(
+        "switchboard_support_target", "A target of SWITCHBOARD_SUPPORT_TARGETS the alerts hold to", labels=["target"]
+    )
+    for name in TARGET_NAMES:
+        family.add_metric([name], float(targets[name]))
+
+    class _Now:
+        def collect(self) -> list[GaugeMetricFamily]:
+            return [family]
+
+    reg.register(_Now())
+    return generate_latest(reg)
 
 
 def desk_exposition(numbers: dict[str, Any]) -> bytes:

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Index,
     Integer,
     Numeric,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -365,14 +366,14 @@ class HelpdeskEvent(Base):
     __table_args__ = (
         UniqueConstraint("helpdesk", "dedupe", name="uq_helpdesk_events_dedupe"),
         CheckConstraint("state IN ('pending', 'done', 'failed')", name="ck_helpdesk_events_state"),
-        CheckConstraint("kind IN ('inbound', 'human')", name="ck_helpdesk_events_kind"),
+        CheckConstraint("kind IN ('inbound', 'human', 'rating')", name="ck_helpdesk_events_kind"),
         Index("ix_helpdesk_events_pending", "next_attempt_at", postgresql_where=text("state = 'pending'")),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     helpdesk: Mapped[str] = mapped_column(String(64))
     dedupe: Mapped[str] = mapped_column(String(300))
-    kind: Mapped[str] = mapped_column(String(16))  # inbound | human
+    kind: Mapped[str] = mapped_column(String(16))  # inbound | human | rating
     event: Mapped[dict[str, Any]] = mapped_column(JSONB)
     state: Mapped[str] = mapped_column(String(16), server_default="pending")
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
@@ -385,6 +386,29 @@ class HelpdeskEvent(Base):
     )
     created_at: Mapped[datetime] = _now()
     done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Feedback(Base):
+    """A customer's satisfaction rating (1-5) of a conversation, one per way it came in."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "via", name="uq_feedback_conversation_via"),
+        CheckConstraint("score BETWEEN 1 AND 5", name="ck_feedback_score"),
+        CheckConstraint("handled_by IN ('bot', 'human')", name="ck_feedback_handled_by"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[str] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE", name="fk_feedback_conversation_id")
+    )
+    source: Mapped[str] = mapped_column(String(64))
+    via: Mapped[str] = mapped_column(String(64))  # api | the helpdesk's name
+    score: Mapped[int] = mapped_column(SmallInteger)
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    handled_by: Mapped[str] = mapped_column(String(8))  # bot | human
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
 
 
 class ApiKey(Base):

@@ -98,6 +98,20 @@ INBOUND_SECRET = {"zendesk": "webhook_secret", "freshdesk": "webhook_token", "in
 HelpdeskConfig = Annotated[ZendeskHelpdesk | FreshdeskHelpdesk | IntercomHelpdesk, Field(discriminator="kind")]
 
 
+class SupportTargets(BaseModel):
+    """What a support lead holds the system to; exported as ``switchboard_support_target`` so
+    the alerts of deploy/prometheus/rules.yml compare with these, not with numbers in the rules."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    resolution_rate_min: float = Field(default=0.60, ge=0, le=1, description="resolved / answered by the bot")
+    resolution_rate_max: float = Field(
+        default=0.70, ge=0, le=1, description="above it, the bot may be answering what it should escalate"
+    )
+    cost_per_resolution_max_usd: float = Field(default=0.05, ge=0, description="model spend over resolved turns")
+    csat_min: float = Field(default=4.0, ge=1, le=5, description="average satisfaction, 1-5")
+
+
 class DeskSla(BaseModel):
     """How soon a human must first answer an escalation of one reason, and its priority in
     the queue (higher first among those due at the same time)."""
@@ -225,6 +239,8 @@ class Settings(BaseSettings):
     desk_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
     # "About to breach": less than this many minutes left before the first-response due time.
     desk_sla_warning_minutes: float = Field(default=15.0, ge=0)
+    # The seed's targets, as alert thresholds (SWITCHBOARD_SUPPORT_TARGETS, JSON).
+    support_targets: SupportTargets = Field(default_factory=SupportTargets)
 
     # Knowledge base
     kb_top_k: int = 3

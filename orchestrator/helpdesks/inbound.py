@@ -53,6 +53,16 @@ class HumanAnswered:
 
 
 @dataclass(frozen=True)
+class Rating:
+    """The customer rated the conversation (CSAT), 1 to 5."""
+
+    ticket_id: str
+    dedupe: str
+    score: int
+    comment: str | None = None
+
+
+@dataclass(frozen=True)
 class Ignored:
     """A webhook we take (2xx) and do nothing with, and why: our own reply, a note, a topic we do not handle."""
 
@@ -61,7 +71,7 @@ class Ignored:
     details: dict[str, str] = field(default_factory=dict)
 
 
-Event = Inbound | HumanAnswered | Ignored
+Event = Inbound | HumanAnswered | Rating | Ignored
 
 
 class _Text(HTMLParser):

@@ -6,6 +6,7 @@ and ``conversation.user.replied`` (the newest conversation part by the user or l
 notification's ``id`` is the same on every retry. Bodies are HTML; the customer is the source
 or part author, and the caller fetches ``GET /contacts/{id}`` when the email is missing.
 ``conversation.admin.replied`` by an admin other than ours is a human answering in Intercom.
+``conversation.rating.added`` carries the customer's rating (1-5) in ``conversation_rating``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from orchestrator.helpdesks.inbound import (
     Ignored,
     Inbound,
     MissingFields,
+    Rating,
     html_to_text,
 )
 
@@ -29,6 +31,7 @@ SIGNATURE = "x-hub-signature"
 CREATED = "conversation.user.created"
 REPLIED = "conversation.user.replied"
 ADMIN_REPLIED = "conversation.admin.replied"
+RATING_ADDED = "conversation.rating.added"
 CUSTOMERS = ("user", "lead", "contact")
 
 
@@ -58,6 +61,17 @@ def parse(payload: Mapping[str, Any], *, our_admin_id: str) -> Event:
     item = data.get("item") if isinstance(data.get("item"), Mapping) else {}
     assert isinstance(item, Mapping)
     dedupe = f"intercom:{notification}"
+    if topic == RATING_ADDED:
+        rated = item.get("conversation_rating") if isinstance(item.get("conversation_rating"), Mapping) else {}
+        assert isinstance(rated, Mapping)
+        score: Any = rated.get("rating")
+        missing = [n for n, v in (("id", notification), ("data.item.id", item.get("id"))) if not v]
+        if not isinstance(score, int) or isinstance(score, bool) or not 1 <= score <= 5:
+            missing.append("data.item.conversation_rating.rating (1-5)")
+        if missing:
+            raise MissingFields("Intercom", missing)
+        remark = html_to_text(str(rated.get("remark") or "")) or None
+        return Rating(str(item["id"]), dedupe, score, remark)
     if topic not in (CREATED, REPLIED, ADMIN_REPLIED):
         return Ignored(f"topic {topic or 'without a name'} is not one Switchboard answers", dedupe)
     conversation_id = str(item.get("id") or "")

@@ -32,9 +32,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from orchestrator import desk
+from orchestrator.feedback import rate
 from orchestrator.helpdesks import freshdesk, intercom, zendesk
 from orchestrator.helpdesks.clients import connector
-from orchestrator.helpdesks.inbound import BadSignature, Event, HumanAnswered, Ignored, Inbound, MissingFields
+from orchestrator.helpdesks.inbound import BadSignature, Event, HumanAnswered, Ignored, Inbound, MissingFields, Rating
 from orchestrator.ingest import accept_message, accept_ticket
 from shared.contracts import Accepted, Customer, MessageIn, TicketIn
 from shared.db import after_commit, retrying, session_scope
@@ -82,12 +83,15 @@ class Taken:
     created: bool
 
 
-def store(s: Session, helpdesk: str, event: Inbound | HumanAnswered) -> Taken:
+def store(s: Session, helpdesk: str, event: Inbound | HumanAnswered | Rating) -> Taken:
     """The event, once: a retry of the same webhook finds the first one."""
     if isinstance(event, Inbound):
         # What a customer wrote is stored as every message is: no full card number or secret.
         data = dataclasses.asdict(event) | {"body": for_storage(event.body), "subject": for_storage(event.subject)}
         kind = "inbound"
+    elif isinstance(event, Rating):
+        comment = for_storage(event.comment) if event.comment else None
+        data, kind = dataclasses.asdict(event) | {"comment": comment}, "rating"
     else:
         data, kind = dataclasses.asdict(event), "human"
     dedupe = event.dedupe[:300]
@@ -149,6 +153,9 @@ def work(event_id: str, settings: Settings, http: httpx.Client) -> Worked:
     if row.kind == "human":
         human = HumanAnswered(**row.event)
         return retrying(lambda: _human_answered(row, human))
+    if row.kind == "rating":
+        rating = Rating(**row.event)
+        return retrying(lambda: _rated(row, rating))
     inbound = Inbound(**row.event)
     with session_scope() as s:
         conversation_id = _conversation_of(s, row.helpdesk, inbound.ticket_id)
@@ -299,6 +306,20 @@ def _human_answered(row: HelpdeskEvent, human: HumanAnswered) -> Worked:
                     data={"helpdesk": row.helpdesk, "escalations": list(open_ones)},
                 )
             )
+        if not _mark(s, row, "done", conversation_id=conversation.id if conversation else None):
+            return Worked("skipped")
+    return Worked("done")
+
+
+def _rated(row: HelpdeskEvent, rating: Rating) -> Worked:
+    with session_scope() as s:
+        conversation = s.execute(
+            select(Conversation).where(
+                Conversation.source == row.helpdesk, Conversation.external_id == rating.ticket_id[:256]
+            )
+        ).scalar_one_or_none()
+        if conversation is not None:  # a ticket Switchboard never saw is not ours to count
+            rate(s, conversation, rating.score, rating.comment, via=row.helpdesk)
         if not _mark(s, row, "done", conversation_id=conversation.id if conversation else None):
             return Worked("skipped")
     return Worked("done")

@@ -7,6 +7,12 @@ customer's first message) and ``zen:event-type:ticket.comment_added`` (a follow-
 names the requester by id only: the caller fetches ``GET /api/v2/users/{id}.json`` for the
 email, name, locale and time zone. A comment written by our own author id is ignored (no echo
 loop); a public comment by another agent is a human answering in Zendesk.
+
+Satisfaction ratings come from a trigger ("Satisfaction changed") connected to the same
+webhook, whose JSON body the README gives: ``{"switchboard_satisfaction": {"id", "ticket_id",
+"rating", "comment"}}`` with Zendesk's ``{{satisfaction.current_rating}}`` and
+``{{satisfaction.current_comment}}`` placeholders. Legacy CSAT is good or bad (5 or 1); a
+1-5 score is taken as it is.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from orchestrator.helpdesks.inbound import (
     Ignored,
     Inbound,
     MissingFields,
+    Rating,
     html_to_text,
 )
 
@@ -57,7 +64,32 @@ def verify(headers: Mapping[str, str], body: bytes, secret: str, now: datetime |
         raise BadSignature("the signature does not match this helpdesk's webhook_secret")
 
 
+def _score(rating: str) -> int | None:
+    word = rating.strip().lower()
+    if word.startswith("good"):
+        return 5
+    if word.startswith("bad"):
+        return 1
+    return int(word) if word in ("1", "2", "3", "4", "5") else None
+
+
+def _satisfaction(hook: Mapping[str, Any]) -> Event:
+    ticket_id = str(hook.get("ticket_id") or "").strip()
+    rating = str(hook.get("rating") or "")
+    missing = [n for n, v in (("ticket_id", ticket_id), ("rating", rating)) if not v]
+    if missing:
+        raise MissingFields("Zendesk satisfaction", [f"switchboard_satisfaction.{n}" for n in missing])
+    score = _score(rating)
+    if score is None:  # "offered", "unoffered": asked, not answered yet
+        return Ignored(f"satisfaction {rating[:40]!r} is not a rating")
+    comment = str(hook.get("comment") or "").strip() or None
+    dedupe = hashlib.sha256(f"{ticket_id}\x00{score}\x00{comment or ''}".encode()).hexdigest()
+    return Rating(ticket_id, f"zendesk:csat:{dedupe}", score, comment)
+
+
 def parse(payload: Mapping[str, Any], *, our_author_id: str) -> Event:
+    if isinstance(payload.get("switchboard_satisfaction"), Mapping):
+        return _satisfaction(payload["switchboard_satisfaction"])
     kind = str(payload.get("type") or "")
     dedupe = str(payload.get("id") or "")
     detail = payload.get("detail") if isinstance(payload.get("detail"), Mapping) else {}

@@ -148,3 +148,15 @@ def signed(kind: str, payload: dict[str, Any], *, secret: str | None = None) -> 
     else:
         headers[intercom.SIGNATURE] = intercom.sign(secret or str(config["client_secret"]), raw)
     return raw, headers
+
+
+def zendesk_satisfaction(ticket_id: str, rating: str, comment: str = "") -> dict[str, Any]:
+    """The body of the README's Zendesk trigger on "Satisfaction changed"."""
+    return {"switchboard_satisfaction": {"ticket_id": ticket_id, "rating": rating, "comment": comment}}
+
+
+def intercom_rating(conversation_id: str, contact_id: str, rating: int, remark: str = "") -> dict[str, Any]:
+    item = _conversation(conversation_id, contact_id, "<p>…</p>", [])
+    item["conversation_rating"] = {"rating": rating, "remark": remark, "created_at": 1764662400,
+                                   "contact": {"type": "contact", "id": contact_id}}  # fmt: skip
+    return intercom_notification(intercom.RATING_ADDED, item)

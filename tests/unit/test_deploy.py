@@ -222,6 +222,8 @@ def test_every_label_in_rules_and_dashboard_exists_on_the_metric() -> None:
             known = TARGET_LABELS if name == "up" else exposed_series()[name] | TARGET_LABELS
             assert label in known, f"{where}: {name} has no label {label!r}"
         raw = [exposed_series()[n] for n in series_names(expr) if n in exposed_series()]
+        # A recorded series carries the labels its rule keeps (an alert may join on them).
+        raw += [labels for n in series_names(expr) if n in recorded() and (labels := output_labels(n)) is not None]
         if raw:
             known = frozenset().union(*raw) | TARGET_LABELS
             assert grouping_labels(expr) <= known, f"{where}: groups by a label none of its metrics has"

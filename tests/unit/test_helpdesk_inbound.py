@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 
 from orchestrator.helpdesks import freshdesk, intercom, zendesk
-from orchestrator.helpdesks.inbound import BadSignature, HumanAnswered, Ignored, Inbound, MissingFields, html_to_text
+from orchestrator.helpdesks.inbound import (
+    BadSignature,
+    HumanAnswered,
+    Ignored,
+    Inbound,
+    MissingFields,
+    Rating,
+    html_to_text,
+)
 
 NOW = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
 
@@ -221,3 +229,45 @@ def test_intercom_conversations_replies_and_admins() -> None:
         "locale": "fr",
         "timezone": "Europe/Paris",
     }
+
+
+def test_satisfaction_ratings_are_read_as_one_to_five() -> None:
+    good = zendesk.parse(
+        {"switchboard_satisfaction": {"ticket_id": "35436", "rating": "Good, I'm satisfied", "comment": " Fast "}},
+        our_author_id="777",
+    )
+    assert isinstance(good, Rating) and (good.ticket_id, good.score, good.comment) == ("35436", 5, "Fast")
+    bad = zendesk.parse({"switchboard_satisfaction": {"ticket_id": "35436", "rating": "bad"}}, our_author_id="777")
+    assert isinstance(bad, Rating) and bad.score == 1 and bad.dedupe != good.dedupe
+    three = zendesk.parse({"switchboard_satisfaction": {"ticket_id": "1", "rating": "3"}}, our_author_id="777")
+    assert isinstance(three, Rating) and three.score == 3
+    offered = zendesk.parse({"switchboard_satisfaction": {"ticket_id": "1", "rating": "offered"}}, our_author_id="7")
+    assert isinstance(offered, Ignored)
+    with pytest.raises(MissingFields) as missing:
+        zendesk.parse({"switchboard_satisfaction": {"rating": "good"}}, our_author_id="777")
+    assert missing.value.fields == ["switchboard_satisfaction.ticket_id"]
+
+    def rated(value: Any) -> dict[str, Any]:
+        item = {"type": "conversation", "id": "215", "conversation_rating": {"rating": value, "remark": "<p>ok</p>"}}
+        return {"type": "notification_event", "id": "notif_9", "topic": "conversation.rating.added",
+                "data": {"item": item}}  # fmt: skip
+
+    four = intercom.parse(rated(4), our_admin_id="42")
+    assert isinstance(four, Rating) and (four.ticket_id, four.score, four.comment) == ("215", 4, "ok")
+    for wrong in (0, 6, "5", True, None):
+        with pytest.raises(MissingFields):
+            intercom.parse(rated(wrong), our_admin_id="42")
+
+
+def test_a_freshdesk_agent_reply_rule_is_a_human_answering_carrying_what_they_wrote() -> None:
+    hook = {
+        "freshdesk_webhook": {
+            "ticket_id": "88",
+            "event": "agent_replied",
+            "ticket_latest_public_comment": "<p>Done</p>",
+        }
+    }
+    event = freshdesk.parse(hook)
+    assert isinstance(event, HumanAnswered) and (event.ticket_id, event.body) == ("88", "Done")
+    with pytest.raises(MissingFields):
+        freshdesk.parse({"freshdesk_webhook": {"event": "agent_replied"}})
