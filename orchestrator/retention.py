@@ -16,7 +16,18 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Delete, delete, or_, select
 from sqlalchemy.orm import Session
 
-from shared.models import AgentRun, Conversation, Delivery, Escalation, Event, Message, SeenDelivery, ToolCall, Turn
+from shared.models import (
+    AgentRun,
+    Conversation,
+    Delivery,
+    Escalation,
+    Event,
+    HelpdeskEvent,
+    Message,
+    SeenDelivery,
+    ToolCall,
+    Turn,
+)
 from shared.sandbox.models import SandboxIdempotency
 
 BATCH = 500
@@ -79,10 +90,12 @@ def expired_conversations(s: Session, retention_days: int, *, now: datetime | No
 
 def prune_seen_deliveries(s: Session, *, now: datetime | None = None) -> int:
     """Forget delivery ids and signatures older than SEEN_DELIVERY_TTL: a signature is stale
-    after five minutes anyway, and a helpdesk retries a delivery within hours, not days."""
+    after five minutes anyway, and a helpdesk retries a delivery within hours, not days. The
+    connected helpdesks' webhooks worked that long ago go too (their text went when worked)."""
     cutoff = (now or datetime.now(UTC)) - SEEN_DELIVERY_TTL
     result = cast(CursorResult[Any], s.execute(delete(SeenDelivery).where(SeenDelivery.seen_at < cutoff)))
-    return result.rowcount
+    worked = delete(HelpdeskEvent).where(HelpdeskEvent.state != "pending", HelpdeskEvent.done_at < cutoff)
+    return result.rowcount + cast(CursorResult[Any], s.execute(worked)).rowcount
 
 
 def prune_tool_results(s: Session, retention_days: int, *, now: datetime | None = None) -> int:

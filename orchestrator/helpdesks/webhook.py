@@ -160,8 +160,9 @@ def work(event_id: str, settings: Settings, http: httpx.Client) -> Worked:
     with session_scope() as s:
         conversation_id = _conversation_of(s, row.helpdesk, inbound.ticket_id)
     looked_up: dict[str, Any] = {}
-    if conversation_id is None and inbound.user_id and (config.kind != "freshdesk" or not inbound.email):
-        # A new ticket: the helpdesk names the customer by id; ask it who they are.
+    if conversation_id is None and inbound.user_id and (config.kind == "zendesk" or not inbound.email):
+        # A new ticket whose customer the webhook names by id only (Zendesk always; Intercom
+        # when the part carries no email): ask the helpdesk who they are.
         try:
             looked_up = connector(row.helpdesk, config, http).customer(inbound.user_id)
         except httpx.HTTPStatusError as exc:

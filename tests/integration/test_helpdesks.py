@@ -412,3 +412,20 @@ def test_every_finished_turn_is_one_redacted_json_line(stack: Stack, customer: C
     assert calls and all(c["tool"] == "lookup_balance" and c["ms"] >= 0 for c in calls)
     assert {"tokens", "cost_usd", "duration_s", "merged_by"} <= turn.keys()
     assert EMAIL not in json.dumps(entry) and "balance is 42" not in json.dumps(entry)  # no text, no email
+
+
+def test_worked_webhooks_are_kept_a_day_for_duplicates_then_pruned(s: Any) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from orchestrator.retention import prune_seen_deliveries
+    from shared.models import HelpdeskEvent
+
+    old = datetime.now(UTC) - timedelta(hours=25)
+    for dedupe, state, done_at in (("a", "done", old), ("b", "failed", old), ("c", "done", datetime.now(UTC)),
+                                   ("d", "pending", None)):  # fmt: skip
+        s.add(HelpdeskEvent(id=f"hde_test_{dedupe}", helpdesk="zendesk", dedupe=f"prune:{dedupe}", kind="inbound",
+                            event={}, state=state, done_at=done_at))  # fmt: skip
+    s.flush()
+    prune_seen_deliveries(s)
+    left = s.query(HelpdeskEvent.dedupe).filter(HelpdeskEvent.dedupe.like("prune:%")).all()
+    assert sorted(d for (d,) in left) == ["prune:c", "prune:d"]  # a pending one is never lost
