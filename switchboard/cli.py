@@ -89,6 +89,12 @@ def _bench(args: argparse.Namespace) -> int:
     return bench_main(args, runtime)
 
 
+def _webhook_bench(args: argparse.Namespace) -> int:
+    from bench.webhooks import main as webhook_bench_main
+
+    return webhook_bench_main(args)
+
+
 def _desk_bench(args: argparse.Namespace) -> int:
     from bench.desk import main as desk_bench_main
 
@@ -251,6 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--database-url", default=None, help="a Postgres to create the bench's database in")
     p.add_argument("--json", action="store_true", help="print the JSON object on one line")
     p.set_defaults(fn=_desk_bench)
+
+    p = sub.add_parser("webhook-bench", help="how fast the helpdesks' webhook route answers; prints JSON")
+    p.add_argument("--requests", type=int, default=300, help="signed webhooks per helpdesk")
+    p.add_argument("--concurrency", type=int, default=8, help="clients at once")
+    p.add_argument("--database-url", default=None, help="a Postgres to create the bench's database in")
+    p.add_argument("--json", action="store_true", help="print the JSON object on one line")
+    p.set_defaults(fn=_webhook_bench)
 
     p = sub.add_parser("soak", help="tickets that each need one refund, under faults; prints what held (JSON)")
     p.add_argument("--tickets", type=int, default=600, help="how many tickets, each from a customer of its own")
