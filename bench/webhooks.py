@@ -34,7 +34,7 @@ from shared.settings import get_settings
 
 BROKER = "redis://127.0.0.1:6379/12"
 SECRETS = {"zendesk": "bench-zd-secret-0123", "freshdesk": "bench-fd-token-0123", "intercom": "bench-ic-secret-0123"}
-HELPDESKS = {
+HELPDESKS: dict[str, dict[str, Any]] = {
     "zendesk": {"kind": "zendesk", "email": "bot@bench.test", "api_token": "t", "author_id": 1,
                 "webhook_secret": SECRETS["zendesk"]},
     "freshdesk": {"kind": "freshdesk", "api_key": "k", "webhook_token": SECRETS["freshdesk"]},
