@@ -593,7 +593,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise NotFound(f"No helpdesk {name!r}. Connect it in SWITCHBOARD_HELPDESKS (docs/helpdesks.md).")
         raw = await request.body()
         try:
-            event = webhook.read(config, request.headers, raw)
+            event = webhook.read(config, request.headers, raw, event=request.query_params.get("event"))
         except BadSignature as exc:
             raise Unauthenticated(str(exc), title="Bad signature") from None
         except webhook.InvalidPayload as exc:

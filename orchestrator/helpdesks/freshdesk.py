@@ -36,7 +36,9 @@ def verify(headers: Mapping[str, str], token: str) -> None:
         raise BadSignature("that is not this helpdesk's webhook_token")
 
 
-def parse(payload: Mapping[str, Any]) -> Event:
+def parse(payload: Mapping[str, Any], *, hint: str | None = None) -> Event:
+    """``hint``: the rule's ``?event=`` (the third rule's ``agent_replied``), when its body
+    cannot say it (Freshdesk's simple content sends only the fields picked)."""
     hook = payload.get("freshdesk_webhook")
     if not isinstance(hook, Mapping):
         raise MissingFields("Freshdesk", ["freshdesk_webhook"])
@@ -47,7 +49,7 @@ def parse(payload: Mapping[str, Any]) -> Event:
     missing = [
         f"freshdesk_webhook.{n}" for n, v in (("ticket_id", ticket_id), ("ticket_contact_email", email)) if not v
     ]
-    if str(hook.get("event") or "") == "agent_replied":
+    if str(hook.get("event") or hint or "") == "agent_replied":
         if not ticket_id:
             raise MissingFields("Freshdesk", ["freshdesk_webhook.ticket_id"])
         key = hashlib.sha256(f"{ticket_id}\x00agent_replied\x00{comment}".encode()).hexdigest()

@@ -56,8 +56,9 @@ class InvalidPayload(Exception):
     """422: the body is not JSON (an object)."""
 
 
-def read(config: HelpdeskConfig, headers: Mapping[str, str], raw: bytes) -> Event:
-    """What a webhook of this helpdesk says; raises BadSignature or MissingFields."""
+def read(config: HelpdeskConfig, headers: Mapping[str, str], raw: bytes, *, event: str | None = None) -> Event:
+    """What a webhook of this helpdesk says; raises BadSignature or MissingFields. ``event`` is
+    the URL's ``?event=`` (Freshdesk's rules name theirs there)."""
     if config.kind == "zendesk":
         zendesk.verify(headers, raw, config.webhook_secret.get_secret_value())
     elif config.kind == "freshdesk":
@@ -73,7 +74,7 @@ def read(config: HelpdeskConfig, headers: Mapping[str, str], raw: bytes) -> Even
     if config.kind == "zendesk":
         return zendesk.parse(payload, our_author_id=str(config.author_id))
     if config.kind == "freshdesk":
-        return freshdesk.parse(payload)
+        return freshdesk.parse(payload, hint=event)
     return intercom.parse(payload, our_admin_id=config.admin_id)
 
 
