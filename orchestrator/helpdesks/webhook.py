@@ -48,6 +48,7 @@ from shared.settings import HelpdeskConfig, Settings
 log = logging.getLogger(__name__)
 
 LEASE_S = 60.0  # longer than a lookup's timeout (at most 60 s)
+GIVE_UP_AFTER = 3  # attempts beyond the lookups' max_attempts
 BACKOFF_S = (1.0, 5.0, 15.0, 60.0, 300.0)
 VIA = "helpdesk"
 
@@ -84,6 +85,15 @@ class Taken:
     created: bool
 
 
+def _without_nul(value: Any) -> Any:
+    """Postgres stores no U+0000 in text or JSONB; a helpdesk's JSON may carry one."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {k: _without_nul(v) for k, v in value.items()}
+    return value
+
+
 def store(s: Session, helpdesk: str, event: Inbound | HumanAnswered | Rating) -> Taken:
     """The event, once: a retry of the same webhook finds the first one."""
     if isinstance(event, Inbound):
@@ -95,7 +105,8 @@ def store(s: Session, helpdesk: str, event: Inbound | HumanAnswered | Rating) ->
         data, kind = dataclasses.asdict(event) | {"comment": comment}, "rating"
     else:
         data, kind = dataclasses.asdict(event), "human"
-    dedupe = event.dedupe[:300]
+    data = _without_nul(data)
+    dedupe = _without_nul(event.dedupe)[:300]
     event_id = s.execute(
         insert(HelpdeskEvent)
         .values(id=new_id("hde"), helpdesk=helpdesk, dedupe=dedupe, kind=kind, event=data)
@@ -151,6 +162,18 @@ def work(event_id: str, settings: Settings, http: httpx.Client) -> Worked:
     config = settings.helpdesks.get(row.helpdesk)
     if config is None:
         return _finish(row, "failed", error=f"helpdesk {row.helpdesk!r} is no longer in SWITCHBOARD_HELPDESKS")
+    if row.attempts > config.max_attempts + GIVE_UP_AFTER:
+        # Tried again and again past its lookups (a worker that dies on it, a bug): on the
+        # record as failed, with the helpdesk's events alert, instead of forever.
+        return _finish(row, "failed", error=f"gave up after {row.attempts - 1} attempts: {row.last_error}")
+    try:
+        return _work(row, config, settings, http)
+    except ValidationError as exc:  # what the helpdesk sent cannot be a ticket; a retry cannot fix it
+        fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors())
+        return _finish(row, "failed", error=f"not a valid ticket ({fields})")
+
+
+def _work(row: HelpdeskEvent, config: HelpdeskConfig, settings: Settings, http: httpx.Client) -> Worked:
     if row.kind == "human":
         human = HumanAnswered(**row.event)
         return retrying(lambda: _human_answered(row, human))

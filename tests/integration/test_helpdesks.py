@@ -431,3 +431,25 @@ def test_worked_webhooks_are_kept_a_day_for_duplicates_then_pruned(s: Any) -> No
     prune_seen_deliveries(s)
     left = s.query(HelpdeskEvent.dedupe).filter(HelpdeskEvent.dedupe.like("prune:%")).all()
     assert sorted(d for (d,) in left) == ["prune:c", "prune:d"]  # a pending one is never lost
+
+
+def test_a_webhook_that_cannot_be_a_ticket_is_failed_on_the_record_and_a_nul_is_dropped(
+    stack: Stack, helpdesks: dict[str, FakeHelpdesk]
+) -> None:
+    customer = Customer("zendesk", helpdesks["zendesk"])
+    nul = post(stack, "zendesk", customer.new_ticket("What is my\u0000 balance?"))
+    assert nul.status_code == 202, nul.text
+    until("the reply", customer.public)
+    stored = rows("SELECT body FROM messages WHERE conversation_id = :c AND role = 'customer'",
+                  c=customer.conversation()["id"])  # fmt: skip
+    assert stored == [{"body": "What is my balance?"}]
+
+    empty = Customer("zendesk", helpdesks["zendesk"])
+    only_nul = post(stack, "zendesk", empty.new_ticket("\u0000"))
+    assert only_nul.status_code == 202, only_nul.text
+    event_id = only_nul.json()["event_id"]
+    until("the event failed", lambda: event_state(event_id) == "failed")
+    (row,) = rows("SELECT last_error, event FROM helpdesk_events WHERE id = :e", e=event_id)
+    assert "not a valid ticket" in row["last_error"] and "body" in row["last_error"]
+    assert row["event"] == {"ticket_id": empty.ticket}  # nothing the customer wrote is kept
+    assert not rows("SELECT id FROM conversations WHERE source = 'zendesk' AND external_id = :e", e=empty.ticket)
