@@ -304,11 +304,19 @@ def record(
             delivered_at=func.now() if state is DeliveryState.delivered else None,
             **progress,
         )
-        .returning(Delivery.id)
+        .returning(Delivery.conversation_id)
     ).scalar_one_or_none()
     if still_ours is None:
         return _gone(delivery_id)
-    s.add(Event(turn_id=turn_id, kind=f"delivery.{state}", data={"attempts": attempts, "error": error}))
+    # On the conversation's record too: a human's reply has no turn to hang it on.
+    s.add(
+        Event(
+            conversation_id=still_ours,
+            turn_id=turn_id,
+            kind=f"delivery.{state}",
+            data={"attempts": attempts, "error": error, "delivery_id": delivery_id},
+        )
+    )
     after_commit(s, DELIVERIES.labels(state).inc)
     if state is DeliveryState.failed:
         log.error("delivery %s failed for good after %d attempts: %s", delivery_id, attempts, error)

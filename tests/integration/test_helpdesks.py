@@ -283,8 +283,15 @@ def test_a_reply_from_our_desk_goes_out_through_the_helpdesk_once_even_when_it_i
     )
     human = [r for r in customer.public()[before:] if "a colleague here" in r]
     assert human == ["Hi Ana, a colleague here: your refund is approved."]  # once, after a 429 and a timeout
-    attempts = rows("SELECT attempts FROM deliveries WHERE escalation_id = :e", e=escalation_id)[0]["attempts"]
-    assert attempts >= 3
+    (delivery,) = rows("SELECT id, attempts FROM deliveries WHERE escalation_id = :e", e=escalation_id)
+    assert delivery["attempts"] >= 3
+    # On the conversation's record: the human's reply delivered, once, after its attempts.
+    recorded = rows(
+        "SELECT data FROM events WHERE conversation_id = :c AND kind = 'delivery.delivered'", c=conversation["id"]
+    )
+    assert [e["data"]["attempts"] for e in recorded if e["data"].get("delivery_id") == delivery["id"]] == [
+        delivery["attempts"]
+    ]
     record_path("desk-reply", customer, [sent.json()])
 
 
