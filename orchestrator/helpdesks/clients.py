@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import html
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +29,22 @@ from orchestrator.helpdesks.inbound import html_to_text
 from shared.settings import FreshdeskHelpdesk, HelpdeskConfig, IntercomHelpdesk, ZendeskHelpdesk
 
 Result = Literal["done", "retry", "ambiguous", "failed"]
+
+
+def as_html(text: str) -> str:
+    """Our plain text as the HTML body Freshdesk and Intercom expect: escaped (a reply is
+    customer- or model-written text, never markup), paragraphs and line breaks kept."""
+    paragraphs = [p for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
+    return "".join(f"<p>{'<br>'.join(html.escape(line) for line in p.splitlines())}</p>" for p in paragraphs)
+
+
+def same_text(stored: str, ours: str, *, stored_is_html: bool = False) -> bool:
+    """Whether a body the helpdesk holds says what ``ours`` (plain text) said, whatever
+    markup (``stored_is_html``) and whitespace the helpdesk added."""
+    text = html_to_text(stored) if stored_is_html else stored
+    return " ".join(text.split()) == " ".join(ours.split())
+
+
 RETRY_STATUS = frozenset({408, 409, 423, 425, 429})
 
 
@@ -172,7 +190,7 @@ class Zendesk(Connector):
         return any(
             str(c.get("author_id")) == str(self.config.author_id)
             and bool(c.get("public", True)) == public
-            and (c.get("body") or "").strip() == body.strip()
+            and same_text(c.get("body") or "", body)
             for c in comments[:20]
         )
 
@@ -198,19 +216,29 @@ class Freshdesk(Connector):
         return {"Authorization": "Basic " + base64.b64encode(user.encode()).decode()}
 
     def _reply(self, ticket_id: str, body: str) -> Attempt:
-        return self._write("POST", f"/api/v2/tickets/{ticket_id}/reply", {"body": body})
+        return self._write("POST", f"/api/v2/tickets/{ticket_id}/reply", {"body": as_html(body)})
 
     def _note(self, ticket_id: str, body: str) -> Attempt:
-        return self._write("POST", f"/api/v2/tickets/{ticket_id}/notes", {"body": body, "private": True})
+        return self._write("POST", f"/api/v2/tickets/{ticket_id}/notes", {"body": as_html(body), "private": True})
 
     def posted(self, ticket_id: str, body: str, *, public: bool) -> bool:
-        response = self._call("GET", f"/api/v2/tickets/{ticket_id}/conversations")
-        response.raise_for_status()
-        parts = response.json() if isinstance(response.json(), list) else []
+        # Oldest first, 30 a page by default: read to the last page (100 a page), where ours would be.
+        parts: list[Any] = []
+        for page in range(1, 11):
+            response = self._call("GET", f"/api/v2/tickets/{ticket_id}/conversations?per_page=100&page={page}")
+            response.raise_for_status()
+            got = response.json() if isinstance(response.json(), list) else []
+            parts += got
+            if len(got) < 100:
+                break
         return any(
             bool(p.get("private")) != public
             and not p.get("incoming")
-            and html_to_text(p.get("body_text") or p.get("body") or "") == html_to_text(body)
+            and (
+                same_text(p["body_text"], body)
+                if p.get("body_text")
+                else same_text(p.get("body") or "", body, stored_is_html=True)
+            )
             for p in parts[-20:]
         )
 
@@ -253,11 +281,11 @@ class Intercom(Connector):
         }
 
     def _reply(self, ticket_id: str, body: str) -> Attempt:
-        reply = {"message_type": "comment", "type": "admin", "admin_id": self.config.admin_id, "body": body}
+        reply = {"message_type": "comment", "type": "admin", "admin_id": self.config.admin_id, "body": as_html(body)}
         return self._write("POST", f"/conversations/{ticket_id}/reply", reply)
 
     def _note(self, ticket_id: str, body: str) -> Attempt:
-        note = {"message_type": "note", "type": "admin", "admin_id": self.config.admin_id, "body": body}
+        note = {"message_type": "note", "type": "admin", "admin_id": self.config.admin_id, "body": as_html(body)}
         return self._write("POST", f"/conversations/{ticket_id}/reply", note)
 
     def posted(self, ticket_id: str, body: str, *, public: bool) -> bool:
@@ -268,7 +296,7 @@ class Intercom(Connector):
         return any(
             str((p.get("author") or {}).get("id")) == str(self.config.admin_id)
             and p.get("part_type") == ("comment" if public else "note")
-            and html_to_text(p.get("body") or "") == html_to_text(body)
+            and same_text(p.get("body") or "", body, stored_is_html=True)
             for p in (parts or [])[-20:]
         )
 

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from orchestrator import desk
 from orchestrator.feedback import rate
 from orchestrator.helpdesks import freshdesk, intercom, zendesk
-from orchestrator.helpdesks.clients import connector
+from orchestrator.helpdesks.clients import connector, same_text
 from orchestrator.helpdesks.inbound import BadSignature, Event, HumanAnswered, Ignored, Inbound, MissingFields, Rating
 from orchestrator.ingest import accept_message, accept_ticket
 from shared.contracts import Accepted, Customer, MessageIn, TicketIn
@@ -290,7 +290,7 @@ def _is_our_reply(s: Session, conversation_id: str, body: str) -> bool:
         .scalars()
         .all()
     )
-    return for_storage(body).strip() in {b.strip() for b in latest}
+    return any(same_text(for_storage(body), b) for b in latest)
 
 
 def _human_answered(row: HelpdeskEvent, human: HumanAnswered) -> Worked:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
+from orchestrator.helpdesks.inbound import html_to_text
+
 Fault = Literal["429", "503", "timeout_after_write"]
 Kind = Literal["zendesk", "freshdesk", "intercom"]
 _ids = itertools.count(1000)
@@ -76,7 +78,9 @@ class FakeHelpdesk:
             return self.tickets.setdefault(ticket_id, Ticket(ticket_id))
 
     def public_replies(self, ticket_id: str) -> list[str]:
-        return [c.body for c in self.ticket(ticket_id).comments if c.public]
+        """What the customer reads: the text of each public comment (Freshdesk's and Intercom's are HTML)."""
+        bodies = [c.body for c in self.ticket(ticket_id).comments if c.public]
+        return bodies if self.kind == "zendesk" else [html_to_text(b) for b in bodies]
 
     # ---------------------------------------------------------------- the API
 
@@ -159,7 +163,7 @@ class FakeHelpdesk:
                 ("POST", r"/api/v2/tickets/(\w+)/reply", self._freshdesk_reply),
                 ("POST", r"/api/v2/tickets/(\w+)/notes", self._freshdesk_note),
                 ("PUT", r"/api/v2/tickets/(\w+)", self._freshdesk_update),
-                ("GET", r"/api/v2/tickets/(\w+)/conversations", self._freshdesk_conversations),
+                ("GET", r"/api/v2/tickets/(\w+)/conversations(\?.*)?", self._freshdesk_conversations),
                 ("GET", r"/api/v2/tickets/(\w+)", self._freshdesk_ticket),
                 ("GET", r"/api/v2/contacts/(\w+)", self._user),
             ],
@@ -242,7 +246,7 @@ class FakeHelpdesk:
     def _freshdesk_conversations(self, ticket_id: str, _: dict[str, Any]) -> tuple[int, Any]:
         ticket = self.tickets.setdefault(ticket_id, Ticket(ticket_id))
         return 200, [
-            {"id": c.id, "body": c.body, "body_text": c.body, "private": not c.public, "incoming": False}
+            {"id": c.id, "body": c.body, "body_text": html_to_text(c.body), "private": not c.public, "incoming": False}
             for c in ticket.comments
         ]
 

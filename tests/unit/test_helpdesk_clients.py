@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from orchestrator.helpdesks.clients import Attempt, Connector, connector
+from orchestrator.helpdesks.clients import Attempt, Connector, as_html, connector
+from orchestrator.helpdesks.inbound import html_to_text
 from shared.settings import FreshdeskHelpdesk, IntercomHelpdesk, ZendeskHelpdesk
 from tests.support.fake_helpdesks import FakeHelpdesk, basic
 
@@ -107,7 +108,7 @@ def test_an_escalation_is_a_private_note_and_the_ticket_moves_to_the_humans(
     fake, helpdesk = desk
     assert helpdesk.escalate("5", "Handoff: refund over the ceiling. Suggested: ...", urgent=True).result == "done"
     ticket = fake.ticket("5")
-    assert [(c.body[:8], c.public) for c in ticket.comments] == [("Handoff:", False)]  # never shown to the customer
+    assert [(html_to_text(c.body)[:8], c.public) for c in ticket.comments] == [("Handoff:", False)]  # never public
     assert ticket.tags == ["switchboard-escalated"]
     if fake.kind == "intercom":
         assert ticket.assignee == "team-9"
@@ -152,7 +153,27 @@ def test_a_note_after_a_timeout_is_looked_for_before_it_is_written_again(
     assert helpdesk.note("8", "Handoff: card declined twice.").result == "ambiguous"
     time.sleep(0.1)
     assert helpdesk.note("8", "Handoff: card declined twice.", after_ambiguous=True).result == "done"
-    assert [(c.body, c.public) for c in fake.ticket("8").comments] == [("Handoff: card declined twice.", False)]
+    assert [(html_to_text(c.body), c.public) for c in fake.ticket("8").comments] == [
+        ("Handoff: card declined twice.", False)
+    ]
     # A public reply of the same text is not mistaken for the note.
     assert helpdesk.reply("8", "Handoff: card declined twice.", after_ambiguous=True).result == "done"
     assert len(fake.ticket("8").comments) == 2
+
+
+def test_a_reply_is_text_never_markup_and_keeps_its_paragraphs(desk: tuple[FakeHelpdesk, Connector]) -> None:
+    fake, helpdesk = desk
+    written = 'Hi <b>Ana</b> & co,\nsee <a href="https://evil.test">this</a>.\n\nBest,\nSwitchboard'
+    assert helpdesk.reply("12", written).result == "done"
+    sent = fake.ticket("12").comments[0].body
+    if fake.kind == "zendesk":  # a plain-text body: Zendesk shows it as text
+        assert sent == written
+    else:  # HTML bodies: escaped, so the helpdesk shows what was written, not a link
+        assert sent == as_html(written)
+        assert "<a href" not in sent and "&lt;a href=&quot;https://evil.test&quot;&gt;" in sent
+        assert (
+            sent.startswith("<p>Hi &lt;b&gt;Ana&lt;/b&gt; &amp; co,<br>") and "</p><p>Best,<br>Switchboard</p>" in sent
+        )
+    assert fake.public_replies("12") == [written]  # what the customer reads
+    # Looking before a second send recognises it, markup and all.
+    assert helpdesk.reply("12", written, after_ambiguous=True).detail.startswith("already on the ticket")
