@@ -9,8 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from shared.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from evals.stack import StackRuntime
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -123,18 +127,28 @@ def _soak(args: argparse.Namespace) -> int:
     return soak_main(args, runtime)
 
 
-def _eval(argv: list[str]) -> int:
-    from evals.cli import main as eval_main
+def _eval_routes(argv: list[str]) -> int:
+    from evals.routes import main as routes_main
+
+    return routes_main(argv, _eval_runtime())
+
+
+def _eval_runtime() -> StackRuntime:
     from evals.stack import StackRuntime
     from switchboard.embedded import EmbeddedPostgres
     from switchboard.stack import api_base_url, started_stack
 
-    runtime = StackRuntime(
+    return StackRuntime(
         api_url=api_base_url,
         running_database_url=lambda data_dir: EmbeddedPostgres(data_dir / "postgres").running_url(),
         start=started_stack,
     )
-    return eval_main(argv, runtime)
+
+
+def _eval(argv: list[str]) -> int:
+    from evals.cli import main as eval_main
+
+    return eval_main(argv, _eval_runtime())
 
 
 def _nlu(argv: list[str]) -> int:
@@ -211,6 +225,7 @@ EXTERNAL_HELP = {
     "erase": "erase everything about one customer",
     "retention": "delete conversations past the retention age",
     "eval": "run scenario cases through the whole system and judge them",
+    "eval-routes": "routing and wrong actions on a labelled public data set, through the whole system",
 }
 
 
@@ -309,6 +324,7 @@ EXTERNAL: dict[str, Callable[[list[str]], int]] = {
     "erase": _erase,
     "retention": _retention,
     "eval": _eval,
+    "eval-routes": _eval_routes,
 }
 
 
