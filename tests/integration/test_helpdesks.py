@@ -460,3 +460,46 @@ def test_a_webhook_that_cannot_be_a_ticket_is_failed_on_the_record_and_a_nul_is_
     assert "not a valid ticket" in row["last_error"] and "body" in row["last_error"]
     assert row["event"] == {"ticket_id": empty.ticket}  # nothing the customer wrote is kept
     assert not rows("SELECT id FROM conversations WHERE source = 'zendesk' AND external_id = :e", e=empty.ticket)
+
+
+@pytest.mark.parametrize("human_answered_first", [True, False])
+def test_a_bot_reply_a_human_answered_before_is_not_sent(
+    database_url: str, helpdesks: dict[str, FakeHelpdesk], human_answered_first: bool
+) -> None:
+    """The outbox's own check, on real rows and over HTTP: a bot reply to a customer message
+    older than a human's answer in the helpdesk ends cancelled, and nothing reaches the ticket."""
+    from sqlalchemy import func, update
+
+    from orchestrator.delivery import deliver, queue_delivery
+    from shared import db
+    from shared.models import Conversation, Message, Turn, new_id
+    from shared.settings import Settings
+    from tests.integration.conftest import helpdesks_setting
+
+    settings = Settings(database_url=database_url, helpdesks=helpdesks_setting(helpdesks))
+    ticket_id = str(random.randrange(10**6, 10**9))
+    with db.session_scope() as s:
+        conversation = Conversation(id=new_id("conv"), source="zendesk", external_id=ticket_id, channel="email",
+                                    subject="", customer_id="1", customer={"id": "1"})  # fmt: skip
+        message = Message(id=new_id("msg"), conversation_id=conversation.id, role="customer", body="balance?")
+        turn = Turn(id=new_id("turn"), conversation_id=conversation.id, message_id=message.id, seq=1, state="done")
+        s.add(conversation)
+        s.flush()
+        s.add(message)
+        s.flush()
+        s.add(turn)
+        s.flush()
+        delivery_id = queue_delivery(s, settings, conversation, turn_id=turn.id, outcome="resolved", reply="Late.")
+        assert delivery_id is not None
+    if human_answered_first:
+        with db.session_scope() as s:  # after the turn's message: a later transaction, a later now()
+            s.execute(update(Conversation).where(Conversation.external_id == ticket_id)
+                      .values(human_answered_at=func.now()))  # fmt: skip
+    deliver(delivery_id, settings)
+    (state,) = rows("SELECT state FROM deliveries WHERE id = :d", d=delivery_id)
+    if human_answered_first:
+        assert state["state"] == "cancelled"
+        assert helpdesks["zendesk"].public_replies(ticket_id) == []
+    else:
+        assert state["state"] == "delivered"
+        assert helpdesks["zendesk"].public_replies(ticket_id) == ["Late."]
