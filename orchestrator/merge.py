@@ -16,6 +16,48 @@ HOLDING_REPLY = (
     "Thanks for your message. I've passed it to a member of our support team, "
     "who will pick it up and reply to you here."
 )
+# The holding reply in the customer's language: by their locale, else by the words of
+# their message; English when neither says.
+HOLDING_REPLIES = {
+    "en": HOLDING_REPLY,
+    "es": "Gracias por tu mensaje. Se lo he pasado a una persona de nuestro equipo de soporte, "
+    "que lo revisará y te responderá aquí.",
+    "fr": "Merci pour votre message. Je l'ai transmis à un membre de notre équipe d'assistance, "
+    "qui le prendra en charge et vous répondra ici.",
+    "de": "Danke für Ihre Nachricht. Ich habe sie an ein Mitglied unseres Support-Teams weitergegeben, "
+    "das sich darum kümmert und Ihnen hier antwortet.",
+}
+
+
+# Words common in one of these languages and rare in the others' support messages.
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_MARKERS = {
+    "es": _words("hola gracias por favor mi cuenta tengo quiero pago puedo ayuda cobro pedido funciona"),
+    "fr": _words("bonjour merci mon compte je ne pas suis veux paiement aide commande votre est"),
+    "de": _words("hallo danke mein konto ich nicht bitte habe zahlung hilfe bestellung ist und"),
+}
+
+
+def language_of(locale: str | None, text: str = "") -> str:
+    """The language to answer in: the locale's, if we write it; else the message's, when at
+    least two of its words are markers of one language and more than of any other."""
+    if locale:
+        language = locale.replace("_", "-").split("-")[0].lower()
+        if language in HOLDING_REPLIES:
+            return language
+    words = {w.strip(".,;:!?¿¡'\"()").lower() for w in text.split()}
+    counts = {lang: len(words & markers) for lang, markers in _MARKERS.items()}
+    best = max(counts, key=lambda lang: counts[lang])
+    ranked = sorted(counts.values(), reverse=True)
+    return best if ranked[0] >= 2 and ranked[0] > ranked[1] else "en"
+
+
+def holding_reply(locale: str | None, text: str = "") -> str:
+    return HOLDING_REPLIES[language_of(locale, text)]
+
 
 # The order in which drafts are put together in a reply and reasons are reported: the
 # same agents as shared.settings.AGENTS, but account before knowledge, so an answer about

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from orchestrator.delivery import queue_delivery
 from orchestrator.desk import escalation_row, queued_event, reopen_for_message
 from orchestrator.helpdesks.outbox import handoff_note
-from orchestrator.merge import MergeDecision, decide, escalated, escalation_summary
+from orchestrator.merge import HOLDING_REPLY, MergeDecision, decide, escalated, escalation_summary, holding_reply
 from orchestrator.turn_record import first_reply_wait, turn_line
 from orchestrator.turn_record import observe as observe_turn
 from orchestrator.window import model_window
@@ -688,6 +688,9 @@ def merge_turn(
     )
     conversation = s.get_one(Conversation, claimed.conversation_id)
     message = s.get_one(Message, claimed.message_id)
+    if decision.reply == HOLDING_REPLY:
+        # The acknowledgement of an escalation, in the customer's language.
+        decision = replace(decision, reply=holding_reply(conversation.customer.get("locale"), message.body))
 
     s.execute(
         update(Turn)

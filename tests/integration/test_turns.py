@@ -11,6 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from orchestrator.merge import HOLDING_REPLIES
 from shared import db
 from shared.celery_app import create_app
 from shared.settings import Settings
@@ -261,7 +262,15 @@ def test_customer_asking_for_a_human_is_escalated_before_any_agent_runs(stack: S
         "guardrail",
     )
     assert rows("SELECT count(*) AS n FROM agent_runs WHERE turn_id = :t", t=accepted["turn_id"]) == [{"n": 0}]
-    assert helpdesk.wait_for(accepted["turn_id"]).body["escalation_reason"] == "human_requested"
+    delivered = helpdesk.wait_for(accepted["turn_id"]).body
+    assert delivered["escalation_reason"] == "human_requested"
+    # The acknowledgement is in the customer's language: here the message's (no locale given) ...
+    assert delivered["reply"] == HOLDING_REPLIES["es"]
+    # ... and the customer's locale when the helpdesk gives one.
+    german = ticket("I want to talk to a human, please.")
+    german["customer"] = {**german["customer"], "locale": "de-DE"}
+    again = post(stack, german).json()
+    assert helpdesk.wait_for(again["turn_id"]).body["reply"] == HOLDING_REPLIES["de"]
 
 
 def test_injection_attempt_takes_no_action_and_escalates(stack: Stack) -> None:

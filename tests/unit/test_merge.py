@@ -111,3 +111,18 @@ def test_an_answer_without_tool_evidence_is_dropped() -> None:
     assert (d.outcome, d.reply) == ("resolved", "KB.")
     alone = decide({"billing": bare}, T)
     assert (alone.outcome, alone.reason) == ("escalated", "low_confidence")
+
+
+def test_the_holding_reply_speaks_the_customers_language() -> None:
+    from orchestrator.merge import HOLDING_REPLIES, holding_reply, language_of
+
+    assert holding_reply("es-MX") == HOLDING_REPLIES["es"] and holding_reply("fr_CA") == HOLDING_REPLIES["fr"]
+    assert holding_reply("de") == HOLDING_REPLIES["de"] and holding_reply("en-GB") == HOLDING_REPLY
+    # No locale: the message's words say, when they clearly do.
+    assert language_of(None, "Hola, no puedo entrar en mi cuenta, ¿me ayudas por favor?") == "es"
+    assert language_of(None, "Bonjour, je ne peux pas payer ma commande, merci") == "fr"
+    assert language_of(None, "Hallo, ich kann nicht auf mein Konto zugreifen, bitte helfen") == "de"
+    assert language_of(None, "Hi, I can't log in to my account") == "en"
+    assert language_of(None, "mi") == "en"  # one word is not enough
+    # A locale we do not write yet: the message, then English.
+    assert language_of("ja-JP", "") == "en" and language_of("pt-BR", "Hola, gracias por la ayuda") == "es"
