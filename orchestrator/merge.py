@@ -55,10 +55,6 @@ def language_of(locale: str | None, text: str = "") -> str:
     return best if ranked[0] >= 2 and ranked[0] > ranked[1] else "en"
 
 
-def holding_reply(locale: str | None, text: str = "") -> str:
-    return HOLDING_REPLIES[language_of(locale, text)]
-
-
 # The order in which drafts are put together in a reply and reasons are reported: the
 # same agents as shared.settings.AGENTS, but account before knowledge, so an answer about
 # the customer's own records comes before the general article.
@@ -80,9 +76,13 @@ def escalated(
     suggested: str | None = None,
     answered_by: tuple[str, ...] = (),
     note: str | None = None,
+    *,
+    language: str = "en",
 ) -> MergeDecision:
-    """The customer hears the escalating agent's acknowledgement, or the holding reply."""
-    return MergeDecision(Outcome.escalated, note or HOLDING_REPLY, str(reason), suggested, answered_by)
+    """The customer hears the escalating agent's acknowledgement, or the holding reply in
+    their ``language`` (``language_of``)."""
+    holding = HOLDING_REPLIES.get(language, HOLDING_REPLY)
+    return MergeDecision(Outcome.escalated, note or holding, str(reason), suggested, answered_by)
 
 
 def _ordered(results: dict[str, AgentResult | None]) -> list[tuple[str, AgentResult | None]]:
@@ -90,8 +90,9 @@ def _ordered(results: dict[str, AgentResult | None]) -> list[tuple[str, AgentRes
     return sorted(results.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
 
 
-def decide(results: dict[str, AgentResult | None], threshold: float) -> MergeDecision:
-    """Apply the merge rules. A missing result (None) is an agent that timed out."""
+def decide(results: dict[str, AgentResult | None], threshold: float, *, language: str = "en") -> MergeDecision:
+    """Apply the merge rules. A missing result (None) is an agent that timed out. ``language``:
+    of the holding reply, when the turn escalates."""
     ordered = _ordered(results)
     present = [(a, r) for a, r in ordered if r is not None]
     # An answer is only as good as the tool calls behind it: one that cites none is dropped
@@ -100,7 +101,7 @@ def decide(results: dict[str, AgentResult | None], threshold: float) -> MergeDec
     suggested = "\n\n".join(r.answer for _, r in answered if r.answer) or None
 
     def escalate(reason: EscalationReason | str, note: str | None = None) -> MergeDecision:
-        return escalated(reason, suggested, tuple(a for a, _ in answered), note)
+        return escalated(reason, suggested, tuple(a for a, _ in answered), note, language=language)
 
     for _, r in present:
         if r.status is AgentStatus.escalate:

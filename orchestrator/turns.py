@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from orchestrator.delivery import queue_delivery
 from orchestrator.desk import escalation_row, queued_event, reopen_for_message
 from orchestrator.helpdesks.outbox import handoff_note
-from orchestrator.merge import HOLDING_REPLY, MergeDecision, decide, escalated, escalation_summary, holding_reply
+from orchestrator.merge import MergeDecision, decide, escalated, escalation_summary, language_of
 from orchestrator.turn_record import first_reply_wait, turn_line
 from orchestrator.turn_record import observe as observe_turn
 from orchestrator.window import model_window
@@ -654,10 +654,14 @@ def merge_turn(
     results = {r.agent: AgentResult.model_validate(r.result) for r in runs}
     expected: list[str] = list(claimed.agents)
     missing = [a for a in expected if a not in results]
+    conversation = s.get_one(Conversation, claimed.conversation_id)
+    message = s.get_one(Message, claimed.message_id)
+    # The language an acknowledgement of an escalation is written in.
+    language = language_of(conversation.customer.get("locale"), message.body)
     decision = (
-        escalated(guardrail)
+        escalated(guardrail, language=language)
         if guardrail is not None
-        else decide({a: results.get(a) for a in expected}, settings.confidence_threshold)
+        else decide({a: results.get(a) for a in expected}, settings.confidence_threshold, language=language)
     )
     # What the tools did, as written with each change: the merge never relies on an
     # agent's result alone to know whether money moved.
@@ -668,7 +672,7 @@ def merge_turn(
         # result, or failed after acting; or a service never answered): a human takes it.
         late = any(results.get(a.agent) is None or results[a.agent].status is AgentStatus.timed_out for a in silent)
         reason = EscalationReason.timeout if late else EscalationReason.tool_failure
-        decision = escalated(reason, decision.suggested_reply, decision.answered_by)
+        decision = escalated(reason, decision.suggested_reply, decision.answered_by, language=language)
     if claimed.shadow:
         # Shadow mode: the customer hears nothing from the bot. A turn the bot would have
         # answered (or asked about) goes to a human with that answer as the suggestion; one it
@@ -686,11 +690,6 @@ def merge_turn(
         reply=for_storage(decision.reply) if decision.reply is not None else None,
         suggested_reply=for_storage(decision.suggested_reply) if decision.suggested_reply is not None else None,
     )
-    conversation = s.get_one(Conversation, claimed.conversation_id)
-    message = s.get_one(Message, claimed.message_id)
-    if decision.reply == HOLDING_REPLY:
-        # The acknowledgement of an escalation, in the customer's language.
-        decision = replace(decision, reply=holding_reply(conversation.customer.get("locale"), message.body))
 
     s.execute(
         update(Turn)

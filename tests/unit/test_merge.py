@@ -114,10 +114,16 @@ def test_an_answer_without_tool_evidence_is_dropped() -> None:
 
 
 def test_the_holding_reply_speaks_the_customers_language() -> None:
-    from orchestrator.merge import HOLDING_REPLIES, holding_reply, language_of
+    from orchestrator.merge import HOLDING_REPLIES, escalated, language_of
 
-    assert holding_reply("es-MX") == HOLDING_REPLIES["es"] and holding_reply("fr_CA") == HOLDING_REPLIES["fr"]
-    assert holding_reply("de") == HOLDING_REPLIES["de"] and holding_reply("en-GB") == HOLDING_REPLY
+    assert [language_of(loc) for loc in ("es-MX", "fr_CA", "de", "en-GB")] == ["es", "fr", "de", "en"]
+    # The merge writes the holding reply in that language; an agent's own acknowledgement stays its own.
+    assert escalated("timeout", language="de").reply == HOLDING_REPLIES["de"]
+    assert decide({"billing": None}, 0.7, language="fr").reply == HOLDING_REPLIES["fr"]
+    assert escalated("policy", note="A colleague will check the refund.", language="es").reply == (
+        "A colleague will check the refund."
+    )
+    assert escalated("timeout").reply == HOLDING_REPLY
     # No locale: the message's words say, when they clearly do.
     assert language_of(None, "Hola, no puedo entrar en mi cuenta, ¿me ayudas por favor?") == "es"
     assert language_of(None, "Bonjour, je ne peux pas payer ma commande, merci") == "fr"
