@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.contracts import AgentResult
@@ -26,19 +26,17 @@ turns_log = logging.getLogger("switchboard.turns")
 
 def first_reply_wait(s: Session, conversation_id: str, now: datetime) -> float | None:
     """Seconds since the conversation's first customer message, if nothing was said to the
-    customer before (call it before the reply's own message is added); None otherwise."""
-    said = s.execute(
-        select(Message.id).where(Message.conversation_id == conversation_id, Message.role != "customer").limit(1)
-    ).first()
-    if said is not None:
+    customer before (call it before the reply's own message is added); None otherwise. One
+    query: it runs in every merge that replies."""
+    first, replied = s.execute(
+        select(
+            func.min(Message.created_at).filter(Message.role == "customer"),
+            func.bool_or(Message.role != "customer"),
+        ).where(Message.conversation_id == conversation_id)
+    ).one()
+    if replied or first is None:
         return None
-    first = s.execute(
-        select(Message.created_at)
-        .where(Message.conversation_id == conversation_id, Message.role == "customer")
-        .order_by(Message.created_at)
-        .limit(1)
-    ).scalar_one_or_none()
-    return None if first is None else max(0.0, (now - first).total_seconds())
+    return max(0.0, float((now - first).total_seconds()))
 
 
 def turn_line(
