@@ -80,7 +80,22 @@ def classify(response: httpx.Response) -> Attempt:
         return Attempt("done")
     if status in RETRY_STATUS or status >= 500:
         return Attempt("retry", _retry_after(response), f"HTTP {status}")
-    return Attempt("failed", None, f"HTTP {status}: {response.text[:300]}")
+    return Attempt("failed", None, f"HTTP {status}{_error_code(response)}")
+
+
+def _error_code(response: httpx.Response) -> str:
+    """The API's error code, never its message: a helpdesk's error body can quote the comment
+    (the customer's or our text), and this detail is logged and stored (deliveries.last_error)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    code: Any = None
+    if isinstance(body, Mapping):
+        errors = body.get("errors")
+        first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], Mapping) else {}
+        code = body.get("error") if isinstance(body.get("error"), str) else first.get("code")
+    return f" ({code[:60]})" if isinstance(code, str) and code.replace("_", "").isalnum() else ""
 
 
 class Connector:
@@ -136,10 +151,6 @@ class Connector:
         result: Attempt = write(ticket_id, body)
         return result
 
-    def replied(self, ticket_id: str, body: str) -> bool:
-        """Whether our author's latest public comments on the ticket include ``body``."""
-        return self.posted(ticket_id, body, public=True)
-
     def posted(self, ticket_id: str, body: str, *, public: bool) -> bool:
         """Whether our author's latest comments (public, or private notes) include ``body``."""
         raise NotImplementedError
@@ -154,11 +165,6 @@ class Connector:
         """The ticket moved to the escalation group or team and tagged ``switchboard-escalated``,
         its priority raised when ``urgent``. Idempotent: sending it twice changes nothing more."""
         raise NotImplementedError
-
-    def escalate(self, ticket_id: str, note: str, *, urgent: bool) -> Attempt:
-        """A private note with the handoff, then the ticket routed to the humans."""
-        noted = self.note(ticket_id, note)
-        return noted if noted.result != "done" else self.route(ticket_id, urgent=urgent)
 
     def customer(self, user_id: str) -> dict[str, Any]:
         """The customer's email, name, locale and time zone, from the helpdesk."""

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from orchestrator.helpdesks.clients import Attempt, connector
+from orchestrator.helpdesks.clients import Attempt, Connector, connector
 from shared.contracts import DeliveryState
 from shared.metrics import HELPDESK_CALLS
 from shared.settings import HelpdeskConfig
@@ -99,13 +99,11 @@ def send(
     return Sent(DeliveryState.delivered, None, None, done)
 
 
-def _run(desk: Any, ticket_id: str, step: dict[str, Any], *, look_first: bool) -> Attempt:
+def _run(desk: Connector, ticket_id: str, step: dict[str, Any], *, look_first: bool) -> Attempt:
     if step["do"] == "reply":
-        result: Attempt = desk.reply(ticket_id, step["body"], after_ambiguous=look_first)
-    elif step["do"] == "note":
-        result = desk.note(ticket_id, step["body"], after_ambiguous=look_first)
-    elif step["do"] == "route":
-        result = desk.route(ticket_id, urgent=bool(step.get("urgent")))
-    else:
-        result = Attempt("failed", None, f"unknown step {step['do']!r}")
-    return result
+        return desk.reply(ticket_id, step["body"], after_ambiguous=look_first)
+    if step["do"] == "note":
+        return desk.note(ticket_id, step["body"], after_ambiguous=look_first)
+    if step["do"] == "route":
+        return desk.route(ticket_id, urgent=bool(step.get("urgent")))
+    return Attempt("failed", None, f"unknown step {step['do']!r}")

@@ -106,7 +106,8 @@ def test_an_escalation_is_a_private_note_and_the_ticket_moves_to_the_humans(
     desk: tuple[FakeHelpdesk, Connector],
 ) -> None:
     fake, helpdesk = desk
-    assert helpdesk.escalate("5", "Handoff: refund over the ceiling. Suggested: ...", urgent=True).result == "done"
+    assert helpdesk.note("5", "Handoff: refund over the ceiling. Suggested: ...").result == "done"
+    assert helpdesk.route("5", urgent=True).result == "done"
     ticket = fake.ticket("5")
     assert [(html_to_text(c.body)[:8], c.public) for c in ticket.comments] == [("Handoff:", False)]  # never public
     assert ticket.tags == ["switchboard-escalated"]
@@ -177,3 +178,13 @@ def test_a_reply_is_text_never_markup_and_keeps_its_paragraphs(desk: tuple[FakeH
     assert fake.public_replies("12") == [written]  # what the customer reads
     # Looking before a second send recognises it, markup and all.
     assert helpdesk.reply("12", written, after_ambiguous=True).detail.startswith("already on the ticket")
+
+
+def test_a_refusal_names_the_apis_error_code_never_its_message() -> None:
+    from orchestrator.helpdesks.clients import classify
+
+    quoted = httpx.Response(422, json={"error": "RecordInvalid", "description": "Body: I'm Ana, card 4242…"})
+    assert classify(quoted) == Attempt("failed", None, "HTTP 422 (RecordInvalid)")
+    listed = httpx.Response(400, json={"errors": [{"code": "missing_field", "message": "ana@example.com ..."}]})
+    assert classify(listed).detail == "HTTP 400 (missing_field)"
+    assert classify(httpx.Response(404, text="<html>Ana's ticket</html>")).detail == "HTTP 404"
