@@ -39,7 +39,7 @@ from typing import Any
 
 import anyio
 import httpx
-from sqlalchemy import Row, func, or_, select, update
+from sqlalchemy import ColumnElement, Row, case, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from orchestrator.helpdesks import outbox
@@ -98,9 +98,18 @@ SKIPPED = "skipped"
 
 
 def lease_s(settings: Settings) -> float:
-    """How long an attempt holds the row: longer than the attempt's total deadline (a
-    helpdesk's attempt is a few API calls, each with its own timeout)."""
-    return max([settings.delivery_timeout_s * 2 + 5, *(outbox.lease_s(h) for h in settings.helpdesks.values())])
+    """How long an attempt at a signed webhook holds the row: longer than its total deadline."""
+    return settings.delivery_timeout_s * 2 + 5
+
+
+def _lease(settings: Settings) -> ColumnElement[Any]:
+    """The row's lease, by its source: a connected helpdesk's attempt is a few API calls, each
+    with its helpdesk's timeout (outbox.lease_s); a webhook's is one POST."""
+    webhook = timedelta(seconds=lease_s(settings))
+    if not settings.helpdesks:
+        return literal(webhook)
+    whens = [(Delivery.source == name, timedelta(seconds=outbox.lease_s(h))) for name, h in settings.helpdesks.items()]
+    return case(*whens, else_=webhook)
 
 
 def queue_delivery(
@@ -171,7 +180,7 @@ def claim(s: Session, delivery_id: str, settings: Settings) -> Row[Any] | None:
         .values(
             state=DeliveryState.sending,
             attempts=Delivery.attempts + 1,
-            next_attempt_at=now + timedelta(seconds=lease_s(settings)),
+            next_attempt_at=now + _lease(settings),
         )
         .returning(Delivery.url, Delivery.payload, Delivery.source, Delivery.attempts, Delivery.turn_id)
     ).one_or_none()
