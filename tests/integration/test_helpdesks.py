@@ -257,6 +257,15 @@ def test_a_reply_from_our_desk_goes_out_through_the_helpdesk_once_even_when_it_i
     assert post(stack, customer.kind, customer.new_ticket(body)).status_code == 202
     until("the handoff note", customer.notes)
     conversation = customer.conversation()
+    # Every step of the escalation's delivery is done before the faults are set: they are for
+    # the human's reply, and a routing call still in flight must not take one of them.
+    until(
+        "the escalation's delivery done",
+        lambda: (
+            [d["state"] for d in rows("SELECT state FROM deliveries WHERE conversation_id = :c", c=conversation["id"])]
+            == ["delivered"]
+        ),
+    )
     escalation_id = rows("SELECT id FROM escalations WHERE conversation_id = :c", c=conversation["id"])[0]["id"]
     agent = stack.client("agent")
     claimed = agent.post("/v1/escalations/claim", json={"escalation_id": escalation_id})
