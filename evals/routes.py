@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.cases import Case, Expect
-from evals.judge import answering_agents, created
+from evals.judge import created
 from evals.runner import CaseRun, CaseRunner, KnowledgeBase
 from evals.stack import StackRuntime, eval_stack
 from shared.errors import ConfigurationError
@@ -60,6 +60,11 @@ FIXTURE: dict[str, Any] = {
 }  # fmt: skip
 # Which agent's tools make each kind of change in the sandbox.
 CHANGED_BY = {"refunds": "billing", "subscriptions": "billing", "password_resets": "account", "customers": "account"}
+# An agent acted when it took the message on: answered, asked, or escalated it for its own reason
+# (a refund over the ceiling is billing's call). "not applicable", a failure or a late result is not.
+ACTING = ("answered", "needs_info", "escalate")
+# CLINC150 keeps its out-of-scope messages apart from the test split; they are labelled this.
+OUT_OF_SCOPE = "oos"
 
 
 @dataclass(frozen=True)
@@ -104,10 +109,14 @@ def read_routes(path: Path) -> dict[str, tuple[str, str]]:
 
 
 def read_labelled(path: Path, text_column: str, label_column: str) -> list[tuple[str, str]]:
-    """(text, label) from a CSV with those columns, or CLINC150's ``data_full.json`` (its test split)."""
+    """(text, label) from a CSV with those columns, or CLINC150's ``data_full.json``.
+
+    From CLINC150: its test split, and its out-of-scope test messages labelled ``oos``.
+    """
     if path.suffix == ".json":
         doc = json.loads(path.read_text())
-        return [(str(text), str(label)) for text, label in doc["test"]]
+        rows = [(str(text), str(label)) for text, label in doc["test"]]
+        return rows + [(str(text), OUT_OF_SCOPE) for text, _ in doc.get("oos_test") or []]
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
         missing = {text_column, label_column} - set(reader.fieldnames or [])
@@ -164,7 +173,9 @@ def outcome_of(item: Labelled, run: CaseRun) -> Outcome:
             changes.append({"section": change["section"], "by": CHANGED_BY[change["section"]], "changed": change})
     return Outcome(
         item,
-        acted=sorted(answering_agents(turn.get("agents") or [])),
+        acted=sorted(
+            str(a.get("agent")) for a in turn.get("agents") or [] if a.get("status") in ACTING and not a.get("late")
+        ),
         outcome=turn.get("outcome"),
         reason=turn.get("escalation_reason"),
         changes=changes,

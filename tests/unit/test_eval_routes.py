@@ -36,6 +36,18 @@ def test_the_public_route_maps_and_data_sets_read() -> None:
     clinc = sample(read_labelled(DATASETS / "clinc150" / "data_full.json", "text", "category"),
                    read_routes(DATASETS / "routes" / "clinc150_routes.csv"), 1, 1)  # fmt: skip
     assert clinc and all(i.route in ("billing", "knowledge", "account", "human") for i in clinc)
+    assert [i.route for i in clinc if i.intent == "oos"] == ["human"]  # the out-of-scope messages are sampled too
+
+
+def test_an_agent_that_escalates_for_its_own_reason_acted_and_one_that_passed_did_not() -> None:
+    over_ceiling = Labelled("refund my 900 dollar payment", "request_refund", "billing")
+    run = _run([("billing", "escalate"), ("knowledge", "not_applicable"), ("account", "not_applicable")],
+               "escalated", [])  # fmt: skip
+    outcome = outcome_of(over_ceiling, run)
+    assert outcome.acted == ["billing"] and outcome.routed
+    late = _run([("billing", "answered"), ("knowledge", "escalate")], "resolved", [])
+    late.final_turn["agents"][1]["late"] = True  # type: ignore[index]
+    assert outcome_of(over_ceiling, late).acted == ["billing"]
 
 
 def _run(agents: list[tuple[str, str]], outcome: str, after_refunds: list[dict[str, object]]) -> CaseRun:
