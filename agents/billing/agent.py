@@ -76,6 +76,16 @@ def referenced_payment(payments: Any, scope: Scope) -> dict[str, Any] | None:
     return None
 
 
+def latest_refunded(payments: Any, scope: Scope) -> dict[str, Any] | None:
+    """The payment the customer means if it was refunded, else their latest refunded one."""
+    refunded = [p for p in _succeeded(payments) if already_refunded(p, scope=scope)]
+    entities: dict[str, Any] = scope.get("entities") or {}
+    ids = {str(i) for i in entities.get("payment_ids", [])}
+    if ids:
+        refunded = [p for p in refunded if str(p.get("id")) in ids]
+    return max(refunded, key=lambda p: str(p.get("created_at"))) if refunded else None
+
+
 def active_subscription(subscription: Any, scope: Scope) -> dict[str, Any] | None:
     subs = records(subscription, "subscriptions") or records(subscription, "subscription")
     live = [s for s in subs if s.get("status") in ("active", "trialing", "past_due", "cancel_at_period_end")]
@@ -130,6 +140,7 @@ profile = AgentProfile(
     pickers={
         "duplicate_payment": duplicate_payment,
         "referenced_payment": referenced_payment,
+        "latest_refunded": latest_refunded,
         "active_subscription": active_subscription,
         "payments_summary": payments_summary,
     },
