@@ -25,7 +25,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import evals
-from agents.knowledge import evaluate, kb
+from agents.knowledge import evaluate, kb, retrieval
 from shared.db import one_off_engine, one_off_session
 from shared.errors import ConfigurationError
 from shared.sandbox.loader import DEMO_KB
@@ -49,7 +49,7 @@ def _import(args: argparse.Namespace, url: str) -> int:
 
 def _search(args: argparse.Namespace, url: str) -> int:
     with one_off_session(url) as session:
-        hits = kb.search(session, args.query, args.k, mode=args.mode)
+        hits = retrieval.search(session, args.query, args.k, mode=args.mode)
     if not hits:
         raise ConfigurationError(kb.KB_EMPTY)
     threshold = get_settings().kb_min_score
@@ -57,7 +57,7 @@ def _search(args: argparse.Namespace, url: str) -> int:
         flag = "" if hit.score >= threshold else f"  (below kb_min_score {threshold})"
         where = f"{hit.title} > {hit.section}" if hit.section else hit.title
         print(f"{hit.score:.3f}  {hit.article_id}  {where}{flag}")
-        print(textwrap.indent(textwrap.shorten(hit.text, 300, placeholder=" …"), "       "))
+        print(textwrap.indent(textwrap.fill(hit.answer or hit.text, 100), "       "))
     return 0
 
 
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="print the best sections for a question")
     p.add_argument("query")
     p.add_argument("-k", type=int, default=None, help="how many sections (default: kb_top_k)")
-    p.add_argument("--mode", choices=["hybrid", "dense"], default="hybrid")
+    p.add_argument("--mode", choices=["rerank", "hybrid", "dense"], default=retrieval.MODE)
     p.set_defaults(fn=_search)
     p = sub.add_parser("eval", help="measure retrieval on a corpus and a question set; recommend kb_min_score")
     p.add_argument("--kb-dir", type=Path, default=DEMO_KB, help="the corpus (default: shared/sandbox/kb)")
@@ -117,14 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _eval(args: argparse.Namespace) -> int:
     """The eval never touches an operator's knowledge base unless --database-url says so."""
-    questions, out_of_scope = evaluate.load_questions(args.questions)
+    questions = evaluate.load_questions(args.questions)
     with nullcontext(args.database_url) if args.database_url else throwaway_database() as url:
         with one_off_session(url) as session:
             kb.import_directory(session, args.kb_dir)
         with one_off_session(url) as session:
-            report = evaluate.evaluate(session, questions, out_of_scope)
+            report = evaluate.evaluate(session, questions)
     print(json.dumps(report, indent=2))
-    return 1 if report["modes"][report["chosen_mode"]]["top1_accuracy"] < args.fail_under else 0
+    return 1 if report["modes"][report["mode"]]["top1_accuracy"] < args.fail_under else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,6 +18,8 @@ from typing import Literal
 
 import yaml
 
+from agents.knowledge.answers import flatten
+
 Format = Literal["markdown", "html", "text"]
 
 # ≈ 250 word pieces of English prose: what the embedding model reads of one chunk.
@@ -184,11 +186,13 @@ def split_text(text: str, limit: int = MAX_SECTION_CHARS, level: int = 0) -> lis
 
 
 def embedding_text(article: Article, section: Section) -> str:
-    """What is embedded for a section: the title and heading give a short section its topic."""
+    """What is embedded for a section: the title and heading give a short section its topic.
+
+    The text is the section as a customer reads it (answers.flatten): Markdown marks and
+    table rules are noise to the model, and a table row reads better with its column names.
+    """
     context = f"{article.title}: {section.heading}" if section.heading else article.title
-    # Markdown emphasis and table rules are noise to the model.
-    body = re.sub(r"[*_`]{1,3}|^\s*\|?[-| :]+\|?\s*$", "", section.text, flags=re.MULTILINE)
-    return f"{context}.\n{body}"
+    return f"{context}.\n{flatten(section.text)}"
 
 
 # --------------------------------------------------------------------------- HTML

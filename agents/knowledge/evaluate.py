@@ -4,9 +4,13 @@
 
 Imports the corpus (by default into a throwaway embedded Postgres, so an operator's
 knowledge base is never touched), asks every question of the question file
-and prints one JSON object: top-1 and top-3 article accuracy, the mean score of the
-right article against the best wrong one, the best scores of out-of-scope questions, and
-the threshold that separates them, for dense retrieval and for the hybrid one.
+(evals/data/kb_questions.yaml) and prints one JSON object, for dense retrieval, the
+hybrid one and the re-ranked one (what the knowledge agent uses): top-1 and top-3
+accuracy by article and by section, the mean score of the right section against the
+best wrong one, the best scores of out-of-scope and unanswerable questions, the threshold
+that separates them, and how often the composed answer holds the words a question
+``expect``s (against how often the whole section does). A sweep over the keyword and
+section weights shows what the chosen weights cost or gain.
 
 The threshold is chosen so that a wrong answer costs twice an escalation: a guess breaks
 policy rule 11, an escalation only costs a human a minute. Among equally good thresholds
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -24,26 +29,58 @@ from typing import Any
 import yaml
 from sqlalchemy.orm import Session
 
-from agents.knowledge import kb
+from agents.knowledge import kb, retrieval
 from shared.errors import ConfigurationError
 
 WRONG_ANSWER_COST = 2.0
-WEIGHT_SWEEP = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+KEYWORD_SWEEP = (0.0, 0.1, 0.2, 0.3, 0.4)
+SECTION_SWEEP = (0.0, 0.2, 0.4, 0.6)
+THRESHOLD_CURVE = (0.25, 0.3, 0.32, 0.34, 0.36, 0.38, 0.4, 0.42, 0.45)
+MODES: tuple[retrieval.Mode, ...] = ("dense", "hybrid", "rerank")
 
-Question = tuple[str, str]  # (question, expected article id)
+
+@dataclass(frozen=True)
+class Question:
+    q: str
+    article: str  # the article that answers it
+    section: str | None = None  # the heading path of the section that answers it ("" for the introduction)
+    expect: tuple[str, ...] = ()  # the answer must contain one of these (case-insensitive)
 
 
-def load_questions(path: Path) -> tuple[list[Question], list[str]]:
-    data = yaml.safe_load(path.read_text())
-    questions = [(str(item["q"]), str(item["article"])) for item in data.get("questions") or []]
-    return questions, [str(q) for q in data.get("out_of_scope") or []]
+@dataclass(frozen=True)
+class QuestionSet:
+    questions: list[Question]
+    out_of_scope: list[str]  # nothing to do with the product
+    unanswerable: list[str]  # about the product, but no article answers them
+
+
+def load_questions(path: Path) -> QuestionSet:
+    data = yaml.safe_load(path.read_text()) or {}
+    questions = []
+    for item in data.get("questions") or []:
+        expect = item.get("expect")
+        expect = [] if expect is None else [expect] if isinstance(expect, str) else expect
+        section = item.get("section")
+        questions.append(
+            Question(
+                q=str(item["q"]),
+                article=str(item["article"]),
+                section=None if section is None else str(section),
+                expect=tuple(str(e) for e in expect),
+            )
+        )
+    return QuestionSet(
+        questions=questions,
+        out_of_scope=[str(q) for q in data.get("out_of_scope") or []],
+        unanswerable=[str(q) for q in data.get("unanswerable") or []],
+    )
 
 
 def recommend_threshold(in_scope: list[tuple[float, bool]], out_of_scope: list[float]) -> dict[str, Any]:
     """The score below which the knowledge agent should escalate instead of answering.
 
-    ``in_scope`` is (best score, was the top article right) per question; answering a
-    question whose top article is wrong is as bad as answering an out-of-scope one.
+    ``in_scope`` is (best score, was the top section right) per question; answering a
+    question from the wrong section is as bad as answering an out-of-scope one.
     """
     scores = sorted({s for s, _ in in_scope} | set(out_of_scope))
     cuts = [scores[0] - 0.01] + [(a + b) / 2 for a, b in pairwise(scores)] + [scores[-1] + 0.01]
@@ -67,82 +104,177 @@ def recommend_threshold(in_scope: list[tuple[float, bool]], out_of_scope: list[f
     }
 
 
+def at_thresholds(
+    in_scope: list[tuple[float, bool]], out_of_scope: list[float], cuts: tuple[float, ...]
+) -> dict[str, dict[str, int]]:
+    """What each of ``cuts`` as kb_min_score would do: how flat the choice is around the recommended one."""
+    return {
+        f"{t:.2f}": {
+            "answered_right": sum(1 for s, ok in in_scope if ok and s >= t),
+            "answered_wrong": sum(1 for s, ok in in_scope if not ok and s >= t),
+            "out_of_scope_answered": sum(1 for s in out_of_scope if s >= t),
+        }
+        for t in cuts
+    }
+
+
+@dataclass(frozen=True)
+class Asked:
+    question: Question
+    vector: list[float]
+    found: list[retrieval.Candidate]  # every candidate, each with its passages scored
+
+
+def _right(question: Question, hit: retrieval.Hit) -> bool:
+    """The top section answers: its article, and its section when the question names one."""
+    return hit.article_id == question.article and question.section in (None, hit.section)
+
+
+def _contains(answer: str, expected: tuple[str, ...]) -> bool:
+    text = " ".join(answer.split()).casefold()
+    return any(" ".join(e.split()).casefold() in text for e in expected)
+
+
 def measure(
-    asked: list[tuple[Question, list[kb.Candidate]]],
-    unanswerable: list[list[kb.Candidate]],
-    mode: kb.Mode,
-    weight: float = kb.KEYWORD_WEIGHT,
+    asked: list[Asked],
+    no_answer: list[list[retrieval.Candidate]],
+    mode: retrieval.Mode,
+    keyword_weight: float = retrieval.KEYWORD_WEIGHT,
+    section_weight: float = retrieval.SECTION_WEIGHT,
+    *,
+    out_of_scope: int | None = None,
 ) -> dict[str, Any]:
-    top1 = top3 = 0
+    """Retrieval and answers under one mode and weights.
+
+    ``no_answer`` are the questions no section answers: the out-of-scope ones first
+    (``out_of_scope`` of them), then the unanswerable ones.
+    """
+    top1 = top3 = section1 = section3 = 0
     right: list[float] = []
     wrong: list[float] = []
     in_scope: list[tuple[float, bool]] = []
     misses: list[dict[str, Any]] = []
-    for (question, expected), found in asked:
-        hits = kb.rank(found, len(found), mode, weight)
-        top1 += hits[0].article_id == expected
-        top3 += expected in {h.article_id for h in hits[:3]}
-        right.append(max((h.score for h in hits if h.article_id == expected), default=0.0))
-        wrong.append(max((h.score for h in hits if h.article_id != expected), default=0.0))
-        in_scope.append((hits[0].score, hits[0].article_id == expected))
-        if hits[0].article_id != expected:
-            misses.append({"q": question, "expected": expected, "got": hits[0].article_id, "section": hits[0].section})
-    outside = [kb.rank(found, 1, mode, weight)[0].score for found in unanswerable]
+    checked = contained = in_section = 0
+    answer_chars: list[int] = []
+    section_chars: list[int] = []
+    for item in asked:
+        question = item.question
+        found = _depth(item.found, mode, keyword_weight)
+        hits = retrieval.rank(found, len(found), mode, keyword_weight, section_weight)
+        top = hits[0]
+        answer = retrieval.answer(top, item.vector)
+        top1 += top.article_id == question.article
+        top3 += question.article in {h.article_id for h in hits[:3]}
+        section1 += _right(question, top)
+        section3 += any(_right(question, h) for h in hits[:3])
+        right.append(max((h.score for h in hits if _right(question, h)), default=0.0))
+        wrong.append(max((h.score for h in hits if not _right(question, h)), default=0.0))
+        in_scope.append((top.score, _right(question, top)))
+        answer_chars.append(len(answer))
+        section_chars.append(len(top.text))
+        if question.expect:
+            checked += 1
+            contained += _contains(answer, question.expect)
+            in_section += _contains(top.text, question.expect)
+        if not _right(question, top) or (question.expect and not _contains(answer, question.expect)):
+            misses.append(
+                {
+                    "q": question.q,
+                    "expected": f"{question.article} > {question.section}",
+                    "got": f"{top.article_id} > {top.section}",
+                    "score": top.score,
+                    "answer": answer,
+                }
+            )
+    outside = [
+        retrieval.rank(_depth(found, mode, keyword_weight), 1, mode, keyword_weight, section_weight)[0].score
+        for found in no_answer
+    ]
+    split = len(outside) if out_of_scope is None else out_of_scope
+    off_topic, unanswerable = outside[:split], outside[split:]
     n = len(asked)
     return {
         "top1_accuracy": round(top1 / n, 3),
         "top3_accuracy": round(top3 / n, 3),
+        "section_top1_accuracy": round(section1 / n, 3),
+        "section_top3_accuracy": round(section3 / n, 3),
         "mean_score_correct": round(statistics.fmean(right), 3),
         "mean_score_best_wrong": round(statistics.fmean(wrong), 3),
         "min_top1_score_when_right": round(min((s for s, ok in in_scope if ok), default=0.0), 3),
-        "out_of_scope_best_mean": round(statistics.fmean(outside), 3) if outside else None,
-        "out_of_scope_best_max": round(max(outside), 3) if outside else None,
+        "out_of_scope_best_mean": round(statistics.fmean(off_topic), 3) if off_topic else None,
+        "out_of_scope_best_max": round(max(off_topic), 3) if off_topic else None,
+        "unanswerable_best_max": round(max(unanswerable), 3) if unanswerable else None,
         "threshold": recommend_threshold(in_scope, outside),
+        "at_thresholds": at_thresholds(in_scope, outside, THRESHOLD_CURVE),
+        # Of the questions with `expect`: the top section's composed answer has it, and the whole section has it.
+        "answer_has_expected": round(contained / checked, 3) if checked else None,
+        "section_has_expected": round(in_section / checked, 3) if checked else None,
+        "answer_chars_mean": round(statistics.fmean(answer_chars)),
+        "section_chars_mean": round(statistics.fmean(section_chars)),
         "misses": misses,
     }
 
 
-def evaluate(session: Session, questions: list[Question], out_of_scope: list[str]) -> dict[str, Any]:
-    """Ask every question once; score the answers under every mode and keyword weight."""
+def _depth(found: list[retrieval.Candidate], mode: retrieval.Mode, keyword_weight: float) -> list[retrieval.Candidate]:
+    """What the search sees: re-ranking scores the sentences of the first stage's best few only."""
+    if mode != "rerank":
+        return found
+    best = {id(c) for c in retrieval.ordered(found, "hybrid", keyword_weight)[: retrieval.RERANK_DEPTH]}
+    return [c for c in found if id(c) in best]
+
+
+def evaluate(session: Session, questions: QuestionSet) -> dict[str, Any]:
+    """Ask every question once; score the answers under every mode and weight."""
     timings: list[float] = []
 
-    def ask(text: str) -> list[kb.Candidate]:
+    def ask(text: str) -> tuple[list[float], list[retrieval.Candidate]]:
         started = time.perf_counter()
-        found = kb.candidates(session, text)
-        timings.append((time.perf_counter() - started) * 1000)
-        return found
+        vector = retrieval.embed_query(text)
+        found = retrieval.candidates(session, text, vector=vector)
+        retrieval.rerank(found, vector)
+        timings.append((time.perf_counter() - started) * 1000)  # what a search costs
+        # Every candidate's passages, for the weight sweep (whose first stage differs).
+        return vector, retrieval.rerank(found, vector, depth=len(found))
 
-    asked = [((q, expected), ask(q)) for q, expected in questions]
-    unanswerable = [ask(q) for q in out_of_scope]
-    if any(not found for _, found in asked):
+    asked = [Asked(q, *ask(q.q)) for q in questions.questions]
+    no_answer = [ask(q)[1] for q in questions.out_of_scope + questions.unanswerable]
+    if any(not item.found for item in asked):
         raise ConfigurationError(kb.KB_EMPTY)
-    modes = {
-        "dense": measure(asked, unanswerable, "dense"),
-        "hybrid": measure(asked, unanswerable, "hybrid", kb.KEYWORD_WEIGHT),
-    }
+    split = len(questions.out_of_scope)
+    modes = {mode: measure(asked, no_answer, mode, out_of_scope=split) for mode in MODES}
     sweep = {}
-    for weight in WEIGHT_SWEEP:
-        m = measure(asked, unanswerable, "hybrid", weight)
-        sweep[str(weight)] = {k: m[k] for k in ("top1_accuracy", "top3_accuracy")} | {
-            "threshold_margin": m["threshold"]["margin"],
-            "wrong_answers_at_threshold": m["threshold"]["answered_wrong"] + m["threshold"]["out_of_scope_answered"],
-        }
-    chosen = max(modes, key=lambda name: _preference(modes[name]))
+    for keyword_weight in KEYWORD_SWEEP:
+        for section_weight in SECTION_SWEEP:
+            m = measure(asked, no_answer, "rerank", keyword_weight, section_weight, out_of_scope=split)
+            t = m["threshold"]
+            sweep[f"keyword {keyword_weight} section {section_weight}"] = {
+                k: m[k] for k in ("top1_accuracy", "section_top1_accuracy", "answer_has_expected")
+            } | {
+                "threshold": t["value"],
+                "threshold_margin": t["margin"],
+                "right_at_threshold": t["answered_right"],
+                "wrong_at_threshold": t["answered_wrong"] + t["out_of_scope_answered"],
+            }
     articles, sections = kb.counts(session)
     return {
         "corpus": {"articles": articles, "sections": sections},
-        "questions": len(questions),
-        "out_of_scope_questions": len(out_of_scope),
-        "keyword_weight": kb.KEYWORD_WEIGHT,
+        "questions": len(questions.questions),
+        "out_of_scope_questions": len(questions.out_of_scope),
+        "unanswerable_questions": len(questions.unanswerable),
+        "mode": retrieval.MODE,
+        "keyword_weight": retrieval.KEYWORD_WEIGHT,
+        "section_weight": retrieval.SECTION_WEIGHT,
+        "rerank_depth": retrieval.RERANK_DEPTH,
         "modes": modes,
-        "keyword_weight_sweep": sweep,
-        "chosen_mode": chosen,
-        "recommended_kb_min_score": round(modes[chosen]["threshold"]["value"], 2),
+        "weight_sweep": sweep,
+        "best_mode": max(modes, key=lambda name: _preference(modes[name])),
+        "recommended_kb_min_score": round(modes[retrieval.MODE]["threshold"]["value"], 2),
         "latency_ms_p50": round(statistics.median(timings), 1),
     }
 
 
 def _preference(result: dict[str, Any]) -> tuple[float, ...]:
+    """Right answers at the threshold less the cost of wrong ones, then section accuracy."""
     t = result["threshold"]
-    safe = -(t["answered_wrong"] + t["out_of_scope_answered"])
-    return (result["top1_accuracy"], safe, result["top3_accuracy"], t["margin"])
+    net = t["answered_right"] - WRONG_ANSWER_COST * (t["answered_wrong"] + t["out_of_scope_answered"])
+    return (net, result["section_top1_accuracy"], result["top1_accuracy"], t["margin"])

@@ -1,4 +1,4 @@
-"""The knowledge base: help-center articles, cut into sections, embedded and searched.
+"""The knowledge base: help-center articles, cut into sections, embedded and stored.
 
 Articles are Markdown, HTML or plain text, with optional YAML front matter (``id``,
 ``title``). Each is cut by section (headings up to level 3; paragraphs for plain text),
@@ -7,10 +7,7 @@ no chunk is longer than the embedding model reads. Sections are embedded with th
 MiniLM model and stored in Postgres with pgvector; a re-import replaces an article's
 sections, and an unchanged article (same content hash) is not embedded again.
 
-Search is hybrid: cosine similarity of the embeddings plus a small weight of Postgres
-full-text rank, which lifts the section that names the customer's own words (``CSV``,
-``2FA``) and pushes questions with no word in common with the corpus further below
-``kb_min_score``. ``python -m agents.knowledge.evaluate`` measures both.
+Searching it is retrieval.py; ``switchboard kb eval`` measures both.
 """
 
 from __future__ import annotations
@@ -20,24 +17,21 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, literal_column, select, text
 from sqlalchemy.orm import Session
 
 from agents.knowledge.chunking import FORMATS, Article, Section, chunk_article, embedding_text, read_article
 from shared.errors import ConfigurationError
-from shared.kb_models import EMBEDDING_DIMENSIONS, Vector, vector_literal
+from shared.kb_models import EMBEDDING_DIMENSIONS, Vector
 from shared.kb_models import KbArticle as KbArticle  # re-exported: callers take the tables from kb
 from shared.kb_models import KbSection as KbSection
 
 EMBED_BATCH = 64
 # Bump when chunking or the embedded text changes: every article is embedded again.
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"  # 2: sections embedded as plain text (answers.flatten)
 TS_CONFIG = "english"
-# Hybrid score = (1 - w) * cosine similarity + w * keyword rank; measured by `switchboard kb eval`.
-KEYWORD_WEIGHT = 0.1
-CANDIDATE_POOL = 24
 _IMPORT_LOCK = 0x6B62  # pg_advisory_xact_lock key: one import at a time per database
 
 PGVECTOR_MISSING = (
@@ -50,37 +44,9 @@ TABLES_MISSING = (
 )
 KB_EMPTY = "The knowledge base is empty: import articles with `switchboard kb import DIR`"
 
-Mode = Literal["dense", "hybrid"]
-
 
 class KnowledgeBaseUnavailable(ConfigurationError):
     """The database cannot hold a knowledge base; the message says what to install or run."""
-
-
-@dataclass(frozen=True)
-class Hit:
-    article_id: str
-    title: str
-    section: str
-    text: str
-    score: float
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A section with both halves of its score, before they are combined."""
-
-    article_id: str
-    title: str
-    section: str
-    text: str
-    dense: float  # 1 - cosine distance
-    keyword: float  # ts_rank normalised to [0, 1)
-
-    def score(self, mode: Mode = "hybrid", keyword_weight: float = KEYWORD_WEIGHT) -> float:
-        if mode == "dense":
-            return self.dense
-        return (1 - keyword_weight) * self.dense + keyword_weight * self.keyword
 
 
 @dataclass
@@ -248,49 +214,3 @@ def embed_texts(texts: list[str]) -> list[list[float]]:
     except EmbeddingModelUnavailable as exc:
         raise ConfigurationError(f"The knowledge base cannot embed text: {exc}") from None
     return [[float(x) for x in row] for row in matrix]
-
-
-# --------------------------------------------------------------------------- search
-
-# The keyword query ORs the question's words: plainto_tsquery ANDs them, and a customer's
-# question rarely has every one of its words in one section. The nearest-neighbour ORDER
-# BY names the parameter itself, not a CTE column, or the HNSW index could not serve it.
-_CANDIDATES = text(
-    f"""
-    WITH q AS (
-        SELECT CAST(replace(CAST(plainto_tsquery('{TS_CONFIG}', :query) AS text), '&', '|') AS tsquery) AS tsq
-    ), ids AS (
-        (SELECT s.id FROM kb_sections s ORDER BY s.embedding <=> CAST(:embedding AS vector) LIMIT :pool)
-        UNION
-        (SELECT s.id FROM kb_sections s, q WHERE s.search_vector @@ q.tsq
-         ORDER BY ts_rank(s.search_vector, q.tsq) DESC LIMIT :pool)
-    )
-    SELECT s.article_id, a.title, s.heading AS section, s.text,
-           1 - (s.embedding <=> CAST(:embedding AS vector)) AS dense,
-           ts_rank(s.search_vector, q.tsq, 32) AS keyword
-    FROM ids JOIN kb_sections s ON s.id = ids.id JOIN kb_articles a ON a.id = s.article_id, q
-    """
-)
-
-
-def candidates(session: Session, query: str, *, pool: int = CANDIDATE_POOL) -> list[Candidate]:
-    """The nearest sections by embedding and by keywords, each with both scores."""
-    require_tables(session)
-    query = " ".join(query.split())
-    if not query:
-        return []
-    [vector] = embed_texts([query])
-    rows = session.execute(_CANDIDATES, {"embedding": vector_literal(vector), "query": query, "pool": pool})
-    return [
-        Candidate(r.article_id, r.title, r.section, r.text, float(r.dense), float(r.keyword)) for r in rows.mappings()
-    ]
-
-
-def rank(found: list[Candidate], k: int, mode: Mode = "hybrid", keyword_weight: float = KEYWORD_WEIGHT) -> list[Hit]:
-    ordered = sorted(found, key=lambda c: c.score(mode, keyword_weight), reverse=True)[:k]
-    return [Hit(c.article_id, c.title, c.section, c.text, round(c.score(mode, keyword_weight), 4)) for c in ordered]
-
-
-def search(session: Session, query: str, k: int = 3, *, mode: Mode = "hybrid") -> list[Hit]:
-    """The ``k`` best sections for ``query``, best first; empty only when the KB is empty."""
-    return rank(candidates(session, query), k, mode)

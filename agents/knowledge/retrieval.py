@@ -1,0 +1,231 @@
+"""Finding the section that answers a question, and the sentences of it that do.
+
+Two stages. The first is hybrid: the cosine similarity of each section's embedding
+(its title, heading and text as plain text) plus a weight of Postgres full-text rank,
+in which heading words weigh most and the title next (kb.py). It lifts the section that
+names the customer's own words (``CSV``, ``2FA``) and pushes questions with no word in
+common with the corpus further below ``kb_min_score``.
+
+The second re-scores the first stage's best few sections by their best passage: every
+unit of a section (answers.units: a sentence, a list item, a table row) read with its
+neighbours and embedded after the title and heading. A section is then as good as its
+text as a whole and the part of it that answers, which tells "Changing plans" from
+"Annual billing" when one vector for a whole section cannot. A passage rather than a
+lone sentence, because one sentence matches on a stray phrase ("six-digit codes").
+
+The answer is composed from the top section's units, each scored by its own sentence
+and its passage together. ``switchboard kb eval`` measures every mode and weight.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import numpy as np
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from agents.knowledge import answers
+from agents.knowledge.kb import TS_CONFIG, embed_texts, require_tables
+from shared.kb_models import EMBEDDING_DIMENSIONS, vector_literal
+
+# Score = (1 - k) * meaning + k * keyword rank, where meaning is the section's cosine
+# similarity or, re-ranked, s * that + (1 - s) * its best passage's. Measured by
+# `switchboard kb eval` on evals/data/kb_questions.yaml.
+KEYWORD_WEIGHT = 0.1
+SECTION_WEIGHT = 0.5
+RERANK_DEPTH = 6  # the right section is among the first stage's best 5 for every eval question
+PASSAGE_REACH = 1  # units on each side of a unit in its passage
+CANDIDATE_POOL = 24
+VECTOR_CACHE_SIZE = 20_000  # embedded passages and sentences kept per process (1.5 kB each)
+
+Mode = Literal["dense", "hybrid", "rerank"]
+MODE: Mode = "rerank"  # what the knowledge agent searches with
+
+
+@dataclass(frozen=True)
+class Hit:
+    article_id: str
+    title: str
+    section: str
+    text: str  # the section as written (Markdown)
+    score: float
+    answer: str = ""  # the units of the section that answer the question, as one paragraph of plain text
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A section with the parts of its score, before they are combined."""
+
+    article_id: str
+    title: str
+    section: str
+    text: str
+    dense: float  # 1 - cosine distance
+    keyword: float  # ts_rank normalised to [0, 1)
+    passages: tuple[float, ...] = ()  # cosine similarity of each unit's passage, once re-ranked
+
+    def score(
+        self, mode: Mode = MODE, keyword_weight: float = KEYWORD_WEIGHT, section_weight: float = SECTION_WEIGHT
+    ) -> float:
+        if mode == "dense":
+            return self.dense
+        meaning = self.dense
+        if mode == "rerank" and self.passages:
+            meaning = section_weight * self.dense + (1 - section_weight) * max(self.passages)
+        return (1 - keyword_weight) * meaning + keyword_weight * self.keyword
+
+
+# The keyword query ORs the question's words: plainto_tsquery ANDs them, and a customer's
+# question rarely has every one of its words in one section. The nearest-neighbour ORDER
+# BY names the parameter itself, not a CTE column, or the HNSW index could not serve it.
+_CANDIDATES = text(
+    f"""
+    WITH q AS (
+        SELECT CAST(replace(CAST(plainto_tsquery('{TS_CONFIG}', :query) AS text), '&', '|') AS tsquery) AS tsq
+    ), ids AS (
+        (SELECT s.id FROM kb_sections s ORDER BY s.embedding <=> CAST(:embedding AS vector) LIMIT :pool)
+        UNION
+        (SELECT s.id FROM kb_sections s, q WHERE s.search_vector @@ q.tsq
+         ORDER BY ts_rank(s.search_vector, q.tsq) DESC LIMIT :pool)
+    )
+    SELECT s.article_id, a.title, s.heading AS section, s.text,
+           1 - (s.embedding <=> CAST(:embedding AS vector)) AS dense,
+           ts_rank(s.search_vector, q.tsq, 32) AS keyword
+    FROM ids JOIN kb_sections s ON s.id = ids.id JOIN kb_articles a ON a.id = s.article_id, q
+    """
+)
+
+
+def embed_query(query: str) -> list[float]:
+    [vector] = embed_texts([" ".join(query.split())])
+    return vector
+
+
+def candidates(
+    session: Session, query: str, *, pool: int = CANDIDATE_POOL, vector: Sequence[float] | None = None
+) -> list[Candidate]:
+    """The nearest sections by embedding and by keywords, each with both scores."""
+    require_tables(session)
+    query = " ".join(query.split())
+    if not query:
+        return []
+    if vector is None:
+        vector = embed_query(query)
+    rows = session.execute(_CANDIDATES, {"embedding": vector_literal(list(vector)), "query": query, "pool": pool})
+    return [
+        Candidate(r.article_id, r.title, r.section, r.text, float(r.dense), float(r.keyword)) for r in rows.mappings()
+    ]
+
+
+def rerank(
+    found: list[Candidate],
+    vector: Sequence[float],
+    *,
+    depth: int = RERANK_DEPTH,
+    keyword_weight: float = KEYWORD_WEIGHT,
+) -> list[Candidate]:
+    """The first stage's best ``depth`` sections, each with the score of every passage in it."""
+    best = sorted(found, key=lambda c: c.score("hybrid", keyword_weight), reverse=True)[:depth]
+    groups = [passages(c) for c in best]
+    sims = _similarities([t for group in groups for t in group], vector)
+    scored, start = [], 0
+    for candidate, group in zip(best, groups, strict=True):
+        scored.append(replace(candidate, passages=tuple(sims[start : start + len(group)])))
+        start += len(group)
+    return scored
+
+
+def passages(c: Candidate | Hit) -> list[str]:
+    """What is embedded for each unit of a section: the title and heading, then the unit among its neighbours."""
+    texts = [u.text for u in answers.units(c.text)]
+    return [
+        f"{_topic(c)}. " + " ".join(texts[max(0, i - PASSAGE_REACH) : i + PASSAGE_REACH + 1]) for i in range(len(texts))
+    ]
+
+
+def _topic(c: Candidate | Hit) -> str:
+    return f"{c.title}: {c.section}" if c.section else c.title
+
+
+def ordered(
+    found: list[Candidate],
+    mode: Mode = MODE,
+    keyword_weight: float = KEYWORD_WEIGHT,
+    section_weight: float = SECTION_WEIGHT,
+) -> list[Candidate]:
+    """Best first. Re-ranking ranks only the sections whose passages were scored."""
+    if mode == "rerank":
+        found = [c for c in found if c.passages]
+    return sorted(found, key=lambda c: c.score(mode, keyword_weight, section_weight), reverse=True)
+
+
+def rank(
+    found: list[Candidate],
+    k: int,
+    mode: Mode = MODE,
+    keyword_weight: float = KEYWORD_WEIGHT,
+    section_weight: float = SECTION_WEIGHT,
+) -> list[Hit]:
+    """The ``k`` best as hits, without answers (``answer`` composes one)."""
+    return [
+        Hit(c.article_id, c.title, c.section, c.text, round(c.score(mode, keyword_weight, section_weight), 4))
+        for c in ordered(found, mode, keyword_weight, section_weight)[:k]
+    ]
+
+
+def answer(hit: Hit, vector: Sequence[float]) -> str:
+    """The units of the hit's section that answer, each scored by its sentence and its passage."""
+    units = answers.units(hit.text)
+    if not units:
+        return ""
+    topic = _topic(hit)
+    own = _similarities([f"{topic}. {u.text}" for u in units], vector)
+    around = _similarities(passages(hit), vector)
+    return answers.compose(hit.text, [(a + b) / 2 for a, b in zip(own, around, strict=True)])
+
+
+def search(session: Session, query: str, k: int = 3, *, mode: Mode = MODE) -> list[Hit]:
+    """The ``k`` best sections for ``query``, best first, each with its answer; empty only when the KB is empty."""
+    query = " ".join(query.split())
+    if not query:
+        return []
+    vector = embed_query(query)
+    found = candidates(session, query, vector=vector)
+    if mode == "rerank":
+        found = rerank(found, vector, depth=max(k, RERANK_DEPTH))
+    return [replace(hit, answer=answer(hit, vector)) for hit in rank(found, k, mode)]
+
+
+# --------------------------------------------------------------------------- passage vectors
+
+_cache: OrderedDict[str, Any] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _similarities(texts: list[str], vector: Sequence[float]) -> list[float]:
+    """Cosine similarity of each text to ``vector``; the texts' vectors are cached in the process.
+
+    A knowledge base has a few thousand sentences and customers ask about the same ones
+    all day: after the first questions re-ranking embeds only the question.
+    """
+    if not texts:
+        return []
+    with _cache_lock:
+        known = {t: _cache[t] for t in texts if t in _cache}
+        for t in known:
+            _cache.move_to_end(t)
+    missing = list(dict.fromkeys(t for t in texts if t not in known))
+    if missing:
+        for t, row in zip(missing, embed_texts(missing), strict=True):
+            known[t] = np.asarray(row, dtype=np.float32)
+        with _cache_lock:
+            _cache.update((t, known[t]) for t in missing)
+            while len(_cache) > VECTOR_CACHE_SIZE:
+                _cache.popitem(last=False)
+    matrix = np.stack([known[t] for t in texts]).reshape(len(texts), EMBEDDING_DIMENSIONS)
+    return [round(float(x), 4) for x in matrix @ np.asarray(vector, dtype=np.float32)]
