@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from agents.base import Agent
+from agents.knowledge.answers import flatten
 from agents.knowledge.tools import TOOLS
 from agents.records import records
 from shared.brains import AgentProfile
@@ -17,12 +18,19 @@ HERE = Path(__file__).parent
 
 
 def confident_section(kb: Any, scope: Scope) -> dict[str, Any] | None:
-    """The best section, if the knowledge base is sure enough; never a guess (policy rule 11)."""
+    """The best section, if the knowledge base is sure enough; never a guess (policy rule 11).
+
+    Its ``answer`` is the sentences that answer the question; a result without one (an
+    older tool's) answers with its whole text, as one paragraph of plain text all the same.
+    """
     hits = records(kb, "results")
     threshold = float(scope.get("kb_min_score") or 0.0)
     if not hits or float(hits[0].get("score") or 0.0) < threshold:
         return None
-    return hits[0]
+    best = dict(hits[0])
+    if not str(best.get("answer") or "").strip():
+        best["answer"] = flatten(str(best.get("text") or ""))
+    return best
 
 
 profile = AgentProfile(

@@ -265,18 +265,37 @@ def test_order_status_picks_the_order_by_the_item_named() -> None:
     assert r.status is AgentStatus.answered and "ord_1" in (r.answer or "") and "shipped" in (r.answer or "")
 
 
-def test_knowledge_answer_cites_the_article() -> None:
+def test_knowledge_answer_is_the_sentences_that_answer_and_cites_the_article() -> None:
     backend.kb = [
         {
             "article_id": "kb_export_data",
             "title": "Exporting",
             "section": "Export to CSV",
-            "text": "Choose Settings → Export and pick CSV.",
+            "text": "Choose **Settings → Export** and pick\nCSV. The file has one row per task.\n\nJSON is on pro.",
+            "answer": "Choose Settings → Export and pick CSV. The file has one row per task.",
             "score": 0.71,
         }
     ]
     r = run("knowledge", says("tasks into a spreadsheet?", "product_question"))
-    assert r.status is AgentStatus.answered and "CSV" in (r.answer or "") and "kb_export_data" in (r.answer or "")
+    assert r.status is AgentStatus.answered
+    assert r.answer == (
+        "Choose Settings → Export and pick CSV. The file has one row per task.\n\n"
+        "(From our help article “Exporting”, kb_export_data.)"
+    )
+
+
+def test_knowledge_result_without_an_answer_replies_with_its_text_as_one_plain_paragraph() -> None:
+    backend.kb = [
+        {
+            "article_id": "kb_export_data",
+            "title": "Exporting",
+            "section": "Export to CSV",
+            "text": "Choose **Settings → Export** and pick\nCSV.",
+            "score": 0.71,
+        }
+    ]
+    r = run("knowledge", says("tasks into a spreadsheet?", "product_question"))
+    assert r.answer == "Choose Settings → Export and pick CSV.\n\n(From our help article “Exporting”, kb_export_data.)"
 
 
 def test_knowledge_below_the_threshold_says_it_does_not_know() -> None:
