@@ -17,6 +17,7 @@ from agents.billing.tools import TOOLS
 from agents.records import age_days, amount, records, when
 from shared.brains import AgentProfile
 from shared.brains.playbooks import Scope
+from shared.i18n import babel_locale, format_day, format_money
 
 HERE = Path(__file__).parent
 
@@ -96,9 +97,12 @@ def payments_summary(payments: Any, scope: Scope) -> str | None:
     rows = records(payments, "payments")[:5]
     if not rows:
         return None
+    customer = scope.get("customer") or {}
+    locale = babel_locale(customer.get("locale"), str(scope.get("language") or "en"))
     return "\n".join(
-        f"- {p.get('id')}: {amount(p.get('amount')):,.2f} {p.get('currency', '')} on "
-        f"{str(p.get('created_at', ''))[:10]} ({p.get('status')}), invoice {p.get('invoice_id')}"
+        f"- {p.get('id')}: {format_money(amount(p.get('amount')), p.get('currency'), locale)} on "
+        f"{format_day(p.get('created_at', ''), locale, customer.get('timezone'))} ({p.get('status')}), "
+        f"invoice {p.get('invoice_id')}"
         for p in rows
     )
 

@@ -15,7 +15,10 @@ A playbook is a list of steps (YAML, one file per agent):
 
 The interpreter is re-run from the top on every decision with the tool calls made so far,
 so it needs no state of its own: the n-th ``call`` step is answered by the n-th call in
-the history. Templates read ``{name.field}`` with optional filters ``|money``, ``|date``.
+the history. Templates read ``{name.field}`` with optional filters: ``|money:CURRENCY_FIELD``
+(an amount in the customer's locale, "$49.00", "49,00 $US") and ``|date`` (the customer's
+calendar day in their time zone, written for their locale: "3 janvier 2027"). A ``tell`` may be
+one text, or one per language (``{en: …, es: …}``); the customer reads theirs.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +33,13 @@ import yaml
 
 from shared.brains import CallTool, Decision, Finish
 from shared.contracts import AgentStatus, EscalationReason, Fact, ToolCallRecord
+from shared.i18n import babel_locale, format_day, format_money
 from shared.tools import Tool
 
 Picker = Callable[[Any, "Scope"], Any]
 Predicate = Callable[..., bool]
 
-_FIELD = re.compile(r"\{([a-zA-Z_][\w.]*)(?:\|(\w+))?\}")
+_FIELD = re.compile(r"\{([a-zA-Z_][\w.]*)(?:\|(\w+)(?::([a-zA-Z_][\w.]*))?)?\}")
 HANDLER_KEYS = ("reply", "ask", "escalate")
 
 
@@ -67,26 +70,30 @@ class Scope:
 def render(template: str, scope: Scope) -> str:
     def field(m: re.Match[str]) -> str:
         value = scope.get(m.group(1))
-        return _filter(value, m.group(2))
+        return _filter(value, m.group(2), scope.get(m.group(3)) if m.group(3) else None, scope)
 
     return _FIELD.sub(field, template)
 
 
-def _filter(value: Any, name: str | None) -> str:
+def _filter(value: Any, name: str | None, argument: Any, scope: Scope) -> str:
     if value is None:
         return ""
+    customer = scope.get("customer") or {}
+    locale = babel_locale(customer.get("locale"), scope.get("language") or "en")
     if name == "money":
-        try:
-            return f"{float(value):,.2f}"
-        except (TypeError, ValueError):
-            return str(value)
+        return format_money(value, str(argument) if argument else None, locale)
     if name == "date":
-        text = str(value)
-        try:
-            return datetime.fromisoformat(text.replace("Z", "+00:00")).strftime("%-d %B %Y")
-        except ValueError:
-            return text
+        return format_day(value, locale, customer.get("timezone"))
     return str(value)
+
+
+def localized(text: Any, language: str) -> str | None:
+    """A ``tell``'s text for ``language``: the one text, or that language's entry; None for a
+    per-language ``tell`` without that language."""
+    if isinstance(text, Mapping):
+        chosen = text.get(language)
+        return str(chosen) if chosen else None
+    return str(text)
 
 
 @dataclass(frozen=True)
@@ -131,11 +138,16 @@ class Run:
     act_threshold: float = 0.0
 
     def next(self, history: list[ToolCallRecord], scope: Scope) -> Decision:
-        calls = iter(history)
+        return self.step(history, scope)[0]
+
+    def step(self, history: list[ToolCallRecord], scope: Scope) -> tuple[Decision, int]:
+        """The next decision, and how many calls of ``history`` this playbook has used: the
+        calls after those belong to whatever runs next (the next part of the message)."""
+        used = 0
         for step in self.playbook.steps:
             if "call" in step:
                 args = {k: _arg(v, scope) for k, v in (step.get("args") or {}).items()}
-                done = next(calls, None)
+                done = history[used] if used < len(history) else None
                 if done is None:
                     tool = self.tools.get(step["call"])
                     if tool is not None and tool.side_effect != "read" and self.confidence < self.act_threshold:
@@ -145,26 +157,27 @@ class Run:
                             escalation_reason=EscalationReason.low_confidence,
                             detail=f"not sure enough ({self.confidence:.2f}) that the customer asked for "
                             f"{self.playbook.intent} to {step['call']}",
-                        )
-                    return CallTool(tool=step["call"], arguments={k: v for k, v in args.items() if v is not None})
+                        ), used
+                    return CallTool(tool=step["call"], arguments={k: v for k, v in args.items() if v is not None}), used
+                used += 1
                 if done.error is not None:
-                    return self._on_error(step, done, history, scope)
+                    return self._on_error(step, done, history[:used], scope), used
                 if "as" in step:
                     scope.values[step["as"]] = done.output
             elif "pick" in step:
                 chosen = self.pickers[step["pick"]](scope.get(step.get("from", "")), scope)
                 if chosen is None:
-                    return self._handle(step.get("none") or {"escalate": "low_confidence"}, history, scope)
+                    return self._handle(step.get("none") or {"escalate": "low_confidence"}, history[:used], scope), used
                 scope.values[step.get("as", step["pick"])] = chosen
             elif "when" in step:
                 values = [scope.get(a) for a in step.get("args", [])]
                 if self.predicates[step["when"]](*values, scope=scope):
-                    return self._handle(step["then"], history, scope)
+                    return self._handle(step["then"], history[:used], scope), used
             else:
-                return self._handle(step, history, scope)
+                return self._handle(step, history[:used], scope), used
         return Finish(
             status=AgentStatus.not_applicable, detail=f"playbook {self.playbook.intent} ended without an answer"
-        )
+        ), used
 
     def _on_error(
         self, step: dict[str, Any], call: ToolCallRecord, history: list[ToolCallRecord], scope: Scope
@@ -202,8 +215,24 @@ class Run:
             actions,
             escalation_reason=reason,
             detail=why or f"playbook {self.playbook.intent}: {reason.value}",
-            customer_note=render(handler["tell"], scope).strip() if "tell" in handler else None,
+            customer_note=_tell_of(handler, scope),
         )
+
+
+def _tell_of(handler: Mapping[str, Any], scope: Scope) -> str | None:
+    """What the customer hears while a person takes over, in their language.
+
+    A ``tell`` written in English only is not sent to a customer who writes another language:
+    they get the holding reply in theirs (the merge's) rather than a text they may not read.
+    """
+    if "tell" not in handler:
+        return None
+    language = str(scope.get("language") or "en")
+    tell = handler["tell"]
+    if not isinstance(tell, Mapping) and language != "en":
+        return None
+    text = localized(tell, language)
+    return render(text, scope).strip() if text else None
 
 
 def _arg(value: Any, scope: Scope) -> Any:
