@@ -112,6 +112,7 @@ class Agent:
                     escalation_reason=decision.escalation_reason,
                     customer_note=decision.customer_note,
                     detail=decision.detail,
+                    part_start=decision.part_start,
                     tokens=decision.tokens,
                     cost=decision.cost,
                 )
@@ -128,10 +129,23 @@ class Agent:
             if tool is not None and tool.side_effect != "read" and not consented(tool.name, task.window):
                 # Whatever picked this tool (a classifier's score, a model), the customer did
                 # not ask for it in words: ask them, and change nothing until they say so.
+                question = confirmation(tool.name, decision.arguments)
+                before = decision.done
+                if before is not None and before.status is AgentStatus.answered and before.answer:
+                    return finish(  # the parts already answered are still told, then the question
+                        AgentStatus.needs_info,
+                        answer=f"{before.answer}\n\n{question}",
+                        confidence=before.confidence,
+                        facts=before.facts,
+                        actions=before.actions,
+                        part_start=before.part_start,
+                        detail=f"the message does not ask for {tool.name}: asked the customer to confirm",
+                    )
                 return finish(
                     AgentStatus.needs_info,
-                    answer=confirmation(tool.name, decision.arguments),
+                    answer=question,
                     confidence=1.0,
+                    part_start=decision.part_start,
                     detail=f"the message does not ask for {tool.name}: asked the customer to confirm",
                 )
             record = self._call(ctx, decision)

@@ -10,49 +10,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.contracts import AgentResult, AgentStatus, EscalationReason, Outcome
+from shared.i18n import HOLDING_REPLIES, REST_PASSED_ON, language_of
 from shared.settings import AGENTS
 
-HOLDING_REPLY = (
-    "Thanks for your message. I've passed it to a member of our support team, "
-    "who will pick it up and reply to you here."
-)
-# The holding reply in the customer's language: by their locale, else by the words of
-# their message; English when neither says.
-HOLDING_REPLIES = {
-    "en": HOLDING_REPLY,
-    "es": "Gracias por tu mensaje. Se lo he pasado a una persona de nuestro equipo de soporte, "
-    "que lo revisará y te responderá aquí.",
-    "fr": "Merci pour votre message. Je l'ai transmis à un membre de notre équipe d'assistance, "
-    "qui le prendra en charge et vous répondra ici.",
-    "de": "Danke für Ihre Nachricht. Ich habe sie an ein Mitglied unseres Support-Teams weitergegeben, "
-    "das sich darum kümmert und Ihnen hier antwortet.",
-}
-
-
-# Words common in one of these languages and rare in the others' support messages.
-def _words(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
-_MARKERS = {
-    "es": _words("hola gracias por favor mi cuenta tengo quiero pago puedo ayuda cobro pedido funciona"),
-    "fr": _words("bonjour merci mon compte je ne pas suis veux paiement aide commande votre est"),
-    "de": _words("hallo danke mein konto ich nicht bitte habe zahlung hilfe bestellung ist und"),
-}
-
-
-def language_of(locale: str | None, text: str = "") -> str:
-    """The language to answer in: the locale's, if we write it; else the message's, when at
-    least two of its words are markers of one language and more than of any other."""
-    if locale:
-        language = locale.replace("_", "-").split("-")[0].lower()
-        if language in HOLDING_REPLIES:
-            return language
-    words = {w.strip(".,;:!?¿¡'\"()").lower() for w in text.split()}
-    counts = {lang: len(words & markers) for lang, markers in _MARKERS.items()}
-    best = max(counts, key=lambda lang: counts[lang])
-    ranked = sorted(counts.values(), reverse=True)
-    return best if ranked[0] >= 2 and ranked[0] > ranked[1] else "en"
+# The holding reply in the customer's language (shared.i18n.language_of picks it).
+HOLDING_REPLY = HOLDING_REPLIES["en"]
+__all__ = [
+    "HOLDING_REPLIES",
+    "HOLDING_REPLY",
+    "MergeDecision",
+    "decide",
+    "escalated",
+    "escalation_summary",
+    "language_of",
+]
 
 
 # The order in which drafts are put together in a reply and reasons are reported: the
@@ -98,14 +69,23 @@ def decide(results: dict[str, AgentResult | None], threshold: float, *, language
     # An answer is only as good as the tool calls behind it: one that cites none is dropped
     # (AgentResult already refuses citations of calls that did not happen or failed).
     answered = [(a, r) for a, r in present if r.status is AgentStatus.answered and r.facts]
+    # A message that asks several things is answered in the customer's order.
+    answered.sort(key=lambda ar: _position(ar[1]))
     suggested = "\n\n".join(r.answer for _, r in answered if r.answer) or None
 
     def escalate(reason: EscalationReason | str, note: str | None = None) -> MergeDecision:
         return escalated(reason, suggested, tuple(a for a, _ in answered), note, language=language)
 
+    # The parts of a several-part message already answered, surely enough to send: the
+    # customer is told them whatever happens to the rest.
+    sure_parts = [r.answer for _, r in answered if r.part_start is not None and r.answer and r.confidence >= threshold]
     for _, r in present:
         if r.status is AgentStatus.escalate:
-            return escalate(r.escalation_reason or EscalationReason.policy, r.customer_note)
+            note = r.customer_note
+            if sure_parts and r.part_start is not None:
+                rest = note or REST_PASSED_ON.get(language, REST_PASSED_ON["en"])
+                note = "\n\n".join([*sure_parts, rest])
+            return escalate(r.escalation_reason or EscalationReason.policy, note)
 
     questions = [r for _, r in present if r.status is AgentStatus.needs_info and r.answer]
     if not answered and not questions:
@@ -119,11 +99,18 @@ def decide(results: dict[str, AgentResult | None], threshold: float, *, language
     if any(r.confidence < threshold for _, r in answered):
         return escalate(EscalationReason.low_confidence)
     if questions:
-        return MergeDecision(Outcome.clarify, questions[0].answer, answered_by=tuple(a for a, _ in answered))
+        question = questions[0].answer
+        if sure_parts and questions[0].part_start is not None:
+            question = "\n\n".join([*sure_parts, question or ""])
+        return MergeDecision(Outcome.clarify, question, answered_by=tuple(a for a, _ in answered))
     reply = "\n\n".join(r.answer for _, r in answered if r.answer)
     if not reply:
         return escalate(EscalationReason.low_confidence)
     return MergeDecision(Outcome.resolved, reply, answered_by=tuple(a for a, _ in answered))
+
+
+def _position(result: AgentResult) -> int:
+    return result.part_start if result.part_start is not None else 1 << 30
 
 
 def escalation_summary(

@@ -290,6 +290,12 @@ class AgentResult(BaseModel):
         default=None, description="when escalating: what to tell the customer meanwhile (an acknowledgement)"
     )
     detail: str | None = Field(default=None, description="why, for a human reading the turn")
+    part_start: int | None = Field(
+        default=None,
+        ge=0,
+        description="where the part of the customer's message this result answers starts, when the message "
+        "asks several things; the merge answers the parts in that order",
+    )
     tokens: int = 0
     cost: float = 0.0
     brain: str = ""

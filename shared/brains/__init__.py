@@ -46,6 +46,10 @@ class AgentView:
 class CallTool:
     tool: str
     arguments: dict[str, Any]
+    # For a message that asks several things: where the part this call serves starts, and
+    # the result of the parts already done (told to the customer if this call must wait).
+    part_start: int | None = None
+    done: Finish | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,9 @@ class Finish:
     cost: float = 0.0
     # The brain that actually decided, when not the configured one ("openai→local" on a fallback).
     brain: str | None = None
+    # Where in the customer's message the part this answers starts, when the message asks
+    # several things: the merge answers the parts in the customer's order.
+    part_start: int | None = None
 
 
 Decision = CallTool | Finish

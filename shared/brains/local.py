@@ -8,10 +8,21 @@ default brain, and the fallback of the OpenAI brain when its endpoint is down.
 Slots carry over turns: when the latest message only answers the question asked before
 ("the one from Monday", "pay_3002"), the intent of the message that led to the question
 is kept and the new entities are added to it.
+
+A message that asks several things ("I was charged twice, and I also can't log in") is cut
+into parts (shared.nlu.parts); each part confidently classified as a different intent is
+acted on by the agent it belongs to, with the entities of that part only, and the result
+says where the part starts so the merge answers in the customer's order. An agent with two
+parts runs their playbooks one after the other.
+
+Two corrections keep an action to what was asked: a general question about a policy ("in
+what cases can I get a refund?") is answered from the knowledge base, not acted on; and a
+cancellation that names an order is about the order, never the subscription.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 import time
@@ -21,10 +32,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.brains import AgentProfile, AgentView, Decision, Finish
+from shared.brains import AgentProfile, AgentView, CallTool, Decision, Finish
 from shared.brains.playbooks import Playbook, Run, Scope, load_playbooks
 from shared.brains.router import IntentRouter, build_router
-from shared.contracts import AgentStatus, AgentTask
+from shared.contracts import AgentStatus, AgentTask, EscalationReason, Fact
+from shared.i18n import REST_PASSED_ON, language_of
+from shared.nlu.parts import is_policy_question, split_parts
 from shared.settings import Settings
 
 # Threats of legal action, chargebacks and abuse go to a human whatever else the message
@@ -42,6 +55,31 @@ CONTINUATIONS = {"greeting", "vague"}
 # Below this, the message is "something else": the knowledge agent tries the knowledge base.
 UNKNOWN_BELOW = 0.30
 FALLBACK_AGENT, FALLBACK_INTENT = "knowledge", "product_question"
+# A part of a message counts as its own request only when classified at least this surely.
+PART_CONFIDENCE = 0.5
+# Intents that act on the customer's records; a general question about them is a policy question.
+ACTING_INTENTS = {"refund_request", "duplicate_charge", "cancel_subscription", "money_transfer", "order_change"}
+POLICY_INTENT = "policy_question"
+# "cancel order 3707955617" is about an order: never the subscription.
+_NAMES_AN_ORDER = re.compile(
+    r"\b(orders?|purchases?|items?|package|parcel|delivery|shipment|pedido|commande|bestellung)\b|\bord_\w+",
+    re.IGNORECASE,
+)
+_NAMES_A_SUBSCRIPTION = re.compile(
+    r"\b(subscriptions?|plan|membership|renewal|suscripci[oó]n|abonnement|abo)\b", re.IGNORECASE
+)
+ORDER_INTENT = "order_change"
+
+
+@dataclass(frozen=True)
+class Part:
+    """One request of a message: where it starts, what it asks, with its own entities."""
+
+    text: str
+    start: int
+    intent: str
+    confidence: float
+    entities: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -51,6 +89,8 @@ class Understanding:
     confidence: float
     entities: dict[str, Any] = field(default_factory=dict)
     carried_over: bool = False
+    # Two or more when the message asks several things; empty when it asks one.
+    parts: tuple[Part, ...] = ()
 
 
 class LocalBrain:
@@ -95,10 +135,13 @@ class LocalBrain:
         text = customers[-1] if customers else ""
         now = datetime.now(UTC)
         intent, confidence = self.router.classify(text)
-        if LEGAL_OR_ABUSE.search(text):
+        intent = self._what_is_asked(text, intent)
+        legal = bool(LEGAL_OR_ABUSE.search(text))
+        if legal:
             intent, confidence = "legal_threat", max(confidence, 0.95)
         entities = self.router.entities(text, now=now, timezone=task.customer.timezone)
-        understanding = Understanding(text, intent, confidence, entities)
+        parts = () if legal else self._parts(text, now, task.customer.timezone)
+        understanding = Understanding(text, intent, confidence, entities, parts=parts)
         asked = len(task.window) >= 2 and task.window[-2].role == "assistant"
         if (intent in CONTINUATIONS or confidence < UNKNOWN_BELOW) and len(customers) > 1 and asked:
             before, before_conf = self.router.classify(customers[-2])
@@ -110,6 +153,37 @@ class LocalBrain:
             self._understood.popitem(last=False)
         return understanding
 
+    def _what_is_asked(self, text: str, intent: str) -> str:
+        """The intent, corrected so an action is only what the customer asked for."""
+        if intent in ACTING_INTENTS and POLICY_INTENT in self.owner and is_policy_question(text):
+            return POLICY_INTENT
+        if (
+            intent == "cancel_subscription"
+            and ORDER_INTENT in self.owner
+            and _NAMES_AN_ORDER.search(text)
+            and not _NAMES_A_SUBSCRIPTION.search(text)
+        ):
+            return ORDER_INTENT
+        return intent
+
+    def _parts(self, text: str, now: datetime, timezone: str | None) -> tuple[Part, ...]:
+        """The message's requests in order, when it makes two or more different ones."""
+        spans = split_parts(text)
+        if len(spans) < 2:
+            return ()
+        parts: list[Part] = []
+        for span in spans:
+            piece = span.of(text)
+            intent, confidence = self.router.classify(piece)
+            intent = self._what_is_asked(piece, intent)
+            if confidence < PART_CONFIDENCE or intent in CONTINUATIONS or intent not in self.owner:
+                continue
+            if any(p.intent == intent for p in parts):
+                continue  # the same request said twice is one request
+            entities = self.router.entities(piece, now=now, timezone=timezone)
+            parts.append(Part(piece, span.start, intent, confidence, entities))
+        return tuple(parts) if len(parts) >= 2 else ()
+
     # ------------------------------------------------------------------ deciding
 
     def decide(self, view: AgentView) -> Decision:
@@ -118,6 +192,13 @@ class LocalBrain:
         if profile is None:
             return Finish(AgentStatus.not_applicable, detail=f"no playbooks for agent {agent}")
         u = self.understand(view.task)
+        language = language_of(view.task.customer.locale, u.text)
+        if u.parts:
+            mine = [p for p in u.parts if self.owner.get(p.intent) == agent]
+            if not mine:
+                asked = ", ".join(p.intent for p in u.parts)
+                return Finish(AgentStatus.not_applicable, detail=f"no part of the message is mine ({asked})")
+            return self._run_parts(view, profile, mine, language)
         intent = u.intent
         if u.confidence < UNKNOWN_BELOW:
             # Not recognisably anyone's: only the knowledge base may still know the answer.
@@ -126,18 +207,52 @@ class LocalBrain:
             intent = FALLBACK_INTENT
         elif self.owner.get(intent) != agent:
             return Finish(AgentStatus.not_applicable, detail=f"intent {intent} ({u.confidence:.2f}) is not mine")
-        playbook = self.playbooks[agent].get(intent)
-        if playbook is None:
-            return Finish(AgentStatus.not_applicable, detail=f"no playbook for {intent}")
-        tools = {t.name: t for t in view.tools}
-        scope = Scope(
+        whole = Part(u.text, 0, intent, u.confidence, u.entities)
+        return self._run_parts(view, profile, [whole], language, single=True)
+
+    def _run_parts(
+        self, view: AgentView, profile: AgentProfile, parts: list[Part], language: str, *, single: bool = False
+    ) -> Decision:
+        """Each part's playbook in turn, each on the calls after those of the parts before it."""
+        history = view.history
+        used = 0
+        done: list[tuple[Part, Finish]] = []
+        for part in parts:
+            playbook = self.playbooks[view.task.agent].get(part.intent)
+            if playbook is None:
+                done.append((part, Finish(AgentStatus.not_applicable, detail=f"no playbook for {part.intent}")))
+                continue
+            run = Run(
+                playbook,
+                tools={t.name: t for t in view.tools},
+                pickers=profile.pickers,
+                predicates=profile.predicates,
+                confidence=round(part.confidence, 3),
+                # Never move money or change an account on a guess: below this, a human decides.
+                act_threshold=self.settings.confidence_threshold,
+            )
+            decision, consumed = run.step(history[used:], self._scope(view, part, language))
+            if isinstance(decision, CallTool):
+                if single:
+                    return decision
+                before = _combined(done, language) if done else None
+                return dataclasses.replace(decision, part_start=part.start, done=before)
+            used += consumed
+            done.append((part, decision))
+        if single:
+            return done[0][1]
+        return _combined(done, language)
+
+    def _scope(self, view: AgentView, part: Part, language: str) -> Scope:
+        return Scope(
             values={
-                "text": u.text,
-                "intent": intent,
-                "entities": u.entities,
+                "text": part.text,
+                "intent": part.intent,
+                "entities": part.entities,
                 "customer": view.task.customer.model_dump(),
                 "first_name": (view.task.customer.name or "").split(" ")[0] or "there",
                 "now": time.time(),
+                "language": language,
             },
             settings={
                 "max_auto_refund": self.settings.max_auto_refund,
@@ -145,13 +260,50 @@ class LocalBrain:
                 "kb_min_score": self.settings.kb_min_score,
             },
         )
-        run = Run(
-            playbook,
-            tools=tools,
-            pickers=profile.pickers,
-            predicates=profile.predicates,
-            confidence=round(u.confidence, 3),
-            # Never move money or change an account on a guess: below this, a human decides.
-            act_threshold=self.settings.confidence_threshold,
+
+
+def _combined(done: list[tuple[Part, Finish]], language: str) -> Finish:
+    """One result for an agent's parts: every answer in the customer's order; a question or
+    an escalation of any part decides the status, and the answered parts are still told."""
+    acted = [(p, f) for p, f in done if f.status is not AgentStatus.not_applicable]
+    if not acted:
+        return Finish(AgentStatus.not_applicable, detail="; ".join(f.detail or "" for _, f in done))
+    part_start = acted[0][0].start
+    if len(acted) == 1:
+        only = acted[0][1]
+        return dataclasses.replace(only, part_start=part_start)
+    facts: list[Fact] = [fact for _, f in acted for fact in f.facts]
+    actions = [a for _, f in acted for a in f.actions]
+    told = [f.answer for _, f in acted if f.status is AgentStatus.answered and f.answer]
+    confidence = min(f.confidence for _, f in acted)
+    detail = "; ".join(f"{p.intent}: {f.detail}" for p, f in acted if f.detail) or None
+    escalating = next((f for _, f in acted if f.status is AgentStatus.escalate), None)
+    if escalating is not None:
+        note: str | None = escalating.customer_note or REST_PASSED_ON.get(language, REST_PASSED_ON["en"])
+        if not told:  # nothing answered: the customer hears the acknowledgement (or the holding reply)
+            note = escalating.customer_note
+        return Finish(
+            AgentStatus.escalate,
+            "\n\n".join(f.answer for _, f in acted if f.answer) or None,
+            confidence,
+            facts,
+            actions,
+            escalation_reason=escalating.escalation_reason or EscalationReason.policy,
+            detail=detail,
+            customer_note="\n\n".join([*told, note]) if note else None,
+            part_start=part_start,
         )
-        return run.next(view.history, scope)
+    question = next((f for _, f in acted if f.status is AgentStatus.needs_info and f.answer), None)
+    if question is not None:
+        return Finish(
+            AgentStatus.needs_info,
+            "\n\n".join([*told, question.answer or ""]),
+            confidence,
+            facts,
+            actions,
+            detail=detail,
+            part_start=part_start,
+        )
+    return Finish(
+        AgentStatus.answered, "\n\n".join(told), confidence, facts, actions, detail=detail, part_start=part_start
+    )

@@ -1,0 +1,188 @@
+"""A message that asks several things, a question that is not a request, the object named,
+and replies written for the customer's locale: the local brain and the merge together
+(intent engine stubbed, tools faked as in test_local_playbooks)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from agents.base import Agent
+from orchestrator.merge import decide
+from shared.contracts import AgentResult, AgentStatus, AgentTask, Customer, WindowMessage
+from shared.i18n import HOLDING_REPLIES, REST_PASSED_ON
+from shared.nlu.parts import is_policy_question, split_parts
+from tests.unit import test_local_playbooks as playbooks
+from tests.unit.test_local_playbooks import ago, backend, payment, says, tools
+
+AGENTS = ("billing", "account", "knowledge")
+
+
+@pytest.fixture(autouse=True)
+def fresh() -> None:
+    backend.__init__()  # type: ignore[misc]
+    playbooks.router.meaning.clear()
+    playbooks.brain._understood.clear()
+
+
+def run(agent: str, message: str, *, turn: str = "t1", locale: str | None = None, tz: str | None = None) -> AgentResult:
+    task = AgentTask(
+        turn_id=turn,
+        conversation_id="c1",
+        agent=agent,
+        source="helpdesk",
+        tenant="demo",
+        customer=Customer(id="cust_1", email="ana@example.com", name="Ana Ruiz", locale=locale, timezone=tz),
+        window=[WindowMessage(role="customer", body=message)],
+        deadline_at=time.time() + 3,
+        published_at=time.time(),
+    )
+    return Agent(name=agent, tools=list(tools)).run(task, playbooks.brain)
+
+
+def turn(message: str, **kw: str) -> dict[str, AgentResult | None]:
+    return {agent: run(agent, message, **kw) for agent in AGENTS}
+
+
+def test_a_message_is_cut_where_a_new_request_starts_and_keeps_each_span() -> None:
+    text = "I was charged twice, and I also can't log in"
+    assert [s.of(text) for s in split_parts(text)] == ["I was charged twice", "I also can't log in"]
+    text = "Hi, thanks. Please refund pay_3001 and reset my password"
+    assert [s.of(text) for s in split_parts(text)] == ["Hi, thanks. Please refund pay_3001", "reset my password"]
+    assert [s.of(t) for t in ["export my data and then cancel my plan"] for s in split_parts(t)] == [
+        "export my data",
+        "cancel my plan",
+    ]
+    # "and" inside one request does not cut it
+    assert len(split_parts("I bought a keyboard and a mouse")) == 1
+    assert len(split_parts("help")) == 1
+
+
+def test_a_question_about_a_policy_is_not_a_request() -> None:
+    for question in (
+        "in what cases can I ask for a refund?",
+        "how long do refunds take?",
+        "what does it cost to cancel?",
+    ):
+        assert is_policy_question(question), question
+    for request in (
+        "can you refund my last payment?",
+        "can I get a refund for my payment from Monday?",
+        "I want to cancel",
+        "please refund pay_3001",
+    ):
+        assert not is_policy_question(request), request
+
+
+def two_part_message() -> str:
+    text = "I was charged twice for my invoice, and I also can't log in to my account"
+    says(text, "duplicate_charge", 0.6)
+    says("I was charged twice for my invoice", "duplicate_charge", 0.9)
+    says("I also can't log in to my account", "password_reset", 0.9)
+    return text
+
+
+def test_each_agent_acts_on_its_own_part_and_the_reply_answers_both_in_the_customers_order() -> None:
+    backend.payments = [payment("pay_1", hours=145), payment("pay_2", hours=144)]
+    text = two_part_message()
+    results = turn(text)
+    billing, account, knowledge = (results[a] for a in AGENTS)
+    assert billing is not None and account is not None and knowledge is not None
+    assert billing.status is AgentStatus.needs_info and billing.part_start == 0  # a told duplicate asks first
+    assert account.status is AgentStatus.answered and backend.resets == 1
+    assert account.part_start == text.index("I also")
+    assert knowledge.status is AgentStatus.not_applicable
+    merged = decide(results, 0.7)
+    assert merged.outcome == "clarify" and merged.reply is not None
+    # the sent reset is told, then the one question about the duplicate
+    assert merged.reply.index("password reset link") < merged.reply.index("refund payment pay_2")
+
+
+def test_the_parts_are_answered_in_the_order_the_customer_wrote_them() -> None:
+    backend.subscription = {"id": "sub_1", "plan": "pro", "status": "active", "renews_on": ago(days=-12)}
+    text = "I forgot my password. Also, please cancel my subscription"
+    says(text, "password_reset", 0.6)
+    says("I forgot my password.", "password_reset", 0.95)
+    says("Also, please cancel my subscription", "cancel_subscription", 0.95)
+    merged = decide(turn(text), 0.7)
+    assert merged.outcome == "resolved" and merged.reply is not None
+    assert backend.resets == 1 and backend.cancelled == ["sub_1"]
+    assert merged.reply.index("password reset link") < merged.reply.index("subscription is cancelled")
+    assert merged.answered_by == ("account", "billing")
+
+
+def test_one_agent_with_two_parts_runs_both_playbooks_in_turn() -> None:
+    backend.subscription = {"id": "sub_1", "plan": "pro", "status": "active", "renews_on": ago(days=-12)}
+    backend.payments = [payment("pay_1", card_last4="1881", days=75)]
+    text = "cancel my plan and refund my last payment"
+    says(text, "cancel_subscription", 0.6)
+    says("cancel my plan", "cancel_subscription", 0.95)
+    says("refund my last payment", "refund_request", 0.95)
+    r = run("billing", text)
+    assert r.status is AgentStatus.answered and backend.cancelled == ["sub_1"] and backend.refunds == []
+    answer = r.answer or ""
+    assert answer.index("subscription is cancelled") < answer.index("30 days")  # outside the window: said so
+    assert [c.tool for c in r.tool_calls] == ["get_subscription", "cancel_subscription", "list_payments"]
+    assert {f.call_id for f in r.facts} == {c.call_id for c in r.tool_calls}
+
+
+def test_an_escalated_part_does_not_hide_the_answered_one() -> None:
+    text = "I forgot my password, and I also want my account deleted with all my data"
+    says(text, "password_reset", 0.6)
+    says("I forgot my password", "password_reset", 0.95)
+    says("I also want my account deleted with all my data", "delete_account", 0.95)
+    merged = decide(turn(text), 0.7)
+    assert merged.outcome == "escalated" and merged.reason == "policy"
+    assert merged.reply is not None and "password reset link" in merged.reply
+    assert "close your account and delete your data" in merged.reply
+
+
+def test_a_policy_question_is_answered_from_the_knowledge_base_and_moves_no_money() -> None:
+    backend.payments = [payment("pay_1", days=2)]
+    backend.kb = [
+        {"article_id": "kb_refunds", "title": "Refunds", "section": "", "text": "Within 30 days.", "score": 0.8}
+    ]
+    question = says("in what cases can I ask for a refund?", "refund_request", 0.9)
+    results = turn(question)
+    assert results["billing"] is not None and results["billing"].status is AgentStatus.not_applicable
+    assert results["knowledge"] is not None and results["knowledge"].status is AgentStatus.answered
+    assert backend.refunds == []
+
+
+def test_cancelling_an_order_never_cancels_the_subscription() -> None:
+    backend.subscription = {"id": "sub_1", "plan": "pro", "status": "active", "renews_on": ago(days=-12)}
+    backend.orders = [{"id": "ord_5010", "items": [{"name": "Keyboard"}], "status": "placed", "placed_on": ago(days=1)}]
+    message = says("assistance with cancelling order ord_5010", "cancel_subscription", 0.9)
+    results = turn(message)
+    assert backend.cancelled == []
+    assert results["billing"] is not None and results["billing"].status is AgentStatus.not_applicable
+    account = results["account"]
+    assert account is not None and account.status is AgentStatus.escalate
+    assert account.customer_note is not None and "ord_5010" in account.customer_note
+
+
+def test_amounts_and_dates_are_written_for_the_customers_locale_and_time_zone() -> None:
+    backend.subscription = {"id": "sub_1", "plan": "pro", "status": "active", "renews_on": "2027-01-03T23:30:00+00:00"}
+    says("cancel my plan", "cancel_subscription")
+    tokyo = run("billing", "cancel my plan", locale="en-GB", tz="Asia/Tokyo")
+    assert "4 January 2027" in (tokyo.answer or "")  # 08:30 on the 4th in Tokyo
+    playbooks.brain._understood.clear()
+    backend.cancelled.clear()
+    backend.subscription["status"] = "active"
+    new_york = run("billing", "cancel my plan", locale="en-US", tz="America/New_York", turn="t2")
+    assert "January 3, 2027" in (new_york.answer or "")
+    backend.payments = [payment("pay_1", days=3)]
+    says("refund pay_1", "refund_request", payment_ids=["pay_1"])
+    french = run("billing", "refund pay_1", locale="fr-FR", turn="t3")
+    assert "49,00\xa0$US" in (french.answer or "")  # with the no-break space French puts there
+
+
+def test_an_escalation_is_acknowledged_in_the_customers_language() -> None:
+    says("me robaron la tarjeta", "security_incident", 0.95)
+    spanish = turn("me robaron la tarjeta", locale="es-ES")
+    account = spanish["account"]
+    assert account is not None and account.status is AgentStatus.escalate
+    merged = decide(spanish, 0.7, language="es")
+    assert merged.reply == HOLDING_REPLIES["es"]  # never the English acknowledgement
+    assert REST_PASSED_ON.keys() == HOLDING_REPLIES.keys()
