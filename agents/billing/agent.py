@@ -50,18 +50,25 @@ def duplicate_payment(payments: Any, scope: Scope) -> dict[str, Any] | None:
 
 
 def referenced_payment(payments: Any, scope: Scope) -> dict[str, Any] | None:
-    """The payment the customer means: by id, then amount, then date; the only one otherwise."""
+    """The payment the customer means: by id, then amount, then date; the only one otherwise.
+
+    An amount below the payment the customer otherwise points at ("refund $10 of my last
+    payment", "20 of pay_3001") is a partial refund of it: ``refund_amount`` in the scope.
+    """
     candidates = _succeeded(payments)
     entities: dict[str, Any] = scope.get("entities") or {}
     ids = {str(i) for i in entities.get("payment_ids", [])}
-    if ids:
-        return next((p for p in candidates if str(p.get("id")) in ids), None)
     amounts = [amount(a) for a in entities.get("amounts", [])]
+    if ids:
+        named = next((p for p in candidates if str(p.get("id")) in ids), None)
+        return _with_partial_amount(named, amounts, scope)
     if amounts:
         matching = [p for p in candidates if any(abs(amount(p.get("amount")) - a) < 0.005 for a in amounts)]
         if not matching:
-            # "$10 of my subscription" names no payment: ask which, never refund another in full.
-            return None
+            # "$10 of my subscription" names no payment by its amount: a partial refund of the one
+            # the customer points at otherwise, or a question; never another payment in full.
+            pointed = _pointed_without_amount(candidates, entities, str(scope.get("text") or ""))
+            return _with_partial_amount(pointed, amounts, scope)
         candidates = matching
     invoices = {str(i) for i in entities.get("invoice_ids", [])}
     if invoices:
@@ -75,6 +82,46 @@ def referenced_payment(payments: Any, scope: Scope) -> dict[str, Any] | None:
     if candidates and len({p.get("invoice_id") for p in candidates}) == 1:
         return max(candidates, key=lambda p: str(p.get("created_at")))
     return None
+
+
+_LATEST = re.compile(r"\b(last|latest|most recent|previous|[uú]ltimo|dernier|letzte[nm]?)\b", re.IGNORECASE)
+
+
+def _pointed_without_amount(
+    candidates: list[dict[str, Any]], entities: dict[str, Any], text: str
+) -> dict[str, Any] | None:
+    """The payment named by invoice, date, "my last payment", or the only one there is."""
+    invoices = {str(i) for i in entities.get("invoice_ids", [])}
+    if invoices:
+        candidates = [p for p in candidates if str(p.get("invoice_id")) in invoices]
+        return candidates[0] if len(candidates) == 1 else None
+    dates = [d for d in (when(x) for x in entities.get("dates", [])) if d is not None]
+    if dates and candidates:
+        target = dates[0]
+        return min(candidates, key=lambda p: abs(((when(p.get("created_at")) or target) - target).total_seconds()))
+    if len(candidates) == 1:
+        return candidates[0]
+    if candidates and _LATEST.search(text):
+        return max(candidates, key=lambda p: str(p.get("created_at")))
+    return None
+
+
+def _with_partial_amount(payment: dict[str, Any] | None, amounts: list[float], scope: Scope) -> dict[str, Any] | None:
+    """The payment, with ``refund_amount`` set when the customer asked for less than all of it;
+    None (ask which) when the amount asked is more than it, or several amounts are named."""
+    if payment is None or not amounts:
+        return payment
+    paid = amount(payment.get("amount"))
+    if any(abs(paid - a) < 0.005 for a in amounts):
+        return payment
+    if len(amounts) != 1 or not 0 < amounts[0] < paid:
+        return None
+    scope.values["refund_amount"] = round(amounts[0], 2)
+    return payment
+
+
+def partial_refund(refund_amount: Any, *, scope: Scope) -> bool:
+    return refund_amount is not None
 
 
 def latest_refunded(payments: Any, scope: Scope) -> dict[str, Any] | None:
@@ -154,6 +201,7 @@ profile = AgentProfile(
         "cancelling_already": cancelling_already,
         "names_unknown_payment": names_unknown_payment,
         "unspecified_amount": unspecified_amount,
+        "partial_refund": partial_refund,
     },
     instructions="You are the billing agent: payments, invoices, refunds and subscriptions of this customer.",
 )

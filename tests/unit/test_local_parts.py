@@ -186,3 +186,25 @@ def test_an_escalation_is_acknowledged_in_the_customers_language() -> None:
     merged = decide(spanish, 0.7, language="es")
     assert merged.reply == HOLDING_REPLIES["es"]  # never the English acknowledgement
     assert REST_PASSED_ON.keys() == HOLDING_REPLIES.keys()
+
+
+def test_an_amount_below_the_payment_named_is_refunded_in_part() -> None:
+    backend.payments = [payment("pay_1", amount=49.0, days=10), payment("pay_2", invoice_id="inv_2", days=5)]
+    says("please refund $10 of my last payment", "refund_request", amounts=[10.0])
+    r = run("billing", "please refund $10 of my last payment")
+    assert r.status is AgentStatus.answered and backend.refunds == ["pay_2:10.00"]
+    assert "refunded $10.00 of your payment of $49.00 (pay_2)" in (r.answer or "")
+    playbooks.brain._understood.clear()
+    says("refund 20 of pay_1", "refund_request", amounts=[20.0], payment_ids=["pay_1"])
+    assert run("billing", "refund 20 of pay_1", turn="t2").status is AgentStatus.answered
+    assert backend.refunds == ["pay_2:10.00", "pay_1:20.00"]
+
+
+def test_an_amount_above_the_payment_or_pointing_nowhere_asks_which_and_refunds_nothing() -> None:
+    backend.payments = [payment("pay_1", amount=49.0, days=10), payment("pay_2", invoice_id="inv_2", days=5)]
+    says("refund 80 of pay_1", "refund_request", amounts=[80.0], payment_ids=["pay_1"])
+    assert run("billing", "refund 80 of pay_1").status is AgentStatus.needs_info
+    playbooks.brain._understood.clear()
+    says("refund $10 of a payment", "refund_request", amounts=[10.0])
+    assert run("billing", "refund $10 of a payment", turn="t2").status is AgentStatus.needs_info
+    assert backend.refunds == []

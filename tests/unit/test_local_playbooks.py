@@ -76,6 +76,7 @@ class Limit(ToolArgs):
 
 class RefundArgs(ToolArgs):
     payment_id: str
+    amount: float | None = None
     reason: str = ""
 
 
@@ -97,7 +98,9 @@ def refund_payment(ctx: ToolContext, args: RefundArgs) -> dict[str, Any]:
     payment = next(p for p in backend.payments if p["id"] == args.payment_id)
     if payment["amount"] > backend.ceiling:
         raise PolicyViolation("over the automatic limit: a human must approve it")
-    backend.refunds.append(args.payment_id)
+    if args.amount is not None and args.amount > payment["amount"]:
+        raise PolicyViolation("more than was paid")
+    backend.refunds.append(args.payment_id if args.amount is None else f"{args.payment_id}:{args.amount:.2f}")
     return {"refunded": True, "payment_id": args.payment_id}
 
 
