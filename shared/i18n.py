@@ -3,8 +3,10 @@
 The language is the customer's locale when we write it (English, Spanish, French, German),
 else the message's, when at least two of its words are markers of one language and more
 than of any other; English when neither says. Dates and amounts are formatted with Babel's
-CLDR data for the customer's locale ("3 janvier 2027", "49,00 $US"), dates in the
-customer's time zone, so "renews on" is the customer's day, not the server's.
+CLDR data: in the language of the text they appear in, with the customer's conventions
+("3 January 2027" and "1 234,50 €" in an English reply to fr-FR, "3 de enero de 2027" in a
+Spanish one), dates in the customer's time zone, so "renews on" is the customer's day,
+not the server's.
 """
 
 from __future__ import annotations
@@ -66,12 +68,29 @@ def language_of(locale: str | None, text: str = "") -> str:
 
 
 def babel_locale(locale: str | None, language: str = "en") -> Locale:
-    """The customer's locale for formatting ("fr-CA" -> fr_CA), else the language's default."""
-    for candidate in (locale, language, "en"):
-        if not candidate:
-            continue
+    """How to write numbers and dates in text of ``language`` for a customer of ``locale``:
+    the language's words with the customer's conventions where CLDR has them ("en" text for
+    "fr-FR": en_FR, "3 January 2027", "1 234,50 €"), else the customer's own locale when it is
+    of that language, else the language's default."""
+    territory = None
+    customer: Locale | None = None
+    if locale:
         try:
-            return Locale.parse(candidate.replace("-", "_"))
+            customer = Locale.parse(locale.replace("-", "_"))
+            territory = customer.territory
+        except (UnknownLocaleError, ValueError, TypeError):
+            customer = None
+    candidates: list[Locale | str] = []
+    if territory:
+        candidates.append(f"{language}_{territory}")
+    if customer is not None and customer.language == language:
+        candidates.append(customer)
+    candidates += [language, "en"]
+    for candidate in candidates:
+        if isinstance(candidate, Locale):
+            return candidate
+        try:
+            return Locale.parse(candidate)
         except (UnknownLocaleError, ValueError, TypeError):
             continue
     return Locale.parse("en")

@@ -145,7 +145,7 @@ def payments_summary(payments: Any, scope: Scope) -> str | None:
     if not rows:
         return None
     customer = scope.get("customer") or {}
-    locale = babel_locale(customer.get("locale"), str(scope.get("language") or "en"))
+    locale = babel_locale(customer.get("locale"), "en")  # the summary's text is English
     return "\n".join(
         f"- {p.get('id')}: {format_money(amount(p.get('amount')), p.get('currency'), locale)} on "
         f"{format_day(p.get('created_at', ''), locale, customer.get('timezone'))} ({p.get('status')}), "

@@ -67,19 +67,21 @@ class Scope:
         return value
 
 
-def render(template: str, scope: Scope) -> str:
+def render(template: str, scope: Scope, language: str = "en") -> str:
+    """Fill ``template``, a text in ``language`` (the playbooks are written in English)."""
+
     def field(m: re.Match[str]) -> str:
         value = scope.get(m.group(1))
-        return _filter(value, m.group(2), scope.get(m.group(3)) if m.group(3) else None, scope)
+        return _filter(value, m.group(2), scope.get(m.group(3)) if m.group(3) else None, scope, language)
 
     return _FIELD.sub(field, template)
 
 
-def _filter(value: Any, name: str | None, argument: Any, scope: Scope) -> str:
+def _filter(value: Any, name: str | None, argument: Any, scope: Scope, language: str) -> str:
     if value is None:
         return ""
     customer = scope.get("customer") or {}
-    locale = babel_locale(customer.get("locale"), scope.get("language") or "en")
+    locale = babel_locale(customer.get("locale"), language)
     if name == "money":
         return format_money(value, str(argument) if argument else None, locale)
     if name == "date":
@@ -232,7 +234,7 @@ def _tell_of(handler: Mapping[str, Any], scope: Scope) -> str | None:
     if not isinstance(tell, Mapping) and language != "en":
         return None
     text = localized(tell, language)
-    return render(text, scope).strip() if text else None
+    return render(text, scope, language).strip() if text else None
 
 
 def _arg(value: Any, scope: Scope) -> Any:

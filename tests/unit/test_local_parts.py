@@ -175,7 +175,8 @@ def test_amounts_and_dates_are_written_for_the_customers_locale_and_time_zone() 
     backend.payments = [payment("pay_1", days=3)]
     says("refund pay_1", "refund_request", payment_ids=["pay_1"])
     french = run("billing", "refund pay_1", locale="fr-FR", turn="t3")
-    assert "49,00\xa0$US" in (french.answer or "")  # with the no-break space French puts there
+    # English words, the customer's conventions: the decimal comma and the no-break space of fr-FR
+    assert "49,00\xa0US$" in (french.answer or "")
 
 
 def test_an_escalation_is_acknowledged_in_the_customers_language() -> None:
@@ -208,3 +209,14 @@ def test_an_amount_above_the_payment_or_pointing_nowhere_asks_which_and_refunds_
     says("refund $10 of a payment", "refund_request", amounts=[10.0])
     assert run("billing", "refund $10 of a payment", turn="t2").status is AgentStatus.needs_info
     assert backend.refunds == []
+
+
+def test_numbers_and_dates_follow_the_text_language_with_the_customers_conventions() -> None:
+    from shared.i18n import babel_locale, format_day, format_money
+
+    assert format_day("2027-01-03", babel_locale("es-MX", "es"), None) == "3 de enero de 2027"
+    assert format_money(1234.5, "EUR", babel_locale("de-DE", "de")) == "1.234,50\xa0€"
+    assert format_day("2027-01-03", babel_locale("de-DE", "en"), None) == "3 January 2027"  # English words
+    assert format_money(49, "USD", babel_locale(None, "en")) == "$49.00"
+    # a renewal at 23:30 UTC is the next day for a customer in Tokyo
+    assert format_day("2027-01-03T23:30:00Z", babel_locale("ja-JP", "en"), "Asia/Tokyo").endswith("4, 2027")
