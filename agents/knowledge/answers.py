@@ -3,9 +3,10 @@
 A section is cut into units a customer can read on their own: sentences of a
 paragraph (its hard-wrapped lines joined), list items whole, table rows written out
 with their column names. Retrieval scores every unit against the question
-(``kb.score_units``); the answer is the best one to three of them, in the order of the
+(``retrieval.answer``); the answer is the best one to three of them, in the order of the
 article, as one paragraph of plain text: emphasis and code marks dropped, a link kept
-as its words and its address.
+as its words and its address. Units far below the best one are the section's other
+topics and are left out.
 
 A unit that leans on the one before it ("After that they are deleted") brings that one
 along, and a list item brings the sentence that introduces its list ("We accept:").
@@ -35,7 +36,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])[\"”')\]]?\s+(?=[A-Z0-9\"“(¿¡])")
 _ABBREVIATION = re.compile(r"\b(?:e\.g|i\.e|etc|vs|approx|incl|no|Mr|Mrs|Ms|Dr|St)\.$", re.IGNORECASE)
 _LEANS_BACK = re.compile(
     r"^(?:it|this|that|these|those|they|them|then|after that|otherwise|also|however|if so|if not|"
-    r"in that case|there|here|such|both)\b",
+    r"in that case|both)\b",
     re.IGNORECASE,
 )
 
