@@ -37,7 +37,7 @@ from shared.brains.playbooks import Playbook, Run, Scope, load_playbooks
 from shared.brains.router import IntentRouter, build_router
 from shared.contracts import AgentStatus, AgentTask, EscalationReason, Fact
 from shared.i18n import REST_PASSED_ON, language_of
-from shared.nlu.parts import is_policy_question, split_parts
+from shared.nlu.parts import is_policy_question, is_statement, split_parts
 from shared.settings import Settings
 
 # Threats of legal action, chargebacks and abuse go to a human whatever else the message
@@ -55,6 +55,10 @@ CONTINUATIONS = {"greeting", "vague"}
 # Below this, the message is "something else": the knowledge agent tries the knowledge base.
 UNKNOWN_BELOW = 0.30
 FALLBACK_AGENT, FALLBACK_INTENT = "knowledge", "product_question"
+# Answered from the knowledge base: whether the answer fits is the retrieval's score against
+# kb_min_score (the playbook escalates below it), not how sure the classifier was which of
+# the knowledge intents it is. No other agent took the message.
+KB_INTENTS = {"product_question", "policy_question"}
 # A part of a message counts as its own request only when classified at least this surely.
 PART_CONFIDENCE = 0.5
 # Intents that act on the customer's records; a general question about them is a policy question.
@@ -69,6 +73,14 @@ _NAMES_A_SUBSCRIPTION = re.compile(
     r"\b(subscriptions?|plan|membership|renewal|suscripci[oó]n|abonnement|abo)\b", re.IGNORECASE
 )
 ORDER_INTENT = "order_change"
+# A piece that points back at the one before it continues it: "Can I get that back?"
+_REFERS_BACK = re.compile(r"\b(that|it|this|them|those|these|one)\b", re.IGNORECASE)
+# "Where is my refund?" asks after one; "I'd like that one refunded" asks for one.
+_ASKS_AFTER_A_REFUND = re.compile(
+    r"\b(status|arrived?|received?|see|seen|show\w*|yet|still|where|processed|pending|when|back\s+on|"
+    r"n't|not|never|promised|said|d[oó]nde|o[uù]|wo)\b",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -140,8 +152,12 @@ class LocalBrain:
         if legal:
             intent, confidence = "legal_threat", max(confidence, 0.95)
         entities = self.router.entities(text, now=now, timezone=task.customer.timezone)
-        parts = () if legal else self._parts(text, now, task.customer.timezone)
-        understanding = Understanding(text, intent, confidence, entities, parts=parts)
+        parts = [] if legal else self._parts(text, now, task.customer.timezone)
+        if len(parts) == 1 and parts[0].confidence > confidence:
+            # Context and one request ("I signed up four weeks ago. Could I have that payment
+            # returned?"): the request's sentence says what the message asks.
+            intent, confidence = parts[0].intent, parts[0].confidence
+        understanding = Understanding(text, intent, confidence, entities, parts=tuple(parts) if len(parts) > 1 else ())
         asked = len(task.window) >= 2 and task.window[-2].role == "assistant"
         if (intent in CONTINUATIONS or confidence < UNKNOWN_BELOW) and len(customers) > 1 and asked:
             before, before_conf = self.router.classify(customers[-2])
@@ -157,6 +173,8 @@ class LocalBrain:
         """The intent, corrected so an action is only what the customer asked for."""
         if intent in ACTING_INTENTS and POLICY_INTENT in self.owner and is_policy_question(text):
             return POLICY_INTENT
+        if intent == "refund_status" and "refund_request" in self.owner and not _ASKS_AFTER_A_REFUND.search(text):
+            return "refund_request"
         if (
             intent == "cancel_subscription"
             and ORDER_INTENT in self.owner
@@ -166,23 +184,42 @@ class LocalBrain:
             return ORDER_INTENT
         return intent
 
-    def _parts(self, text: str, now: datetime, timezone: str | None) -> tuple[Part, ...]:
-        """The message's requests in order, when it makes two or more different ones."""
+    def _parts(self, text: str, now: datetime, timezone: str | None) -> list[Part]:
+        """The message's requests in order: the pieces classified surely enough, where a
+        knowledge-base part must not be mere context ("I signed up a month ago"), and one
+        agent's pieces stay apart only when none leans on the one before ("cancel my plan and
+        refund my last payment"); "the charge was 100 dollars. Can I get that back?" is one
+        request, of the surest piece's intent."""
         spans = split_parts(text)
         if len(spans) < 2:
-            return ()
-        parts: list[Part] = []
+            return []
+        kept: list[Part] = []
         for span in spans:
             piece = span.of(text)
             intent, confidence = self.router.classify(piece)
             intent = self._what_is_asked(piece, intent)
-            if confidence < PART_CONFIDENCE or intent in CONTINUATIONS or intent not in self.owner:
+            agent = self.owner.get(intent)
+            if confidence < PART_CONFIDENCE or intent in CONTINUATIONS or agent is None:
                 continue
-            if any(p.intent == intent for p in parts):
-                continue  # the same request said twice is one request
-            entities = self.router.entities(piece, now=now, timezone=timezone)
-            parts.append(Part(piece, span.start, intent, confidence, entities))
-        return tuple(parts) if len(parts) >= 2 else ()
+            if agent == FALLBACK_AGENT and is_statement(piece):
+                continue  # "I signed up a month ago" is context, not a question for the knowledge base
+            kept.append(Part(piece, span.start, intent, confidence))
+        by_agent: dict[str, list[Part]] = {}
+        for part in kept:
+            by_agent.setdefault(self.owner[part.intent], []).append(part)
+        parts: list[Part] = []
+        for mine in by_agent.values():
+            distinct = {p.intent for p in mine}
+            if len(distinct) == len(mine) and not any(_REFERS_BACK.search(p.text) for p in mine[1:]):
+                parts.extend(mine)
+                continue
+            surest = max(mine, key=lambda p: p.confidence)
+            whole = text[mine[0].start : mine[-1].start + len(mine[-1].text)]
+            parts.append(Part(whole, mine[0].start, surest.intent, surest.confidence))
+        parts.sort(key=lambda p: p.start)
+        return [
+            dataclasses.replace(p, entities=self.router.entities(p.text, now=now, timezone=timezone)) for p in parts
+        ]
 
     # ------------------------------------------------------------------ deciding
 
@@ -222,12 +259,15 @@ class LocalBrain:
             if playbook is None:
                 done.append((part, Finish(AgentStatus.not_applicable, detail=f"no playbook for {part.intent}")))
                 continue
+            confidence = part.confidence
+            if view.task.agent == FALLBACK_AGENT and part.intent in KB_INTENTS:
+                confidence = max(confidence, self.settings.confidence_threshold)
             run = Run(
                 playbook,
                 tools={t.name: t for t in view.tools},
                 pickers=profile.pickers,
                 predicates=profile.predicates,
-                confidence=round(part.confidence, 3),
+                confidence=round(confidence, 3),
                 # Never move money or change an account on a guess: below this, a human decides.
                 act_threshold=self.settings.confidence_threshold,
             )

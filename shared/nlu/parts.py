@@ -8,6 +8,9 @@ span in the original text, so every agent acts on its own part and the merge can
 in the customer's order. A piece of fewer than `MIN_PART_WORDS` words is glued to its
 neighbour: "Hi, thanks" or "and" alone asks nothing.
 
+`is_question` and `is_statement` tell a question from a piece of context ("I signed up a
+month ago"), which asks the knowledge base nothing.
+
 `is_policy_question` tells a question about how things work ("in what cases can I get a
 refund?", "how long do refunds take?", "what does it cost to cancel?") from a request to
 act ("can you refund my last payment?", "I want to cancel"). Only a request starts an
@@ -116,3 +119,27 @@ def is_policy_question(text: str) -> bool:
     if not _POLICY_QUESTION.search(text):
         return False
     return not _REQUEST.search(text) and not _OWN_RECORD.search(text)
+
+
+_QUESTION_START = re.compile(
+    r"^\W*(?:also,?\s+|and\s+|but\s+)?(?:how|what|when|where|why|which|who|can|could|do|does|did|is|are|will|would|"
+    r"should|may|qu[eé]|c[oó]mo|cu[aá]ndo|d[oó]nde|comment|quand|o[uù]|pourquoi|est-ce|wie|was|wann|wo|warum|kann)\b",
+    re.IGNORECASE,
+)
+
+
+def is_question(text: str) -> bool:
+    """The text asks a question (a question mark, or the form of one)."""
+    return "?" in text or bool(_QUESTION_START.search(text))
+
+
+_SUBJECT_START = re.compile(
+    r"^\W*(?:but\s+|and\s+|so\s+)?(?:i|i'm|i've|i'd|we|we're|we've|my|our|it|it's|this|that|the|there|there's|"
+    r"yo|mi|je|j'ai|nous|mon|ma|ich|wir|mein|meine)\b",
+    re.IGNORECASE,
+)
+
+
+def is_statement(text: str) -> bool:
+    """The text tells something ("I signed up a month ago") without asking or requesting."""
+    return bool(_SUBJECT_START.search(text)) and not is_question(text) and not _REQUEST.search(text)

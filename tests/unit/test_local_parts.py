@@ -220,3 +220,25 @@ def test_numbers_and_dates_follow_the_text_language_with_the_customers_conventio
     assert format_money(49, "USD", babel_locale(None, "en")) == "$49.00"
     # a renewal at 23:30 UTC is the next day for a customer in Tokyo
     assert format_day("2027-01-03T23:30:00Z", babel_locale("ja-JP", "en"), "Asia/Tokyo").endswith("4, 2027")
+
+
+def test_a_knowledge_answer_that_fits_is_sent_however_unsure_the_classifier_was_of_the_intent() -> None:
+    backend.kb = [{"article_id": "kb_a", "title": "A", "section": "", "text": "Use offline mode.", "score": 0.8}]
+    says("flight with no wifi, my to-dos?", "product_question", 0.45)
+    merged = decide(turn("flight with no wifi, my to-dos?"), 0.7)
+    assert merged.outcome == "resolved" and merged.reply is not None and "offline mode" in merged.reply
+    backend.kb[0]["score"] = 0.1  # below kb_min_score: it says so and escalates
+    playbooks.brain._understood.clear()
+    assert decide(turn("flight with no wifi, my to-dos?", turn="t2"), 0.7).reason == "low_confidence"
+
+
+def test_context_and_one_request_is_classified_by_the_request() -> None:
+    backend.payments = [payment("pay_1", days=27)]
+    text = "I signed up about four weeks ago but the tool isn't for us. Could I have that payment returned?"
+    says(text, "product_question", 0.27)
+    says("I signed up about four weeks ago but the tool isn't for us.", "product_question", 0.75)
+    says("Could I have that payment returned?", "refund_request", 0.9)
+    results = turn(text)
+    assert results["knowledge"] is not None and results["knowledge"].status is AgentStatus.not_applicable
+    assert results["billing"] is not None and results["billing"].status is AgentStatus.answered
+    assert backend.refunds == ["pay_1"]
