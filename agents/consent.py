@@ -65,6 +65,10 @@ RULES: dict[str, Asks] = {
             r"|\b(?:it|them|that|this|both)\b(?:\W+\w+){0,2}?\W+refunded\b"
             # the money back in other words: "can I get that back?", "have that payment returned"
             rf"|\b{_REFUND_OBJECT}\b.*\b(?:get|have|want|need)\W+(?:\w+\W+){{0,2}}?back\b"
+            # "I'd like my 49 dollars back", "give me the 20 bucks back"
+            r"|\b(?:i'?d\s+like|i\s+would\s+like|i\s+want|i\s+need|give\s+me|can\s+i\s+(?:get|have)|could\s+i\s+(?:get|have))"
+            r"\W+(?:my\W+|the\W+|those\W+|that\W+)?(?:\$\s?\d+(?:[.,]\d\d)?|\d+(?:[.,]\d\d)?\s*(?:dollars|euros|bucks|pounds|usd|eur|€|\$)"
+            r"|money|cash)\W+(?:\w+\W+){0,2}?back\b"
             rf"|\b{_MONEY}\W+(?:\w+\W+){{0,2}}?returned\b|\breturn\w*\W+(?:\w+\W+){{0,2}}?(?:payment|charge|money)\b"
             # a duplicate charge the customer asks us to put right
             rf"|(?:{_DUPLICATE}).*\b(?:fix|sort|resolve|correct|undo|reverse)\w*\b"
