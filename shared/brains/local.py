@@ -74,7 +74,13 @@ _NAMES_A_SUBSCRIPTION = re.compile(
 )
 ORDER_INTENT = "order_change"
 # A piece that points back at the one before it continues it: "Can I get that back?"
-_REFERS_BACK = re.compile(r"\b(that|it|this|them|those|these|one)\b", re.IGNORECASE)
+_REFERS_BACK = re.compile(
+    r"\b(?:that|it|this|them|those|these)\b(?!\s+(?:month|week|year|morning|evening|time|invoice|payment|charge|"
+    r"order|subscription|plan|account|card|email|address|is|was|isn't|wasn't))|\b(?:that|this|the\s+same)\s+one\b",
+    re.IGNORECASE,
+)
+# Intents that hand the whole message to a person: no other part of it is acted on.
+VETOES = {"other_account", "legal_threat", "password_reset_elsewhere", "security_incident", "unrecognised_payment"}
 # "Where is my refund?" asks after one; "I'd like that one refunded" asks for one.
 _ASKS_AFTER_A_REFUND = re.compile(
     r"\b(status|arrived?|received?|see|seen|show\w*|yet|still|where|processed|pending|when|back\s+on|"
@@ -153,7 +159,7 @@ class LocalBrain:
             intent, confidence = "legal_threat", max(confidence, 0.95)
         entities = self.router.entities(text, now=now, timezone=task.customer.timezone)
         parts = [] if legal else self._parts(text, now, task.customer.timezone)
-        if len(parts) == 1 and parts[0].confidence > confidence:
+        if len(parts) == 1 and (parts[0].confidence > confidence or parts[0].intent in VETOES):
             # Context and one request ("I signed up four weeks ago. Could I have that payment
             # returned?"): the request's sentence says what the message asks.
             intent, confidence = parts[0].intent, parts[0].confidence
@@ -186,10 +192,11 @@ class LocalBrain:
 
     def _parts(self, text: str, now: datetime, timezone: str | None) -> list[Part]:
         """The message's requests in order: the pieces classified surely enough, where a
-        knowledge-base part must not be mere context ("I signed up a month ago"), and one
-        agent's pieces stay apart only when none leans on the one before ("cancel my plan and
-        refund my last payment"); "the charge was 100 dollars. Can I get that back?" is one
-        request, of the surest piece's intent."""
+        knowledge-base part must not be mere context ("I signed up a month ago"), and a piece
+        that leans on the one before is one request with it, of the surest piece's intent ("the
+        charge was 100 dollars. Can I get that back?"); one agent may have two requests ("cancel
+        my plan and refund my last payment"). A part that hands the message to a person (someone
+        else's account, a threat, a stolen card) is the only part."""
         spans = split_parts(text)
         if len(spans) < 2:
             return []
@@ -204,18 +211,26 @@ class LocalBrain:
             if agent == FALLBACK_AGENT and is_statement(piece):
                 continue  # "I signed up a month ago" is context, not a question for the knowledge base
             kept.append(Part(piece, span.start, intent, confidence))
-        by_agent: dict[str, list[Part]] = {}
+        # A piece that points back ("could you refund that one for him?") belongs with the
+        # piece before it, whoever owns each: apart, it would lose what it points at.
+        groups: list[list[Part]] = []
         for part in kept:
-            by_agent.setdefault(self.owner[part.intent], []).append(part)
+            if groups and _REFERS_BACK.search(part.text):
+                groups[-1].append(part)
+            else:
+                groups.append([part])
         parts: list[Part] = []
-        for mine in by_agent.values():
-            distinct = {p.intent for p in mine}
-            if len(distinct) == len(mine) and not any(_REFERS_BACK.search(p.text) for p in mine[1:]):
-                parts.extend(mine)
-                continue
-            surest = max(mine, key=lambda p: p.confidence)
-            whole = text[mine[0].start : mine[-1].start + len(mine[-1].text)]
-            parts.append(Part(whole, mine[0].start, surest.intent, surest.confidence))
+        for group in groups:
+            chosen = next((p for p in group if p.intent in VETOES), None) or max(group, key=lambda p: p.confidence)
+            whole = text[group[0].start : group[-1].start + len(group[-1].text)]
+            if any(p.intent == chosen.intent for p in parts):
+                continue  # the same request said twice is one request
+            parts.append(Part(whole, group[0].start, chosen.intent, chosen.confidence))
+        veto = next((p for p in parts if p.intent in VETOES), None)
+        if veto is not None:
+            # Someone else's account, a threat, a stolen card: a person takes the whole message,
+            # and no part of it is acted on meanwhile.
+            return [dataclasses.replace(veto, text=text, start=0)]
         parts.sort(key=lambda p: p.start)
         return [
             dataclasses.replace(p, entities=self.router.entities(p.text, now=now, timezone=timezone)) for p in parts

@@ -242,3 +242,17 @@ def test_context_and_one_request_is_classified_by_the_request() -> None:
     assert results["knowledge"] is not None and results["knowledge"].status is AgentStatus.not_applicable
     assert results["billing"] is not None and results["billing"].status is AgentStatus.answered
     assert backend.refunds == ["pay_1"]
+
+
+def test_a_part_about_someone_elses_account_hands_the_whole_message_over_and_nothing_moves() -> None:
+    # Apart, "refund that one for him" lost the payment it pointed at and refunded the asker's own.
+    backend.payments = [payment("pay_1", days=3)]
+    text = "My husband got billed on his own account by mistake (payment pay_9). Could you refund that one for him?"
+    says(text, "refund_request", 0.53, payment_ids=["pay_9"])
+    says("My husband got billed on his own account by mistake (payment pay_9).", "other_account", 0.74)
+    says("Could you refund that one for him?", "refund_request", 0.83)
+    results = turn(text)
+    assert backend.refunds == []
+    assert results["billing"] is not None and results["billing"].status is AgentStatus.not_applicable
+    account = results["account"]
+    assert account is not None and (account.status, account.escalation_reason) == (AgentStatus.escalate, "sensitive")
