@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 
 from agents.consent import confirmation, consented
 from shared.brains import AgentProfile, AgentView, Brain, CallTool, Finish
+from shared.brains.playbooks import call_signature
 from shared.contracts import (
     AgentResult,
     AgentStatus,
@@ -117,7 +117,7 @@ class Agent:
                     cost=decision.cost,
                 )
             assert isinstance(decision, CallTool)
-            signature = decision.tool + json.dumps(decision.arguments, sort_keys=True, default=str)
+            signature = call_signature(decision.tool, decision.arguments)
             if signature in seen_calls:
                 return finish(
                     AgentStatus.escalate,

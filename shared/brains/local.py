@@ -33,9 +33,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.brains import AgentProfile, AgentView, CallTool, Decision, Finish
-from shared.brains.playbooks import Playbook, Run, Scope, load_playbooks
+from shared.brains.playbooks import Playbook, Run, Scope, call_signature, load_playbooks
 from shared.brains.router import IntentRouter, build_router
-from shared.contracts import AgentStatus, AgentTask, EscalationReason, Fact
+from shared.contracts import AgentStatus, AgentTask, EscalationReason, Fact, ToolCallRecord
 from shared.i18n import REST_PASSED_ON, language_of
 from shared.nlu.parts import is_policy_question, is_statement, split_parts
 from shared.settings import Settings
@@ -286,7 +286,9 @@ class LocalBrain:
                 # Never move money or change an account on a guess: below this, a human decides.
                 act_threshold=self.settings.confidence_threshold,
             )
-            decision, consumed = run.step(history[used:], self._scope(view, part, language))
+            decision, consumed = run.step(
+                history[used:], self._scope(view, part, language), _reads(history[:used], run)
+            )
             if isinstance(decision, CallTool):
                 if single:
                     return decision
@@ -315,6 +317,16 @@ class LocalBrain:
                 "kb_min_score": self.settings.kb_min_score,
             },
         )
+
+
+def _reads(before: list[ToolCallRecord], run: Run) -> dict[str, ToolCallRecord]:
+    """The reads the parts before made, for the next part to reuse rather than repeat (the
+    same call twice is a loop to the agent) — none once one of them changed something, so
+    nothing acts on data read before a change."""
+    tools = run.tools
+    if any(tools.get(c.tool) is None or tools[c.tool].side_effect != "read" for c in before):
+        return {}
+    return {call_signature(c.tool, c.arguments): c for c in before if c.error is None}
 
 
 def _combined(done: list[tuple[Part, Finish]], language: str) -> Finish:

@@ -23,6 +23,7 @@ one text, or one per language (``{en: …, es: …}``); the customer reads their
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -142,16 +143,25 @@ class Run:
     def next(self, history: list[ToolCallRecord], scope: Scope) -> Decision:
         return self.step(history, scope)[0]
 
-    def step(self, history: list[ToolCallRecord], scope: Scope) -> tuple[Decision, int]:
+    def step(
+        self, history: list[ToolCallRecord], scope: Scope, known: Mapping[str, ToolCallRecord] | None = None
+    ) -> tuple[Decision, int]:
         """The next decision, and how many calls of ``history`` this playbook has used: the
-        calls after those belong to whatever runs next (the next part of the message)."""
+        calls after those belong to whatever runs next (the next part of the message).
+        ``known``: reads already made this turn (by ``call_signature``), reused, not repeated."""
         used = 0
         for step in self.playbook.steps:
             if "call" in step:
                 args = {k: _arg(v, scope) for k, v in (step.get("args") or {}).items()}
+                called = {k: v for k, v in args.items() if v is not None}
+                tool = self.tools.get(step["call"])
+                reused = (known or {}).get(call_signature(step["call"], called))
+                if reused is not None and tool is not None and tool.side_effect == "read":
+                    if "as" in step:
+                        scope.values[step["as"]] = reused.output
+                    continue
                 done = history[used] if used < len(history) else None
                 if done is None:
-                    tool = self.tools.get(step["call"])
                     if tool is not None and tool.side_effect != "read" and self.confidence < self.act_threshold:
                         return Finish(
                             AgentStatus.escalate,
@@ -160,7 +170,7 @@ class Run:
                             detail=f"not sure enough ({self.confidence:.2f}) that the customer asked for "
                             f"{self.playbook.intent} to {step['call']}",
                         ), used
-                    return CallTool(tool=step["call"], arguments={k: v for k, v in args.items() if v is not None}), used
+                    return CallTool(tool=step["call"], arguments=called), used
                 used += 1
                 if done.error is not None:
                     return self._on_error(step, done, history[:used], scope), used
@@ -235,6 +245,11 @@ def _tell_of(handler: Mapping[str, Any], scope: Scope) -> str | None:
         return None
     text = localized(tell, language)
     return render(text, scope, language).strip() if text else None
+
+
+def call_signature(tool: str, arguments: Mapping[str, Any]) -> str:
+    """Two calls of one tool with the same arguments have the same signature (agents.base)."""
+    return tool + json.dumps(dict(arguments), sort_keys=True, default=str)
 
 
 def _arg(value: Any, scope: Scope) -> Any:

@@ -256,3 +256,18 @@ def test_a_part_about_someone_elses_account_hands_the_whole_message_over_and_not
     assert results["billing"] is not None and results["billing"].status is AgentStatus.not_applicable
     account = results["account"]
     assert account is not None and (account.status, account.escalation_reason) == (AgentStatus.escalate, "sensitive")
+
+
+def test_two_parts_of_one_agent_share_a_read_instead_of_looping() -> None:
+    backend.payments = [payment("pay_1", days=3), payment("pay_2", invoice_id="inv_2", amount=19.0, days=2)]
+    backend.payments[0]["refunded_amount"] = 49.0
+    text = "where is my refund for pay_1? Also please refund pay_2"
+    says(text, "refund_status", 0.6)
+    says("where is my refund for pay_1?", "refund_status", 0.95, payment_ids=["pay_1"])
+    says("Also please refund pay_2", "refund_request", 0.95, payment_ids=["pay_2"])
+    r = run("billing", text)
+    assert r.status is AgentStatus.answered, r.detail
+    assert [c.tool for c in r.tool_calls] == ["list_payments", "refund_payment"]  # one read, used by both parts
+    assert backend.refunds == ["pay_2"]
+    answer = r.answer or ""
+    assert answer.index("(pay_1) has been refunded") < answer.index("refunded your payment of $19.00 (pay_2)")
