@@ -30,7 +30,11 @@ from shared.models import AgentRun, Conversation, Turn
 
 SOURCE = "eval"  # the helpdesk name the eval posts as; replies to it are not delivered anywhere
 KB_SOURCE = "eval-case"  # what a case's own kb: articles are imported as, so leftovers can be found
-POLL_S = 0.05
+# Under the API key's default rate limit (600 requests a minute) while a turn is awaited;
+# latency is the server's own timing, so the interval does not skew it.
+POLL_S = 0.15
+# How long a 429 or 503 is waited out before it counts as the API's answer.
+RETRY_FOR_S = 60.0
 
 
 @dataclass
@@ -192,7 +196,7 @@ class CaseRunner:
                 payload = {"body": body, "external_id": f"{external_id}-{number}"}
             posted = time.monotonic()
             try:
-                response = self.http.post(path, json=payload)
+                response = self._request("POST", path, json=payload)
             except httpx.HTTPError as exc:
                 run.error = f"turn {number}: the API at {self.api_url} did not answer ({exc})"
                 return
@@ -211,12 +215,26 @@ class CaseRunner:
                 # The server's own timing (created → merged) is free of our polling interval.
                 run.latency_s = total_ms / 1000 if total_ms is not None else time.monotonic() - posted
 
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One API call; a 429 or 503 is waited out as its Retry-After says (a long eval run
+        outpaces the key's rate limit), up to RETRY_FOR_S, then the refusal is returned."""
+        give_up = time.monotonic() + RETRY_FOR_S
+        while True:
+            response = self.http.request(method, path, **kwargs)
+            if response.status_code not in (429, 503) or time.monotonic() >= give_up:
+                return response
+            try:
+                wait = float(response.headers.get("Retry-After", "1"))
+            except ValueError:
+                wait = 1.0
+            time.sleep(min(max(wait, 0.1), 10.0, max(0.0, give_up - time.monotonic())))
+
     def _wait_done(self, conversation_id: str, turn_id: str, number: int, run: CaseRun) -> dict[str, Any] | None:
         end = time.monotonic() + self.turn_timeout_s
         state = "unknown"
         while True:
             try:
-                view = self.http.get(f"/v1/conversations/{conversation_id}").json()
+                view = self._request("GET", f"/v1/conversations/{conversation_id}").json()
                 turn = next((t for t in view.get("turns", []) if t.get("id") == turn_id), None)
             except (httpx.HTTPError, ValueError) as exc:
                 run.error = f"turn {number}: the API at {self.api_url} did not answer ({exc})"
@@ -235,7 +253,7 @@ class CaseRunner:
         end = time.monotonic() + self.settle_s
         while time.monotonic() < end:
             try:
-                view = self.http.get(f"/v1/conversations/{conversation_id}").json()
+                view = self._request("GET", f"/v1/conversations/{conversation_id}").json()
             except (httpx.HTTPError, ValueError):
                 return
             # The view shows an agent with no recorded run without its confidence.

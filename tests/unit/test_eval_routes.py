@@ -83,3 +83,25 @@ def test_a_refund_made_for_a_knowledge_question_is_a_wrong_action_and_a_misroute
                                                    "acted": {"billing": 1, "knowledge": 1},
                                                    "outcomes": {"resolved": 2}, "wrong_actions": 1}  # fmt: skip
     assert out["wrong"][0]["text"] == "in what cases can I get a refund?"
+
+
+def test_the_eval_waits_out_a_rate_limit_instead_of_failing_the_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx
+
+    from evals import runner
+
+    answers = iter([httpx.Response(429, headers={"Retry-After": "0"}), httpx.Response(503), httpx.Response(202)])
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.method)
+        return next(answers)
+
+    client = runner.CaseRunner.__new__(runner.CaseRunner)
+    client.http = httpx.Client(base_url="http://api.test", transport=httpx.MockTransport(handler))
+    monkeypatch.setattr(runner.time, "sleep", lambda _: None)
+    assert client._request("POST", "/v1/tickets", json={}).status_code == 202
+    assert seen == ["POST", "POST", "POST"]
+    monkeypatch.setattr(runner, "RETRY_FOR_S", 0.0)  # past the time allowed, the refusal is the answer
+    answers = iter([httpx.Response(429)])
+    assert client._request("GET", "/v1/conversations/c").status_code == 429
