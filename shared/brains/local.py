@@ -59,8 +59,11 @@ FALLBACK_AGENT, FALLBACK_INTENT = "knowledge", "product_question"
 # kb_min_score (the playbook escalates below it), not how sure the classifier was which of
 # the knowledge intents it is. No other agent took the message.
 KB_INTENTS = {"product_question", "policy_question"}
-# A part of a message counts as its own request only when classified at least this surely.
+# A part of a message counts as its own request only when classified at least this surely,
+# and not as one of these: a greeting, a vague line ("I have a problem with my account"),
+# a remark ("machines make mistakes too!") carry no request of their own next to another.
 PART_CONFIDENCE = 0.5
+NOT_A_PART = CONTINUATIONS | {"account_problem", "out_of_scope"}
 # Intents that act on the customer's records; a general question about them is a policy question.
 ACTING_INTENTS = {"refund_request", "duplicate_charge", "cancel_subscription", "money_transfer", "order_change"}
 POLICY_INTENT = "policy_question"
@@ -73,10 +76,19 @@ _NAMES_A_SUBSCRIPTION = re.compile(
     r"\b(subscriptions?|plan|membership|renewal|suscripci[oó]n|abonnement|abo)\b", re.IGNORECASE
 )
 ORDER_INTENT = "order_change"
+# A newsletter is not the product subscription; an account is not a plan.
+_NAMES_A_NEWSLETTER = re.compile(
+    r"\b(newsletters?|mailing list|marketing e-?mails?|bolet[ií]n|lettre d'information)\b", re.I
+)
+_NAMES_AN_ACCOUNT = re.compile(r"\b(account|profile|user|cuenta|compte|konto)\b", re.IGNORECASE)
+# "your refund policy", "money back guarantee": the rules, not one payment.
+_NAMES_THE_RULES = re.compile(r"\b(polic(y|ies)|guarantee|terms|conditions|rules)\b", re.IGNORECASE)
+_NAMES_A_PAYMENT = re.compile(r"\b(pay|inv)_\w+|\$\s?\d|\d+(?:[.,]\d\d)?\s*(?:dollars|euros|usd|eur)\b", re.IGNORECASE)
 # A piece that points back at the one before it continues it: "Can I get that back?"
 _REFERS_BACK = re.compile(
     r"\b(?:that|it|this|them|those|these)\b(?!\s+(?:month|week|year|morning|evening|time|invoice|payment|charge|"
-    r"order|subscription|plan|account|card|email|address|is|was|isn't|wasn't))|\b(?:that|this|the\s+same)\s+one\b",
+    r"order|subscription|plan|account|card|email|address|is|was|isn't|wasn't))|\b(?:that|this|the\s+same)\s+one\b"
+    r"|\b(?:get|have|order|use|need|want|buy)\s+one\b",
     re.IGNORECASE,
 )
 # Intents that hand the whole message to a person: no other part of it is acted on.
@@ -179,6 +191,18 @@ class LocalBrain:
         """The intent, corrected so an action is only what the customer asked for."""
         if intent in ACTING_INTENTS and POLICY_INTENT in self.owner and is_policy_question(text):
             return POLICY_INTENT
+        rules = _NAMES_THE_RULES.search(text) and not _NAMES_A_PAYMENT.search(text)
+        if intent == "refund_request" and POLICY_INTENT in self.owner and rules:
+            return POLICY_INTENT
+        if intent == "cancel_subscription" and _NAMES_A_NEWSLETTER.search(text) and FALLBACK_INTENT in self.owner:
+            return FALLBACK_INTENT  # the newsletter: the knowledge base says how to leave it
+        if (
+            intent == "cancel_subscription"
+            and "delete_account" in self.owner
+            and _NAMES_AN_ACCOUNT.search(text)
+            and not _NAMES_A_SUBSCRIPTION.search(text)
+        ):
+            return "delete_account"
         if intent == "refund_status" and "refund_request" in self.owner and not _ASKS_AFTER_A_REFUND.search(text):
             return "refund_request"
         if (
@@ -206,7 +230,7 @@ class LocalBrain:
             intent, confidence = self.router.classify(piece)
             intent = self._what_is_asked(piece, intent)
             agent = self.owner.get(intent)
-            if confidence < PART_CONFIDENCE or intent in CONTINUATIONS or agent is None:
+            if confidence < PART_CONFIDENCE or intent in NOT_A_PART or agent is None:
                 continue
             if agent == FALLBACK_AGENT and is_statement(piece):
                 continue  # "I signed up a month ago" is context, not a question for the knowledge base

@@ -271,3 +271,22 @@ def test_two_parts_of_one_agent_share_a_read_instead_of_looping() -> None:
     assert backend.refunds == ["pay_2"]
     answer = r.answer or ""
     assert answer.index("(pay_1) has been refunded") < answer.index("refunded your payment of $19.00 (pay_2)")
+
+
+@pytest.mark.parametrize(
+    ("message", "agent", "status"),
+    [
+        ("help me cancel my subscription to your newsletter", "knowledge", AgentStatus.answered),
+        ("I want to cancel my free account", "account", AgentStatus.escalate),  # closing it: a person confirms
+        ("wanna see ur money back guarantee", "knowledge", AgentStatus.answered),
+    ],
+)
+def test_the_thing_named_is_the_thing_acted_on(message: str, agent: str, status: AgentStatus) -> None:
+    backend.subscription = {"id": "sub_1", "plan": "pro", "status": "active", "renews_on": ago(days=-12)}
+    backend.payments = [payment("pay_1", days=3)]
+    backend.kb = [{"article_id": "kb_a", "title": "A", "section": "", "text": "See our policy.", "score": 0.8}]
+    says(message, "refund_request" if "money back" in message else "cancel_subscription", 0.95)
+    results = turn(message)
+    assert backend.cancelled == [] and backend.refunds == []
+    acted = {a: r.status for a, r in results.items() if r is not None and r.status is not AgentStatus.not_applicable}
+    assert acted == {agent: status}
