@@ -154,6 +154,23 @@ def payments_summary(payments: Any, scope: Scope) -> str | None:
     )
 
 
+def invoices_summary(invoices: Any, scope: Scope) -> str | None:
+    """The invoice the customer names (inv_…), else their latest five, one line each."""
+    rows = records(invoices, "invoices")
+    named = {str(i) for i in (scope.get("entities") or {}).get("invoice_ids", [])}
+    if named:
+        rows = [i for i in rows if str(i.get("id")) in named]
+    if not rows:
+        return None
+    customer = scope.get("customer") or {}
+    locale = babel_locale(customer.get("locale"), "en")  # the summary's text is English
+    return "\n".join(
+        f"- {i.get('id')}: {format_money(amount(i.get('amount')), i.get('currency'), locale)}, issued "
+        f"{format_day(i.get('issued_on', ''), locale, customer.get('timezone'))} ({i.get('status')})"
+        for i in rows[:5]
+    )
+
+
 def already_refunded(payment: dict[str, Any], *, scope: Scope) -> bool:
     return (
         payment.get("status") == "refunded"
@@ -194,6 +211,7 @@ profile = AgentProfile(
         "latest_refunded": latest_refunded,
         "active_subscription": active_subscription,
         "payments_summary": payments_summary,
+        "invoices_summary": invoices_summary,
     },
     predicates={
         "already_refunded": already_refunded,

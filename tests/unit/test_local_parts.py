@@ -290,3 +290,17 @@ def test_the_thing_named_is_the_thing_acted_on(message: str, agent: str, status:
     assert backend.cancelled == [] and backend.refunds == []
     acted = {a: r.status for a, r in results.items() if r is not None and r.status is not AgentStatus.not_applicable}
     assert acted == {agent: status}
+
+
+def test_an_invoice_asked_for_is_listed_from_the_customers_own() -> None:
+    backend.invoices = [
+        {"id": "inv_2", "amount": 49.0, "currency": "USD", "status": "paid", "issued_on": "2026-11-03"},
+        {"id": "inv_1", "amount": 49.0, "currency": "USD", "status": "paid", "issued_on": "2026-10-03"},
+    ]
+    says("send me invoice inv_1", "invoice_request", invoice_ids=["inv_1"])
+    r = run("billing", "send me invoice inv_1", locale="en-GB")
+    assert r.status is AgentStatus.answered
+    assert "- inv_1: US$49.00, issued 3 October 2026 (paid)" in (r.answer or "") and "inv_2" not in (r.answer or "")
+    playbooks.brain._understood.clear()
+    says("send me invoice inv_9", "invoice_request", invoice_ids=["inv_9"])
+    assert run("billing", "send me invoice inv_9", turn="t2").status is AgentStatus.needs_info  # not theirs: ask

@@ -53,6 +53,7 @@ class Backend:
 
     def __init__(self) -> None:
         self.payments: list[dict[str, Any]] = []
+        self.invoices: list[dict[str, Any]] = []
         self.subscription: dict[str, Any] | None = None
         self.orders: list[dict[str, Any]] = []
         self.kb: list[dict[str, Any]] = []
@@ -91,6 +92,11 @@ class Query(ToolArgs):
 @tools.tool(owners=("billing",))
 def list_payments(ctx: ToolContext, args: Limit) -> dict[str, Any]:
     return {"payments": backend.payments}
+
+
+@tools.tool(owners=("billing",))
+def list_invoices(ctx: ToolContext, args: Limit) -> dict[str, Any]:
+    return {"invoices": backend.invoices}
 
 
 @tools.tool(owners=("billing",), side_effect="money")
