@@ -1,4 +1,4 @@
-"""The knowledge base's tables: articles and their embedded sections (migration 0003).
+"""The knowledge base's tables: articles and their embedded sections (migrations 0003, 0017).
 
 They exist only where Postgres has pgvector; ``kb.require_tables`` says what to do when
 they do not. ``search_vector`` is filled on insert (see ``kb``), not generated, because
@@ -23,7 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
-from sqlalchemy.dialects.postgresql import TSVECTOR
+from sqlalchemy.dialects.postgresql import ARRAY, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import UserDefinedType
 
@@ -81,3 +81,5 @@ class KbSection(Base):
     text: Mapped[str] = mapped_column(Text)
     embedding: Mapped[list[float]] = mapped_column(Vector())
     search_vector: Mapped[str] = mapped_column(TSVECTOR)
+    # Customers' phrasings of what the section answers (front matter); searched, never shown.
+    questions: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")

@@ -61,23 +61,29 @@ def _search(args: argparse.Namespace, url: str) -> int:
     return 0
 
 
+# The revisions that create or change the KB tables; each does nothing without pgvector.
+KB_REVISIONS = ("0003", "0017")
+
+
 def _init(args: argparse.Namespace, url: str) -> int:
-    """Run migration 0003's upgrade again: it created nothing while pgvector was missing."""
+    """Run the KB migrations' upgrades again: they created nothing while pgvector was missing."""
     from alembic.operations import Operations
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
     from shared.migrate import alembic_config
 
-    revision = ScriptDirectory.from_config(alembic_config(url)).get_revision("0003")
-    assert revision is not None and revision.module is not None
+    scripts = ScriptDirectory.from_config(alembic_config(url))
+    revisions = [scripts.get_revision(r) for r in KB_REVISIONS]
     engine = one_off_engine(url)
     migration_log = logging.getLogger("switchboard.migrations")
     level = migration_log.level
     migration_log.setLevel(logging.ERROR)  # its warning would repeat the one line we print
     try:
         with engine.begin() as conn, Operations.context(MigrationContext.configure(conn)):
-            revision.module.upgrade()
+            for revision in revisions:
+                assert revision is not None and revision.module is not None
+                revision.module.upgrade()
     finally:
         migration_log.setLevel(level)
         engine.dispose()

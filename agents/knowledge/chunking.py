@@ -6,12 +6,17 @@ its heading path. all-MiniLM-L6-v2 reads about 256 word pieces and silently drop
 rest, so a section longer than ``MAX_SECTION_CHARS`` is split on paragraphs, then lines,
 then sentences. HTML is turned into the same Markdown shape first; plain text, which has
 no headings, is cut at blank lines.
+
+An article may list, per section, the questions it answers as customers ask them (front
+matter ``questions``, docs/knowledge-base.md). They are searched with the section, to
+match a question that shares few words with the text, and are never part of its text.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Literal
@@ -19,6 +24,7 @@ from typing import Literal
 import yaml
 
 from agents.knowledge.answers import flatten
+from shared.errors import ConfigurationError
 
 Format = Literal["markdown", "html", "text"]
 
@@ -52,12 +58,15 @@ class Article:
     body: str  # without front matter
     format: Format = "markdown"
     source: str = ""
+    # Section heading path -> the questions it answers, as customers ask them (front matter).
+    questions: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
 class Section:
     heading: str  # the heading path below the article's title, "" for its introduction
     text: str
+    questions: tuple[str, ...] = ()  # searched with the section, never shown
 
 
 def read_article(path: Path) -> Article:
@@ -68,7 +77,7 @@ def read_article(path: Path) -> Article:
 
 
 def parse_article(raw: str, *, fallback_id: str, fmt: Format, source: str = "") -> Article:
-    """Front matter's ``id`` and ``title`` when present; else the file's name and first heading."""
+    """Front matter's ``id``, ``title`` and ``questions`` when present; else the file's name and first heading."""
     meta: dict[str, object] = {}
     match = _FRONT_MATTER.match(raw)
     if match:
@@ -80,7 +89,33 @@ def parse_article(raw: str, *, fallback_id: str, fmt: Format, source: str = "") 
     if fmt == "html":
         html_title, raw = html_to_markdown(raw)
     title = str(meta.get("title") or html_title or first_heading(raw, fmt) or fallback_id).strip()
-    return Article(id=str(meta.get("id") or fallback_id).strip(), title=title, body=raw, format=fmt, source=source)
+    article_id = str(meta.get("id") or fallback_id).strip()
+    questions = parse_questions(meta.get("questions"), where=source or article_id)
+    return Article(id=article_id, title=title, body=raw, format=fmt, source=source, questions=questions)
+
+
+def parse_questions(value: object, *, where: str) -> dict[str, tuple[str, ...]]:
+    """Front matter's ``questions``: a map of section heading path to the questions it answers.
+
+    ``""`` (or a YAML null) names the introduction, the text before the first section
+    heading. Whitespace is collapsed and repeats are dropped; a heading with no question
+    left is left out.
+    """
+    if value is None:
+        return {}
+    shape = 'a map of section heading to a list of questions, e.g. {"Export to CSV": ["…", "…"]}'
+    if not isinstance(value, dict):
+        raise ConfigurationError(f"{where}: front matter questions must be {shape}")
+    found: dict[str, tuple[str, ...]] = {}
+    for heading, asked in value.items():
+        name = "" if heading is None else " ".join(str(heading).split())
+        listed = [asked] if isinstance(asked, str) else asked
+        if not isinstance(listed, list) or not all(isinstance(q, str) for q in listed):
+            raise ConfigurationError(f"{where}: the questions of section {name!r} must be a list of strings ({shape})")
+        merged = found.get(name, ()) + tuple(" ".join(q.split()) for q in listed if q.strip())
+        if merged:  # two spellings of one heading ("", null) add up
+            found[name] = tuple(dict.fromkeys(merged))
+    return found
 
 
 def slug(name: str) -> str:
@@ -101,16 +136,33 @@ def first_heading(body: str, fmt: Format) -> str:
 
 
 def chunk_article(article: Article) -> list[Section]:
-    """The article's sections in reading order, none longer than MAX_SECTION_CHARS."""
+    """The article's sections in reading order, none longer than MAX_SECTION_CHARS, each with its questions.
+
+    A section split in pieces gives each piece its questions. Questions for a heading the
+    article does not have are refused: a renamed heading would otherwise lose them unseen.
+    """
     if article.format == "text":
         body = article.body.strip()
         first, _, rest = body.partition("\n")
         if first.strip() == article.title:
             body = rest  # the title line is not a paragraph of its own
-        return [Section("", piece) for piece in split_text(body)]
-    return [
-        Section(heading, piece) for heading, content in markdown_sections(article.body) for piece in split_text(content)
-    ]
+        sections = [Section("", piece) for piece in split_text(body)]
+    else:
+        sections = [
+            Section(heading, piece)
+            for heading, content in markdown_sections(article.body)
+            for piece in split_text(content)
+        ]
+    if not article.questions:
+        return sections
+    headings = list(dict.fromkeys(s.heading for s in sections))
+    unknown = [h for h in article.questions if h not in headings]
+    if unknown:
+        raise ConfigurationError(
+            f"{article.source or article.id}: front matter questions name sections the article does not have: "
+            f"{', '.join(map(repr, unknown))} (its sections: {', '.join(map(repr, headings))})"
+        )
+    return [replace(s, questions=article.questions.get(s.heading, ())) for s in sections]
 
 
 def markdown_sections(body: str) -> list[tuple[str, str]]:

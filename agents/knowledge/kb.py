@@ -1,7 +1,8 @@
 """The knowledge base: help-center articles, cut into sections, embedded and stored.
 
 Articles are Markdown, HTML or plain text, with optional YAML front matter (``id``,
-``title``). Each is cut by section (headings up to level 3; paragraphs for plain text),
+``title``, and ``questions``: per section, the questions it answers as customers ask them;
+docs/knowledge-base.md). Each is cut by section (headings up to level 3; paragraphs for plain text),
 every section keeps its heading path, and long sections are split on paragraphs so that
 no chunk is longer than the embedding model reads. Sections are embedded with the local
 MiniLM model and stored in Postgres with pgvector; a re-import replaces an article's
@@ -13,6 +14,7 @@ Searching it is retrieval.py; ``switchboard kb eval`` measures both.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -30,7 +32,7 @@ from shared.kb_models import KbSection as KbSection
 
 EMBED_BATCH = 64
 # Bump when chunking or the embedded text changes: every article is embedded again.
-PIPELINE_VERSION = "2"  # 2: sections embedded as plain text (answers.flatten)
+PIPELINE_VERSION = "3"  # 2: sections embedded as plain text (answers.flatten); 3: sections' questions stored
 TS_CONFIG = "english"
 _IMPORT_LOCK = 0x6B62  # pg_advisory_xact_lock key: one import at a time per database
 
@@ -117,7 +119,8 @@ def content_hash(article: Article) -> str:
     from shared.nlu.embeddings import MODEL_ID
 
     digest = hashlib.sha256()
-    for part in (PIPELINE_VERSION, MODEL_ID, article.format, article.title, article.body):
+    questions = json.dumps(article.questions, sort_keys=True)
+    for part in (PIPELINE_VERSION, MODEL_ID, article.format, article.title, article.body, questions):
         digest.update(part.encode())
         digest.update(b"\0")
     return digest.hexdigest()
@@ -180,6 +183,7 @@ _INSERT_SECTION = insert(KbSection).values(
     heading=bindparam("heading"),
     text=bindparam("text"),
     embedding=bindparam("embedding", type_=Vector()),
+    questions=bindparam("questions"),
     search_vector=_weighted("tsv_heading", "A")
     .op("||")(_weighted("tsv_title", "B"))
     .op("||")(_weighted("tsv_text", "D")),
@@ -193,6 +197,7 @@ def _section_row(article: Article, position: int, section: Section, vector: list
         "heading": section.heading,
         "text": section.text,
         "embedding": vector,
+        "questions": list(section.questions),
         "tsv_heading": section.heading,
         "tsv_title": article.title,
         "tsv_text": section.text,
