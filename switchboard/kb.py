@@ -128,7 +128,7 @@ def _eval(args: argparse.Namespace) -> int:
         with one_off_session(url) as session:
             kb.import_directory(session, args.kb_dir)
         with one_off_session(url) as session:
-            report = evaluate.evaluate(session, questions)
+            report = evaluate.evaluate(session, questions, kb_min_score=get_settings().kb_min_score)
     print(json.dumps(report, indent=2))
     return 1 if report["modes"][report["mode"]]["top1_accuracy"] < args.fail_under else 0
 

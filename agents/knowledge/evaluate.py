@@ -10,7 +10,8 @@ accuracy by article and by section, the mean score of the right section against 
 best wrong one, the best scores of out-of-scope and unanswerable questions, the threshold
 that separates them, and how often the composed answer holds the words a question
 ``expect``s (against how often the whole section does). A sweep over the keyword and
-section weights shows what the chosen weights cost or gain.
+section weights shows what the chosen weights cost or gain, and one over the weight of
+the questions articles list for their sections (0: as if they listed none).
 
 The threshold is chosen so that a wrong answer costs twice an escalation: a guess breaks
 policy rule 11, an escalation only costs a human a minute. Among equally good thresholds
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from agents.knowledge import kb, retrieval
@@ -35,6 +37,7 @@ from shared.errors import ConfigurationError
 WRONG_ANSWER_COST = 2.0
 KEYWORD_SWEEP = (0.0, 0.1, 0.2, 0.3, 0.4)
 SECTION_SWEEP = (0.0, 0.2, 0.4, 0.6)
+QUESTION_SWEEP = (0.0, 0.8, 0.9, 1.0)
 THRESHOLD_CURVE = (0.25, 0.3, 0.32, 0.34, 0.36, 0.38, 0.4, 0.42, 0.45)
 MODES: tuple[retrieval.Mode, ...] = ("dense", "hybrid", "rerank")
 
@@ -141,8 +144,10 @@ def measure(
     mode: retrieval.Mode,
     keyword_weight: float = retrieval.KEYWORD_WEIGHT,
     section_weight: float = retrieval.SECTION_WEIGHT,
+    question_weight: float = retrieval.QUESTION_WEIGHT,
     *,
     out_of_scope: int | None = None,
+    cuts: tuple[float, ...] = THRESHOLD_CURVE,
 ) -> dict[str, Any]:
     """Retrieval and answers under one mode and weights.
 
@@ -157,10 +162,11 @@ def measure(
     checked = contained = in_section = 0
     answer_chars: list[int] = []
     section_chars: list[int] = []
+    weights = (keyword_weight, section_weight, question_weight)
     for item in asked:
         question = item.question
         found = _depth(item.found, mode, keyword_weight)
-        hits = retrieval.rank(found, len(found), mode, keyword_weight, section_weight)
+        hits = retrieval.rank(found, len(found), mode, *weights)
         top = hits[0]
         answer = retrieval.answer(top, item.vector)
         top1 += top.article_id == question.article
@@ -186,10 +192,7 @@ def measure(
                     "answer": answer,
                 }
             )
-    outside = [
-        retrieval.rank(_depth(found, mode, keyword_weight), 1, mode, keyword_weight, section_weight)[0].score
-        for found in no_answer
-    ]
+    outside = [retrieval.rank(_depth(found, mode, keyword_weight), 1, mode, *weights)[0].score for found in no_answer]
     split = len(outside) if out_of_scope is None else out_of_scope
     off_topic, unanswerable = outside[:split], outside[split:]
     n = len(asked)
@@ -205,7 +208,7 @@ def measure(
         "out_of_scope_best_max": round(max(off_topic), 3) if off_topic else None,
         "unanswerable_best_max": round(max(unanswerable), 3) if unanswerable else None,
         "threshold": recommend_threshold(in_scope, outside),
-        "at_thresholds": at_thresholds(in_scope, outside, THRESHOLD_CURVE),
+        "at_thresholds": at_thresholds(in_scope, outside, cuts),
         # Of the questions with `expect`: the top section's composed answer has it, and the whole section has it.
         "answer_has_expected": round(contained / checked, 3) if checked else None,
         "section_has_expected": round(in_section / checked, 3) if checked else None,
@@ -223,8 +226,12 @@ def _depth(found: list[retrieval.Candidate], mode: retrieval.Mode, keyword_weigh
     return [c for c in found if id(c) in best]
 
 
-def evaluate(session: Session, questions: QuestionSet) -> dict[str, Any]:
-    """Ask every question once; score the answers under every mode and weight."""
+def evaluate(session: Session, questions: QuestionSet, *, kb_min_score: float | None = None) -> dict[str, Any]:
+    """Ask every question once; score the answers under every mode and weight.
+
+    ``kb_min_score``, the threshold the knowledge agent runs with, is added to the
+    thresholds each result is shown at.
+    """
     timings: list[float] = []
 
     def ask(text: str) -> tuple[list[float], list[retrieval.Candidate]]:
@@ -241,20 +248,21 @@ def evaluate(session: Session, questions: QuestionSet) -> dict[str, Any]:
     if any(not item.found for item in asked):
         raise ConfigurationError(kb.KB_EMPTY)
     split = len(questions.out_of_scope)
-    modes = {mode: measure(asked, no_answer, mode, out_of_scope=split) for mode in MODES}
-    sweep = {}
-    for keyword_weight in KEYWORD_SWEEP:
-        for section_weight in SECTION_SWEEP:
-            m = measure(asked, no_answer, "rerank", keyword_weight, section_weight, out_of_scope=split)
-            t = m["threshold"]
-            sweep[f"keyword {keyword_weight} section {section_weight}"] = {
-                k: m[k] for k in ("top1_accuracy", "section_top1_accuracy", "answer_has_expected")
-            } | {
-                "threshold": t["value"],
-                "threshold_margin": t["margin"],
-                "right_at_threshold": t["answered_right"],
-                "wrong_at_threshold": t["answered_wrong"] + t["out_of_scope_answered"],
-            }
+    cuts = tuple(sorted({*THRESHOLD_CURVE, *([] if kb_min_score is None else [round(kb_min_score, 2)])}))
+    modes = {mode: measure(asked, no_answer, mode, out_of_scope=split, cuts=cuts) for mode in MODES}
+    sweep = {
+        f"keyword {keyword_weight} section {section_weight}": _swept(
+            measure(asked, no_answer, "rerank", keyword_weight, section_weight, out_of_scope=split)
+        )
+        for keyword_weight in KEYWORD_SWEEP
+        for section_weight in SECTION_SWEEP
+    }
+    question_sweep = {
+        f"question {weight}": _swept(
+            measure(asked, no_answer, "rerank", question_weight=weight, out_of_scope=split, cuts=cuts), kb_min_score
+        )
+        for weight in QUESTION_SWEEP
+    }
     articles, sections = kb.counts(session)
     return {
         "corpus": {"articles": articles, "sections": sections},
@@ -262,15 +270,42 @@ def evaluate(session: Session, questions: QuestionSet) -> dict[str, Any]:
         "out_of_scope_questions": len(questions.out_of_scope),
         "unanswerable_questions": len(questions.unanswerable),
         "mode": retrieval.MODE,
+        "kb_min_score": kb_min_score,
         "keyword_weight": retrieval.KEYWORD_WEIGHT,
         "section_weight": retrieval.SECTION_WEIGHT,
+        "question_weight": retrieval.QUESTION_WEIGHT,
+        "sections_with_questions": _sections_with_questions(session),
         "rerank_depth": retrieval.RERANK_DEPTH,
         "modes": modes,
         "weight_sweep": sweep,
+        "question_weight_sweep": question_sweep,
         "best_mode": max(modes, key=lambda name: _preference(modes[name])),
         "recommended_kb_min_score": round(modes[retrieval.MODE]["threshold"]["value"], 2),
         "latency_ms_p50": round(statistics.median(timings), 1),
     }
+
+
+def _swept(m: dict[str, Any], at: float | None = None) -> dict[str, Any]:
+    """One point of a sweep: accuracy, and what its own threshold (and ``at``) would answer."""
+    t = m["threshold"]
+    point = {k: m[k] for k in ("top1_accuracy", "section_top1_accuracy", "answer_has_expected")} | {
+        "threshold": t["value"],
+        "threshold_margin": t["margin"],
+        "right_at_threshold": t["answered_right"],
+        "wrong_at_threshold": t["answered_wrong"] + t["out_of_scope_answered"],
+    }
+    if at is not None:  # what the weight does at the threshold the knowledge agent runs with, not retuned
+        point[f"at_kb_min_score {at:.2f}"] = m["at_thresholds"][f"{at:.2f}"]
+    return point
+
+
+def _sections_with_questions(session: Session) -> int:
+    return (
+        session.scalar(
+            select(func.count()).select_from(kb.KbSection).where(func.cardinality(kb.KbSection.questions) > 0)
+        )
+        or 0
+    )
 
 
 def _preference(result: dict[str, Any]) -> tuple[float, ...]:

@@ -12,6 +12,11 @@ neighbours and embedded after the title and heading. A section is then as good a
 text as a whole and the part of it that answers, which tells "Changing plans" from
 "Annual billing" when one vector for a whole section cannot. A passage rather than a
 lone sentence, because one sentence matches on a stray phrase ("six-digit codes").
+The questions an article lists for a section (front matter ``questions``, customers'
+own words: "team chat" for Slack) are passages of that section too, embedded as they
+are; a question resembles another question more than the sentence that answers it, so
+their similarity counts ``QUESTION_WEIGHT`` of a passage's. They only score the section:
+the answer never holds them and the citation is the section's.
 
 The answer is composed from the top section's units, each scored by its own sentence
 and its passage together. ``switchboard kb eval`` measures every mode and weight.
@@ -34,10 +39,11 @@ from agents.knowledge.kb import TS_CONFIG, embed_texts, require_tables
 from shared.kb_models import EMBEDDING_DIMENSIONS, vector_literal
 
 # Score = (1 - k) * meaning + k * keyword rank, where meaning is the section's cosine
-# similarity or, re-ranked, s * that + (1 - s) * its best passage's. Measured by
-# `switchboard kb eval` on evals/data/kb_questions.yaml.
+# similarity or, re-ranked, s * that + (1 - s) * its best passage's (a listed question's
+# similarity times q). Measured by `switchboard kb eval` on evals/data/kb_questions.yaml.
 KEYWORD_WEIGHT = 0.1
 SECTION_WEIGHT = 0.5
+QUESTION_WEIGHT = 0.9
 RERANK_DEPTH = 6  # the right section is among the first stage's best 5 for every eval question
 PASSAGE_REACH = 1  # units on each side of a unit in its passage
 CANDIDATE_POOL = 24
@@ -68,15 +74,24 @@ class Candidate:
     dense: float  # 1 - cosine distance
     keyword: float  # ts_rank normalised to [0, 1)
     passages: tuple[float, ...] = ()  # cosine similarity of each unit's passage, once re-ranked
+    questions: tuple[str, ...] = ()  # the questions the section answers, as customers ask them
+    asked: tuple[float, ...] = ()  # cosine similarity of each of those questions, once re-ranked
 
     def score(
-        self, mode: Mode = MODE, keyword_weight: float = KEYWORD_WEIGHT, section_weight: float = SECTION_WEIGHT
+        self,
+        mode: Mode = MODE,
+        keyword_weight: float = KEYWORD_WEIGHT,
+        section_weight: float = SECTION_WEIGHT,
+        question_weight: float = QUESTION_WEIGHT,
     ) -> float:
         if mode == "dense":
             return self.dense
         meaning = self.dense
         if mode == "rerank" and self.passages:
-            meaning = section_weight * self.dense + (1 - section_weight) * max(self.passages)
+            best = max(self.passages)
+            if self.asked and question_weight:
+                best = max(best, question_weight * max(self.asked))
+            meaning = section_weight * self.dense + (1 - section_weight) * best
         return (1 - keyword_weight) * meaning + keyword_weight * self.keyword
 
 
@@ -93,7 +108,7 @@ _CANDIDATES = text(
         (SELECT s.id FROM kb_sections s, q WHERE s.search_vector @@ q.tsq
          ORDER BY ts_rank(s.search_vector, q.tsq) DESC LIMIT :pool)
     )
-    SELECT s.article_id, a.title, s.heading AS section, s.text,
+    SELECT s.article_id, a.title, s.heading AS section, s.text, s.questions,
            1 - (s.embedding <=> CAST(:embedding AS vector)) AS dense,
            ts_rank(s.search_vector, q.tsq, 32) AS keyword
     FROM ids JOIN kb_sections s ON s.id = ids.id JOIN kb_articles a ON a.id = s.article_id, q
@@ -118,7 +133,10 @@ def candidates(
         vector = embed_query(query)
     rows = session.execute(_CANDIDATES, {"embedding": vector_literal(list(vector)), "query": query, "pool": pool})
     return [
-        Candidate(r.article_id, r.title, r.section, r.text, float(r.dense), float(r.keyword)) for r in rows.mappings()
+        Candidate(
+            r.article_id, r.title, r.section, r.text, float(r.dense), float(r.keyword), questions=tuple(r.questions)
+        )
+        for r in rows.mappings()
     ]
 
 
@@ -129,15 +147,14 @@ def rerank(
     depth: int = RERANK_DEPTH,
     keyword_weight: float = KEYWORD_WEIGHT,
 ) -> list[Candidate]:
-    """The first stage's best ``depth`` sections, each with the score of every passage in it."""
+    """The first stage's best ``depth`` sections, each with the score of every passage and listed question."""
     best = sorted(found, key=lambda c: c.score("hybrid", keyword_weight), reverse=True)[:depth]
-    groups = [passages(c) for c in best]
-    sims = _similarities([t for group in groups for t in group], vector)
-    scored, start = [], 0
-    for candidate, group in zip(best, groups, strict=True):
-        scored.append(replace(candidate, passages=tuple(sims[start : start + len(group)])))
-        start += len(group)
-    return scored
+    texts = [(passages(c), list(c.questions)) for c in best]
+    sims = iter(_similarities([t for own, listed in texts for t in own + listed], vector))
+    return [
+        replace(c, passages=tuple(next(sims) for _ in own), asked=tuple(next(sims) for _ in listed))
+        for c, (own, listed) in zip(best, texts, strict=True)
+    ]
 
 
 def passages(c: Candidate | Hit) -> list[str]:
@@ -157,11 +174,12 @@ def ordered(
     mode: Mode = MODE,
     keyword_weight: float = KEYWORD_WEIGHT,
     section_weight: float = SECTION_WEIGHT,
+    question_weight: float = QUESTION_WEIGHT,
 ) -> list[Candidate]:
     """Best first. Re-ranking ranks only the sections whose passages were scored."""
     if mode == "rerank":
         found = [c for c in found if c.passages]
-    return sorted(found, key=lambda c: c.score(mode, keyword_weight, section_weight), reverse=True)
+    return sorted(found, key=lambda c: c.score(mode, keyword_weight, section_weight, question_weight), reverse=True)
 
 
 def rank(
@@ -170,11 +188,18 @@ def rank(
     mode: Mode = MODE,
     keyword_weight: float = KEYWORD_WEIGHT,
     section_weight: float = SECTION_WEIGHT,
+    question_weight: float = QUESTION_WEIGHT,
 ) -> list[Hit]:
-    """The ``k`` best as hits, without answers (``answer`` composes one)."""
+    """The ``k`` best as hits, without answers (``answer`` composes one) and without the listed questions."""
     return [
-        Hit(c.article_id, c.title, c.section, c.text, round(c.score(mode, keyword_weight, section_weight), 4))
-        for c in ordered(found, mode, keyword_weight, section_weight)[:k]
+        Hit(
+            c.article_id,
+            c.title,
+            c.section,
+            c.text,
+            round(c.score(mode, keyword_weight, section_weight, question_weight), 4),
+        )
+        for c in ordered(found, mode, keyword_weight, section_weight, question_weight)[:k]
     ]
 
 

@@ -1,4 +1,4 @@
-"""The questions an article lists for its sections: read with it and stored apart from its text."""
+"""The questions an article lists for its sections: read with it, stored apart from its text, scored as passages."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.knowledge import kb
+from agents.knowledge import kb, retrieval
 from agents.knowledge.chunking import Article, Section, chunk_article, embedding_text, parse_article, read_article
 from shared.errors import ConfigurationError
 
@@ -97,3 +97,10 @@ def test_changing_only_the_questions_imports_the_article_again() -> None:
     )
     assert article.body == fewer.body
     assert kb.content_hash(article) != kb.content_hash(fewer)
+
+
+def test_a_listed_question_scores_its_section_like_a_passage_of_it() -> None:
+    c = retrieval.Candidate("a", "A", "S", "Text.", dense=0.4, keyword=0.2, passages=(0.3, 0.35), asked=(0.8, 0.5))
+    assert c.score("rerank", 0.1, 0.5, 0.9) == pytest.approx(0.9 * (0.5 * 0.4 + 0.5 * 0.72) + 0.1 * 0.2)
+    assert c.score("rerank", 0.1, 0.5, 0.0) == pytest.approx(0.9 * (0.5 * 0.4 + 0.5 * 0.35) + 0.1 * 0.2)
+    assert c.score("hybrid") == pytest.approx(0.9 * 0.4 + 0.1 * 0.2)  # the first stage does not see them
