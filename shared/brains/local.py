@@ -96,7 +96,7 @@ VETOES = {"other_account", "legal_threat", "password_reset_elsewhere", "security
 # "Where is my refund?" asks after one; "I'd like that one refunded" asks for one.
 _ASKS_AFTER_A_REFUND = re.compile(
     r"\b(status|arrived?|received?|see|seen|show\w*|yet|still|where|processed|pending|when|back\s+on|"
-    r"n't|not|never|promised|said|d[oó]nde|o[uù]|wo)\b",
+    r"\w+n't|not|never|promised|said|d[oó]nde|o[uù]|wo)\b",
     re.IGNORECASE,
 )
 
