@@ -158,6 +158,10 @@ def _nlu(argv: list[str]) -> int:
 
 
 def _guardrails(argv: list[str]) -> int:
+    if argv[:1] == ["train-injection"]:
+        from shared.guardrails.injection_training import main as train_injection
+
+        return train_injection(argv[1:])
     from shared.guardrails.evaluate import main as guardrails_eval
 
     return guardrails_eval(_after_eval("guardrails", argv))
@@ -216,7 +220,7 @@ def _after_eval(command: str, argv: list[str]) -> list[str]:
 
 EXTERNAL_HELP = {
     "nlu": "offline evaluation of the intent engine (Banking77)",
-    "guardrails": "offline evaluation of the guardrails",
+    "guardrails": "offline evaluation of the guardrails; train-injection rebuilds the learned injection detector",
     "sandbox": "load, reset or show the sandbox company's records (demo, eval fixtures)",
     "kb": "import, search and evaluate the knowledge base",
     "keys": "create, list and revoke API keys",

@@ -76,6 +76,11 @@ def _child_process(**_: Any) -> None:
             agents()  # the agents and their tools, built once per process
         except Exception:  # the first turn will try again and fail visibly if it must
             log.exception("warming up the brain failed")
+    # The orchestrator screens every message and the agents every tool output with the learned
+    # injection detector: load it now too (it logs and leaves the rules alone if it cannot).
+    from shared.guardrails.injection_model import process_model
+
+    process_model()
     # What `switchboard run` waits for before it says the stack is up, and /readyz.
     metrics.READY_PROCESSES.set(1)
     try:
