@@ -87,6 +87,11 @@ HELPDESK_CALLS = Counter(
 )
 SWEEPS = Counter("switchboard_sweeper_actions_total", "Recoveries done by the sweeper", ["action"])
 TOOL_CALLS = Counter("switchboard_tool_calls_total", "Tool calls, by tool and result", ["agent", "tool", "result"])
+TOOL_OUTPUT_WITHHELD = Counter(
+    "switchboard_tool_output_withheld_total",
+    "Text fields of tool outputs withheld from the agent because they read as injected instructions, by tool",
+    ["tool"],
+)
 BRAIN_FALLBACKS = Counter(
     "switchboard_brain_fallbacks_total",
     "Decisions the local brain made because the model endpoint could not",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -19,6 +20,10 @@ from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from shared.errors import PolicyViolation, ToolError
+from shared.guardrails.tool_output import screen_output
+from shared.metrics import TOOL_OUTPUT_WITHHELD
+
+log = logging.getLogger(__name__)
 
 SideEffect = Literal["read", "write", "money"]
 MAX_OUTPUT_CHARS = 4000
@@ -183,7 +188,28 @@ class ToolRegistry:
                 critical=tool.critical,
                 kind="backend",
             ) from exc
-        return bound_output(output)
+        return screened_output(ctx, name, bound_output(output))
+
+
+def screened_output(ctx: ToolContext, name: str, output: Any) -> Any:
+    """The output with every text field that reads as instructions to the assistant withheld.
+
+    A knowledge-base article or a field the customer typed (a name, an order note) must not
+    steer the agent. The log names where and which detectors fired, never the text: it is on
+    the record of the system the tool read.
+    """
+    screened = screen_output(output)
+    if screened.withheld:
+        TOOL_OUTPUT_WITHHELD.labels(name).inc(len(screened.withheld))
+        log.warning(
+            "withheld %d field(s) of %s output for turn %s as injected instructions: %s (detectors: %s)",
+            len(screened.withheld),
+            name,
+            ctx.turn_id,
+            ", ".join(screened.withheld),
+            ", ".join(screened.detectors),
+        )
+    return screened.value
 
 
 def bound_output(output: Any) -> Any:
