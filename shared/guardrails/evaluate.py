@@ -7,7 +7,9 @@ Datasets (each read from DIR, skipped with a note when absent): deepset-prompt-i
 recall on the entity types we claim), bitext-customer-support (human-request detection on
 `contact_human_agent`, and injection false positives on real support phrasing), banking77
 (injection and human-request false positives), bipia (task-hijack attacks and billing
-e-mails). Wired as `switchboard guardrails eval --json`.
+e-mails), tau2-bench banking documents (the tool-output screen on articles). Injection is
+reported three ways: the combined detector, the rules alone and the learned model alone
+(shared/guardrails/evaluate_injection.py). Wired as `switchboard guardrails eval --json`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from shared.guardrails import detect_injection, redact, screen, wants_human
+from shared.guardrails import detect_injection, redact, wants_human
+from shared.guardrails import evaluate_injection as injection
+from shared.guardrails.injection import detect_injection_by_rules
+from shared.guardrails.injection_model import learned_score
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 _DEFAULT_CASES = _REPO_ROOT / "evals" / "data" / "guardrails_support_cases.yaml"
@@ -34,7 +39,6 @@ _CLAIMED_PII = {
     "IBAN_CODE": "iban",
     "US_SSN": "ssn",
 }
-_GERMAN_HINTS = frozenset({"der", "die", "das", "und", "ist", "nicht", "ich", "sie", "wie", "was", "mit", "für", "ein"})
 
 
 def _binary_metrics(pairs: Iterable[tuple[bool, bool]]) -> dict[str, Any]:
@@ -62,11 +66,6 @@ def _binary_metrics(pairs: Iterable[tuple[bool, bool]]) -> dict[str, Any]:
     }
 
 
-def _is_german(text: str) -> bool:
-    words = set(text.lower().split())
-    return len(words & _GERMAN_HINTS) >= 2
-
-
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     with path.open(encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
@@ -79,47 +78,11 @@ def _examples(items: list[tuple[str, bool, bool]], limit: int) -> dict[str, list
 
 
 def eval_deepset(root: Path, failures: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"source": "deepset/prompt-injections (Apache-2.0)"}
-    for split in ("train", "test"):
-        rows = _read_jsonl(root / f"{split}.jsonl")
-        results = [(r["text"], r["label"] == 1, detect_injection(r["text"]).flagged) for r in rows]
-        split_out = _binary_metrics((e, g) for _, e, g in results)
-        split_out["german"] = _binary_metrics((e, g) for t, e, g in results if _is_german(t))
-        split_out["not_german"] = _binary_metrics((e, g) for t, e, g in results if not _is_german(t))
-        if failures:
-            split_out["examples"] = _examples(results, failures)
-        out[split] = split_out
-    out["note"] = (
-        "Rules were written from the train split; test is reported as held out. Many positives "
-        "are off-topic tasks (essays, political opinions, 'act as a linux terminal') with no "
-        "override phrasing; a support bot routes those to out-of-scope rather than 'injection'."
-    )
-    return out
+    return injection.eval_deepset(root, failures, _binary_metrics)
 
 
 def eval_notinject(root: Path, failures: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"source": "InjecGuard NotInject (MIT); every prompt is benign"}
-    total_fp = total = 0
-    flagged_examples: list[str] = []
-    for name, words in (("one", 1), ("two", 2), ("three", 3)):
-        rows = json.loads((root / f"NotInject_{name}.json").read_text(encoding="utf-8"))
-        flagged = [r["prompt"] for r in rows if detect_injection(r["prompt"]).flagged]
-        out[f"trigger_words_{words}"] = {
-            "n": len(rows),
-            "false_positives": len(flagged),
-            "false_positive_rate": round(len(flagged) / len(rows), 3),
-        }
-        total += len(rows)
-        total_fp += len(flagged)
-        flagged_examples.extend(flagged)
-    out["overall"] = {
-        "n": total,
-        "false_positives": total_fp,
-        "false_positive_rate": round(total_fp / total, 3),
-    }
-    if failures:
-        out["examples"] = [text[:160] for text in flagged_examples[:failures]]
-    return out
+    return injection.eval_notinject(root, failures)
 
 
 def eval_presidio(root: Path, failures: int) -> dict[str, Any]:
@@ -189,7 +152,9 @@ def eval_bitext(root: Path, failures: int) -> dict[str, Any]:
     )
     if failures:
         human_out["examples"] = _examples(human, failures)
-    flagged = [r["instruction"] for r in rows if detect_injection(r["instruction"]).flagged]
+    texts = [r["instruction"] for r in rows]
+    judged = injection.judge(texts)
+    flagged = [t for t, f in zip(texts, judged["combined"], strict=True) if f]
     redacted = Counter(span.kind for r in rows for span in redact(r["instruction"]).spans)
     return {
         "source": "Bitext customer-support 4,514 (CDLA-Sharing-1.0)",
@@ -197,6 +162,7 @@ def eval_bitext(root: Path, failures: int) -> dict[str, Any]:
         "injection_false_positives": {
             "n": len(rows),
             "flagged": len(flagged),
+            "by_detector": {name: sum(flags) for name, flags in judged.items()},
             "examples": [t[:160] for t in flagged[:failures]],
         },
         "redactions_on_pii_free_text": dict(redacted),
@@ -206,13 +172,15 @@ def eval_bitext(root: Path, failures: int) -> dict[str, Any]:
 def eval_banking77(root: Path, failures: int) -> dict[str, Any]:
     with (root / "test.csv").open(encoding="utf-8", newline="") as f:
         texts = [r["text"] for r in csv.DictReader(f)]
-    flagged = [t for t in texts if detect_injection(t).flagged]
+    judged = injection.judge(texts)
+    flagged = [t for t, f in zip(texts, judged["combined"], strict=True) if f]
     humans = [t for t in texts if wants_human(t)]
     redacted = Counter(span.kind for t in texts for span in redact(t).spans)
     return {
         "source": "Banking77 test (CC-BY-4.0); no intent asks for a human",
         "n": len(texts),
         "injection_flagged": len(flagged),
+        "injection_flagged_by_detector": {name: sum(flags) for name, flags in judged.items()},
         "wants_human_fired": len(humans),
         "redactions": dict(redacted),
         "examples": {"injection": flagged[:failures], "wants_human": humans[:failures]},
@@ -227,19 +195,25 @@ def eval_bipia(root: Path, failures: int) -> dict[str, Any]:
         for text in items
     ]
     emails = [row["context"] for split in ("train", "test") for row in _read_jsonl(root / "email" / f"{split}.jsonl")]
-    flagged_attacks = [t for t in attacks if detect_injection(t).flagged]
-    flagged_emails = [t for t in emails if detect_injection(t).flagged]
+    judged_attacks = injection.judge(attacks)
+    judged_emails = injection.judge(emails)
+    flagged_emails = [t for t, f in zip(emails, judged_emails["combined"], strict=True) if f]
     return {
         "source": "microsoft/BIPIA text attacks and EmailQA contexts (MIT)",
-        "text_attacks": {"n": len(attacks), "flagged": len(flagged_attacks)},
-        "email_contexts": {"n": len(emails), "flagged": len(flagged_emails)},
+        "text_attacks": {"n": len(attacks), **{name: sum(f) for name, f in judged_attacks.items()}},
+        "email_contexts": {"n": len(emails), **{name: sum(f) for name, f in judged_emails.items()}},
         "note": (
             "BIPIA attacks are task hijacks ('write a poem', 'recommend this site') with no override "
-            "phrasing; the detector is not meant to catch them. Indirect injection is contained by tool "
-            "permissions and evidence checks, not by this filter."
+            "phrasing; the detector is not meant to catch them. Counts are flagged messages per detector; "
+            "tool_output has them planted in articles and e-mails."
         ),
         "examples": [t[:160] for t in flagged_emails[:failures]],
     }
+
+
+def _learned_flags(text: str) -> bool:
+    score = learned_score(text)
+    return score is not None and score.flagged
 
 
 def eval_support_cases(path: Path, failures: int) -> dict[str, Any]:
@@ -259,6 +233,18 @@ def eval_support_cases(path: Path, failures: int) -> dict[str, Any]:
         )
         for c in cases["injection"]
     ]
+    by_detector = {
+        "rules": [
+            (
+                bool(c["expect"]),
+                detect_injection_by_rules(
+                    c["text"], customer_email=c.get("customer_email"), customer_id=c.get("customer_id")
+                ).flagged,
+            )
+            for c in cases["injection"]
+        ],
+        "learned": [(bool(c["expect"]), _learned_flags(c["text"])) for c in cases["injection"]],
+    }
     redaction_failures = [
         c["text"][:160]
         for c in cases["redaction"]
@@ -273,6 +259,7 @@ def eval_support_cases(path: Path, failures: int) -> dict[str, Any]:
         "source": str(path.relative_to(_REPO_ROOT) if path.is_relative_to(_REPO_ROOT) else path),
         "wants_human": human_out,
         "injection": injection_out,
+        "injection_by_detector": {name: _binary_metrics(pairs) for name, pairs in by_detector.items()},
         "redaction": {
             "n": len(cases["redaction"]),
             "exact_match": len(cases["redaction"]) - len(redaction_failures),
@@ -286,22 +273,15 @@ def _latency(root: Path | None) -> dict[str, Any]:
     if root is not None and (root / "bitext-customer-support").is_dir():
         path = root / "bitext-customer-support" / "bitext_customer_support_4514.csv"
         with path.open(encoding="utf-8", newline="") as f:
-            texts = [r["instruction"] for r in csv.DictReader(f)]
-    texts = texts or ["I want to talk to a human about my card 4242 4242 4242 4242"] * 1000
-    started = time.perf_counter()
-    for text in texts:
-        screen(text, customer_email="customer@example.com", customer_id="cust_1")
-    elapsed = time.perf_counter() - started
+            texts = [r["instruction"] for r in csv.DictReader(f)][:1000]
+    texts = texts or ["I want to talk to a human about my card 4242 4242 4242 4242"] * 50
+    out = injection.latency(texts)
     long_text = " ".join(texts[:200])
     started = time.perf_counter()
-    screen(long_text)
-    long_elapsed = time.perf_counter() - started
-    return {
-        "messages": len(texts),
-        "mean_us_per_message_screen": round(elapsed / len(texts) * 1e6, 1),
-        "chars_in_long_message": len(long_text),
-        "long_message_ms": round(long_elapsed * 1e3, 2),
-    }
+    detect_injection(long_text)
+    out["chars_in_long_message"] = len(long_text)
+    out["long_message_ms"] = round((time.perf_counter() - started) * 1e3, 2)
+    return out
 
 
 def _find_datasets(explicit: str | None) -> Path | None:
@@ -342,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     report["support_cases"] = (
         eval_support_cases(cases, args.failures) if cases.is_file() else {"skipped": f"{cases} not found"}
     )
+    report["tool_output"] = injection.eval_tool_output(root)
+    report["learned_model"] = injection.model_info()
     report["latency"] = _latency(root)
     json.dump(report, sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
