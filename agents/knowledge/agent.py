@@ -13,6 +13,7 @@ from agents.knowledge.tools import TOOLS
 from agents.records import records
 from shared.brains import AgentProfile
 from shared.brains.playbooks import Scope
+from shared.guardrails.tool_output import WITHHELD
 
 HERE = Path(__file__).parent
 
@@ -22,8 +23,10 @@ def confident_section(kb: Any, scope: Scope) -> dict[str, Any] | None:
 
     Its ``answer`` is the sentences that answer the question; a result without one (an
     older tool's) answers with its whole text, as one paragraph of plain text all the same.
+    A section the tool-output screen withheld (it read as instructions to the assistant) is
+    never an answer: the next one is, if it is sure enough.
     """
-    hits = records(kb, "results")
+    hits = [h for h in records(kb, "results") if not _withheld(h)]
     threshold = float(scope.get("kb_min_score") or 0.0)
     if not hits or float(hits[0].get("score") or 0.0) < threshold:
         return None
@@ -31,6 +34,10 @@ def confident_section(kb: Any, scope: Scope) -> dict[str, Any] | None:
     if not str(best.get("answer") or "").strip():
         best["answer"] = flatten(str(best.get("text") or ""))
     return best
+
+
+def _withheld(hit: dict[str, Any]) -> bool:
+    return any(str(hit.get(field) or "").startswith(WITHHELD) for field in ("text", "answer"))
 
 
 profile = AgentProfile(

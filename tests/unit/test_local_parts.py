@@ -304,3 +304,19 @@ def test_an_invoice_asked_for_is_listed_from_the_customers_own() -> None:
     playbooks.brain._understood.clear()
     says("send me invoice inv_9", "invoice_request", invoice_ids=["inv_9"])
     assert run("billing", "send me invoice inv_9", turn="t2").status is AgentStatus.needs_info  # not theirs: ask
+
+
+def test_a_withheld_knowledge_section_is_never_the_answer() -> None:
+    from shared.guardrails.tool_output import WITHHELD
+
+    backend.kb = [
+        {"article_id": "kb_x", "title": "X", "section": "", "text": WITHHELD, "answer": WITHHELD, "score": 0.9},
+        {"article_id": "kb_y", "title": "Y", "section": "", "text": "Use offline mode.", "score": 0.7},
+    ]
+    r = run("knowledge", says("phone on a plane?", "product_question"))
+    assert (
+        r.status is AgentStatus.answered and "offline mode" in (r.answer or "") and "withheld" not in (r.answer or "")
+    )
+    backend.kb = backend.kb[:1]
+    playbooks.brain._understood.clear()
+    assert run("knowledge", "phone on a plane?", turn="t2").status is AgentStatus.escalate
