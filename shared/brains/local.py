@@ -23,6 +23,7 @@ cancellation that names an order is about the order, never the subscription.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import threading
 import time
@@ -54,6 +55,12 @@ LEGAL_OR_ABUSE = re.compile(
 CONTINUATIONS = {"greeting", "vague"}
 # Below this, the message is "something else": the knowledge agent tries the knowledge base.
 UNKNOWN_BELOW = 0.30
+# ... unless the likeliest intents, each unsure, add up to one agent's: "transfer seventeen
+# dollars to my other account" is billing's however its intents split. That agent reads and
+# asks or escalates; it acts on nothing below the act threshold. Chosen on the dev splits
+# (Banking77 train, CLINC150 validation, Bitext outside the measured sample).
+AGENT_SURE = 0.40
+AGENT_RANKED = 6
 FALLBACK_AGENT, FALLBACK_INTENT = "knowledge", "product_question"
 # Answered from the knowledge base: whether the answer fits is the retrieval's score against
 # kb_min_score (the playbook escalates below it), not how sure the classifier was which of
@@ -165,6 +172,8 @@ class LocalBrain:
         text = customers[-1] if customers else ""
         now = datetime.now(UTC)
         intent, confidence = self.router.classify(text)
+        if confidence < UNKNOWN_BELOW:
+            intent, confidence = self._agent_sure(text, intent, confidence)
         intent = self._what_is_asked(text, intent)
         legal = bool(LEGAL_OR_ABUSE.search(text))
         if legal:
@@ -186,6 +195,26 @@ class LocalBrain:
         while len(self._understood) > 512:
             self._understood.popitem(last=False)
         return understanding
+
+    def _agent_sure(self, text: str, intent: str, confidence: float) -> tuple[str, float]:
+        """An unsure message whose likeliest intents are mostly one agent's goes to that agent,
+        with its likeliest intent and the confidences added up — kept under the act threshold:
+        adding up unsure guesses never makes a change sure enough to make."""
+        ranked = getattr(self.router, "ranked", None)
+        if ranked is None:
+            return intent, confidence
+        by_agent: dict[str, list[tuple[str, float]]] = {}
+        for label, score in ranked(text, AGENT_RANKED):
+            agent = self.owner.get(label)
+            if agent is not None and label not in NOT_A_PART:
+                by_agent.setdefault(agent, []).append((label, score))
+        if not by_agent:
+            return intent, confidence
+        agent, scores = max(by_agent.items(), key=lambda kv: sum(s for _, s in kv[1]))
+        total = sum(s for _, s in scores)
+        if agent == FALLBACK_AGENT or total < AGENT_SURE:
+            return intent, confidence
+        return scores[0][0], min(total, self.settings.confidence_threshold - 0.001)
 
     def _what_is_asked(self, text: str, intent: str) -> str:
         """The intent, corrected so an action is only what the customer asked for."""
@@ -306,7 +335,8 @@ class LocalBrain:
                 tools={t.name: t for t in view.tools},
                 pickers=profile.pickers,
                 predicates=profile.predicates,
-                confidence=round(confidence, 3),
+                # rounded down: a confidence just under the act threshold never rounds up onto it
+                confidence=math.floor(confidence * 1000) / 1000,
                 # Never move money or change an account on a guess: below this, a human decides.
                 act_threshold=self.settings.confidence_threshold,
             )

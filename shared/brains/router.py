@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 class IntentRouter(Protocol):
     def classify(self, text: str) -> tuple[str, float]: ...
 
+    def ranked(self, text: str, k: int) -> list[tuple[str, float]]: ...
+
     def entities(self, text: str, *, now: datetime, timezone: str | None) -> dict[str, Any]: ...
 
 
@@ -38,6 +40,10 @@ class EmbeddingRouter:
     def classify(self, text: str) -> tuple[str, float]:
         prediction = self.classifier.predict(text)
         return prediction.label, prediction.confidence
+
+    def ranked(self, text: str, k: int) -> list[tuple[str, float]]:
+        """The ``k`` likeliest intents with their confidences, likeliest first."""
+        return [(s.label, s.confidence) for s in self.classifier.predict(text, k).top]
 
     def entities(self, text: str, *, now: datetime, timezone: str | None) -> dict[str, Any]:
         from shared.nlu.entities import extract_entities

@@ -320,3 +320,25 @@ def test_a_withheld_knowledge_section_is_never_the_answer() -> None:
     backend.kb = backend.kb[:1]
     playbooks.brain._understood.clear()
     assert run("knowledge", "phone on a plane?", turn="t2").status is AgentStatus.escalate
+
+
+def test_unsure_intents_of_one_agent_add_up_to_that_agent_but_never_to_an_action() -> None:
+    backend.payments = [payment("pay_1", days=3)]
+    ranked = [("refund_request", 0.29), ("duplicate_charge", 0.27), ("payment_problem", 0.25), ("greeting", 0.1)]
+    text = says("money thing from last week, sort it", "refund_request", 0.29)
+    playbooks.router.ranked = lambda _text, _k: ranked  # type: ignore[attr-defined]
+    try:
+        results = turn(text)
+    finally:
+        del playbooks.router.ranked  # type: ignore[attr-defined]
+    billing, knowledge = results["billing"], results["knowledge"]
+    assert knowledge is not None and knowledge.status is AgentStatus.not_applicable
+    assert billing is not None
+    assert (billing.status, billing.escalation_reason) == (AgentStatus.escalate, "low_confidence")
+    assert billing.confidence < 0.7 and backend.refunds == []  # 0.81 together, still never a refund
+
+
+def test_a_confidence_just_under_the_act_threshold_never_rounds_up_onto_it() -> None:
+    backend.payments = [payment("pay_1", days=3)]
+    r = run("billing", says("please refund pay_1", "refund_request", 0.6996, payment_ids=["pay_1"]))
+    assert (r.status, r.escalation_reason) == (AgentStatus.escalate, "low_confidence") and backend.refunds == []
