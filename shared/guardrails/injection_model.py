@@ -56,7 +56,7 @@ Matrix = NDArray[np.float64]
 class LearnedScore:
     probability: float  # the first key: P(attack) from the linear model
     similarity: float  # the second key: cosine to the closest known attack passage
-    flagged: bool  # both keys at or over their thresholds
+    flagged: bool  # both keys at or over their thresholds, or the first over the decisive probability
 
 
 def word_count(text: str) -> int:
@@ -89,6 +89,8 @@ class InjectionModel:
         self.meta = meta
         self.probability_threshold = float(meta["probability_threshold"])
         self.similarity_threshold = float(meta["similarity_threshold"])
+        # Over this the first key decides alone (a model saved without one: never).
+        self.decisive_probability = float(meta.get("decisive_probability", 2.0))
         self._encoder = encoder
         self._vectorizer = char_vectorizer([str(t) for t in arrays["vocabulary"]], arrays["idf"].astype(np.float64))
         self._embedding_coef = arrays["embedding_coef"].astype(np.float64)
@@ -111,7 +113,9 @@ class InjectionModel:
         out = []
         for text, probability in zip(texts, probabilities, strict=True):
             similarity = self.similarity(text)
-            flagged = probability >= self.probability_threshold and similarity >= self.similarity_threshold
+            flagged = (
+                probability >= self.probability_threshold and similarity >= self.similarity_threshold
+            ) or probability >= self.decisive_probability
             out.append(LearnedScore(round(float(probability), 4), round(similarity, 4), bool(flagged)))
         return out
 

@@ -3,20 +3,27 @@
     switchboard guardrails train-injection --train ../shared/datasets/deepset-prompt-injections/train.jsonl
 
 Attacks and benign prompts: deepset/prompt-injections' **train split** (the test split and
-NotInject are for measuring only). Extra benign examples: the agents' own labelled support
-messages (``agents/*/intents.yaml``), so "cancel my previous order" is known to be a
-request and not a command to the assistant; no public data set but deepset's train split is
-trained on.
+NotInject are for measuring only). Extra benign examples, all our own writing:
 
-Everything is chosen by stratified 5-fold cross-validation over the deepset rows (the
-support messages are in every training fold, never held out):
+- the agents' labelled support messages (``agents/*/intents.yaml``), so "cancel my previous
+  order" is known to be a request; they are in every training fold, never held out;
+- ``data/benign_triggers.yaml``: ordinary messages that use the words attacks use ("please
+  ignore my last email", "what are the rules for returns?", "translate this into German").
+  Trained on deepset alone the first key learns that a command is an attack; these rows
+  teach it otherwise. They are cross-validated with deepset's rows (held out in turn), so the
+  false-positive targets below are measured on them too.
+
+No public data set but deepset's train split is trained on. Everything is chosen by
+stratified 5-fold cross-validation over deepset's rows and the trigger rows:
 
 - ``C`` of the logistic regression: the value with the best out-of-fold recall at the
   1 % false-positive threshold (ties go to the smaller ``C``);
-- the probability threshold: the out-of-fold score that 99 % of deepset's benign prompts
-  stay under (``TARGET_FPR``);
-- the similarity threshold: the highest one at which both keys together still catch 80 %
-  of the held-out attacks (``TARGET_RECALL``).
+- the probability threshold: the out-of-fold score that 1 - ``TARGET_FPR`` of the held-out
+  benign rows stay under;
+- the decisive probability: the score over which the first key decides alone, the one that
+  1 - ``ALONE_FPR`` of the held-out benign rows stay under;
+- the similarity threshold: the highest one at which the rule (both keys, or the first alone
+  over the decisive probability) still catches ``TARGET_RECALL`` of the held-out attacks.
 
 Thresholds are the mean over three shuffles. The file records the sha256 of every input.
 """
@@ -44,6 +51,8 @@ _REPO_ROOT = Path(__file__).resolve().parents[2]
 C_GRID = (1.0, 4.0, 16.0, 64.0)
 TARGET_FPR = 0.01
 TARGET_RECALL = 0.80
+# The first key deciding alone (held-out benign at 0.5 %) flagged 21 % of NotInject: off unless asked.
+ALONE_FPR: float | None = None
 FOLDS = 5
 SEEDS = (0, 1, 2)
 # An attack's sentence this close to a benign sentence is the ordinary question the attack
@@ -55,6 +64,10 @@ Matrix = NDArray[np.float64]
 
 def default_benign_files() -> list[Path]:
     return sorted(_REPO_ROOT.glob("agents/*/intents.yaml"))
+
+
+def default_cv_benign_files() -> list[Path]:
+    return [Path(__file__).with_name("data") / "benign_triggers.yaml"]
 
 
 def read_labelled(path: Path) -> tuple[list[str], NDArray[np.int64]]:
@@ -132,14 +145,81 @@ def _out_of_fold(
     return probability, similarity
 
 
-def _similarity_threshold(probability: Matrix, similarity: Matrix, y: NDArray[np.int64], p_threshold: float) -> float:
-    """The highest similarity threshold at which both keys still catch TARGET_RECALL of the attacks."""
-    first_key = probability >= p_threshold
-    attacks = np.sort(similarity[(y == 1) & first_key])[::-1]
-    needed = int(np.ceil(TARGET_RECALL * int((y == 1).sum())))
+def _similarity_threshold(
+    probability: Matrix,
+    similarity: Matrix,
+    y: NDArray[np.int64],
+    p_threshold: float,
+    decisive: float,
+    target_recall: float,
+) -> float:
+    """The highest similarity threshold at which the rule still catches ``target_recall`` of the attacks."""
+    alone = int(((y == 1) & (probability >= decisive)).sum())
+    attacks = np.sort(similarity[(y == 1) & (probability >= p_threshold) & (probability < decisive)])[::-1]
+    needed = int(np.ceil(target_recall * int((y == 1).sum()))) - alone
+    if needed <= 0:
+        return float(attacks[0]) if len(attacks) else 1.0
     if len(attacks) < needed:  # the first key alone misses more: the second must not cut further
         return float(attacks[-1]) if len(attacks) else 0.0
     return float(attacks[needed - 1])
+
+
+def flags(probability: Matrix, similarity: Matrix, p_threshold: float, s_threshold: float, decisive: float) -> Any:
+    """The detector's rule: both keys, or the first alone over the decisive probability."""
+    return ((probability >= p_threshold) & (similarity >= s_threshold)) | (probability >= decisive)
+
+
+def choose_thresholds(
+    runs: Sequence[tuple[Matrix, Matrix]],
+    y: NDArray[np.int64],
+    target_fpr: float = TARGET_FPR,
+    target_recall: float = TARGET_RECALL,
+    alone_fpr: float | None = ALONE_FPR,
+) -> dict[str, float]:
+    """Thresholds from out-of-fold scores (the mean over shuffles) and the rule's out-of-fold rates."""
+    p_t = [float(np.quantile(p[y == 0], 1 - target_fpr)) for p, _ in runs]
+    d_t = [float(np.quantile(p[y == 0], 1 - alone_fpr)) if alone_fpr is not None else 2.0 for p, _ in runs]
+    s_t = [_similarity_threshold(p, s, y, pt, dt, target_recall) for (p, s), pt, dt in zip(runs, p_t, d_t, strict=True)]
+    p_threshold, decisive, s_threshold = float(np.mean(p_t)), float(np.mean(d_t)), float(np.mean(s_t))
+    oof = [flags(p, s, p_threshold, s_threshold, decisive) for p, s in runs]
+    return {
+        "probability_threshold": p_threshold,
+        "similarity_threshold": s_threshold,
+        "decisive_probability": decisive,
+        "recall": float(np.mean([f[y == 1].mean() for f in oof])),
+        "false_positive_rate": float(np.mean([f[y == 0].mean() for f in oof])),
+    }
+
+
+def cross_validate(
+    train_file: Path,
+    benign_files: Sequence[Path],
+    cv_benign_files: Sequence[Path],
+    encoder: SentenceEncoder,
+    c_grid: Sequence[float] = C_GRID,
+) -> dict[str, Any]:
+    """Embed everything once and score every row out of fold, for each ``C`` and shuffle."""
+    deepset_texts, deepset_y = read_labelled(train_file)
+    cv_benign = read_benign(cv_benign_files)
+    texts = deepset_texts + cv_benign
+    y = np.concatenate([deepset_y, np.zeros(len(cv_benign), dtype=np.int64)])
+    extra = read_benign(benign_files)
+    vectors = encoder.embed_batch(texts).astype(np.float64)
+    extra_vectors = encoder.embed_batch(extra).astype(np.float64).reshape(len(extra), -1)
+    runs = {c: [_out_of_fold(texts, vectors, y, extra, extra_vectors, c, seed) for seed in SEEDS] for c in c_grid}
+    recall_by_c = {c: float(np.mean([_recall_at_fpr(p, y, 0.01) for p, _ in runs[c]])) for c in c_grid}
+    best_c = max(c_grid, key=lambda c: (round(recall_by_c[c], 3), -c))
+    return {
+        "texts": texts,
+        "y": y,
+        "vectors": vectors,
+        "extra": extra,
+        "extra_vectors": extra_vectors,
+        "runs": runs,
+        "recall_by_c": recall_by_c,
+        "c": best_c,
+        "deepset_rows": len(deepset_y),
+    }
 
 
 def train(
@@ -147,19 +227,16 @@ def train(
     benign_files: Sequence[Path],
     encoder: SentenceEncoder | None = None,
     c_grid: Sequence[float] = C_GRID,
+    cv_benign_files: Sequence[Path] = (),
+    target_fpr: float = TARGET_FPR,
+    target_recall: float = TARGET_RECALL,
+    alone_fpr: float | None = ALONE_FPR,
 ) -> tuple[InjectionModel, dict[str, Any]]:
     encoder = encoder or default_encoder()
-    texts, y = read_labelled(train_file)
-    extra = read_benign(benign_files)
-    vectors = encoder.embed_batch(texts).astype(np.float64)
-    extra_vectors = encoder.embed_batch(extra).astype(np.float64).reshape(len(extra), -1)
-    runs = {c: [_out_of_fold(texts, vectors, y, extra, extra_vectors, c, seed) for seed in SEEDS] for c in c_grid}
-    recall_by_c = {c: float(np.mean([_recall_at_fpr(p, y, TARGET_FPR) for p, _ in runs[c]])) for c in c_grid}
-    best_c = max(c_grid, key=lambda c: (round(recall_by_c[c], 3), -c))
-    p_thresholds = [float(np.quantile(p[y == 0], 1 - TARGET_FPR)) for p, _ in runs[best_c]]
-    s_thresholds = [_similarity_threshold(p, s, y, t) for (p, s), t in zip(runs[best_c], p_thresholds, strict=True)]
-    p_threshold, s_threshold = float(np.mean(p_thresholds)), float(np.mean(s_thresholds))
-    oof = [(p >= p_threshold) & (s >= s_threshold) for p, s in runs[best_c]]
+    cv = cross_validate(train_file, benign_files, cv_benign_files, encoder, c_grid)
+    texts, y, vectors, extra, extra_vectors = cv["texts"], cv["y"], cv["vectors"], cv["extra"], cv["extra_vectors"]
+    best_c, recall_by_c = cv["c"], cv["recall_by_c"]
+    chosen = choose_thresholds(cv["runs"][best_c], y, target_fpr, target_recall, alone_fpr)
     fit = _Fit(
         texts + extra,
         np.vstack([vectors, extra_vectors]),
@@ -183,18 +260,22 @@ def train(
     report = {
         "cv_recall_at_1pct_fpr_by_c": {str(c): round(r, 4) for c, r in recall_by_c.items()},
         "c": best_c,
-        "cv_both_keys_recall": round(float(np.mean([f[y == 1].mean() for f in oof])), 4),
-        "cv_both_keys_false_positive_rate": round(float(np.mean([f[y == 0].mean() for f in oof])), 4),
+        "targets": {"false_positive_rate": target_fpr, "recall": target_recall, "alone_false_positive_rate": alone_fpr},
+        "cv_recall": round(chosen["recall"], 4),
+        "cv_false_positive_rate": round(chosen["false_positive_rate"], 4),
     }
     meta: dict[str, Any] = {
         "embedding_model": encoder.model_id,
-        "probability_threshold": round(p_threshold, 4),
-        "similarity_threshold": round(s_threshold, 4),
+        "probability_threshold": round(chosen["probability_threshold"], 4),
+        "similarity_threshold": round(chosen["similarity_threshold"], 4),
+        "decisive_probability": round(chosen["decisive_probability"], 4),
         "train_file": train_file.name,
         "train_sha256": _sha256(train_file),
-        "train_rows": len(y),
+        "train_rows": cv["deepset_rows"],
         "benign_files": {_shown(p): _sha256(p) for p in benign_files},
         "benign_rows": len(extra),
+        "cv_benign_files": {_shown(p): _sha256(p) for p in cv_benign_files},
+        "cv_benign_rows": len(y) - cv["deepset_rows"],
         "attack_passages": int(fit.attacks.shape[0]),
         "cross_validation": report,
     }
@@ -219,13 +300,36 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="intents YAML files of benign support messages (default: agents/*/intents.yaml; none: --benign)",
     )
+    parser.add_argument(
+        "--benign-cv",
+        nargs="*",
+        default=None,
+        help="YAML files of benign messages cross-validated with deepset's rows (default: data/benign_triggers.yaml)",
+    )
+    parser.add_argument("--target-fpr", type=float, default=TARGET_FPR, help="held-out benign flagged by the first key")
+    parser.add_argument("--target-recall", type=float, default=TARGET_RECALL, help="held-out attacks to catch")
+    parser.add_argument(
+        "--alone-fpr",
+        type=float,
+        default=ALONE_FPR or 0.0,
+        help="held-out benign over the decisive probability, where the first key decides alone (default 0: never)",
+    )
     parser.add_argument("--out", default=str(MODEL_PATH), help=f"where to write the model (default {MODEL_PATH.name})")
     args = parser.parse_args(argv)
     train_file = Path(args.train)
     if not train_file.is_file():
         parser.error(f"{train_file} not found")
     benign = default_benign_files() if args.benign is None else [Path(p) for p in args.benign]
-    model, meta = train(train_file, benign)
+    cv_benign = default_cv_benign_files() if args.benign_cv is None else [Path(p) for p in args.benign_cv]
+    alone = args.alone_fpr if args.alone_fpr > 0 else None
+    model, meta = train(
+        train_file,
+        benign,
+        cv_benign_files=cv_benign,
+        target_fpr=args.target_fpr,
+        target_recall=args.target_recall,
+        alone_fpr=alone,
+    )
     model.save(Path(args.out))
     json.dump({"written": args.out, **meta}, sys.stdout, indent=2)
     sys.stdout.write("\n")
