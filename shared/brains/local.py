@@ -206,7 +206,9 @@ class LocalBrain:
         by_agent: dict[str, list[tuple[str, float]]] = {}
         for label, score in ranked(text, AGENT_RANKED):
             agent = self.owner.get(label)
-            if agent is not None and label not in NOT_A_PART:
+            # a hand-off to a person (a stolen card, someone else's account) needs its own sure
+            # reading, never one pieced together from unsure ones
+            if agent is not None and label not in NOT_A_PART and label not in VETOES:
                 by_agent.setdefault(agent, []).append((label, score))
         if not by_agent:
             return intent, confidence

@@ -342,3 +342,16 @@ def test_a_confidence_just_under_the_act_threshold_never_rounds_up_onto_it() -> 
     backend.payments = [payment("pay_1", days=3)]
     r = run("billing", says("please refund pay_1", "refund_request", 0.6996, payment_ids=["pay_1"]))
     assert (r.status, r.escalation_reason) == (AgentStatus.escalate, "low_confidence") and backend.refunds == []
+
+
+def test_a_hand_off_to_a_person_is_never_pieced_together_from_unsure_readings() -> None:
+    backend.kb = [{"article_id": "kb_2fa", "title": "2FA", "section": "", "text": "Use a backup code.", "score": 0.8}]
+    ranked = [("product_question", 0.26), ("security_incident", 0.25), ("card_service", 0.23), ("password_reset", 0.04)]
+    text = says("new phone, the six-digit sign-in app is gone", "product_question", 0.26)
+    playbooks.router.ranked = lambda _text, _k: ranked  # type: ignore[attr-defined]
+    try:
+        results = turn(text)
+    finally:
+        del playbooks.router.ranked  # type: ignore[attr-defined]
+    assert results["account"] is not None and results["account"].status is AgentStatus.not_applicable
+    assert results["knowledge"] is not None and results["knowledge"].status is AgentStatus.answered
