@@ -355,3 +355,14 @@ def test_a_hand_off_to_a_person_is_never_pieced_together_from_unsure_readings() 
         del playbooks.router.ranked  # type: ignore[attr-defined]
     assert results["account"] is not None and results["account"].status is AgentStatus.not_applicable
     assert results["knowledge"] is not None and results["knowledge"].status is AgentStatus.answered
+
+
+@pytest.mark.parametrize(
+    ("locale", "words"),
+    [("de-DE", "Ihre Daten zu löschen"), ("es-ES", "borrar tus datos"), ("fr-FR", "suppression de vos données"),
+     (None, "delete your data")],
+)  # fmt: skip
+def test_an_acknowledgement_written_per_language_reaches_the_customer_in_theirs(locale: str | None, words: str) -> None:
+    says("delete my account and all my data", "delete_account")
+    r = run("account", "delete my account and all my data", locale=locale)
+    assert r.status is AgentStatus.escalate and words in (r.customer_note or "")
