@@ -17,7 +17,6 @@ from agents.billing.tools import TOOLS
 from agents.records import age_days, amount, records, when
 from shared.brains import AgentProfile
 from shared.brains.playbooks import Scope
-from shared.i18n import babel_locale, format_day, format_money
 
 HERE = Path(__file__).parent
 
@@ -144,12 +143,9 @@ def payments_summary(payments: Any, scope: Scope) -> str | None:
     rows = records(payments, "payments")[:5]
     if not rows:
         return None
-    customer = scope.get("customer") or {}
-    locale = babel_locale(customer.get("locale"), "en")  # the summary's text is English
     return "\n".join(
-        f"- {p.get('id')}: {format_money(amount(p.get('amount')), p.get('currency'), locale)} on "
-        f"{format_day(p.get('created_at', ''), locale, customer.get('timezone'))} ({p.get('status')}), "
-        f"invoice {p.get('invoice_id')}"
+        f"- {p.get('id')}: {scope.money(amount(p.get('amount')), p.get('currency'))} on "
+        f"{scope.day(p.get('created_at', ''))} ({p.get('status')}), invoice {p.get('invoice_id')}"
         for p in rows
     )
 
@@ -162,11 +158,9 @@ def invoices_summary(invoices: Any, scope: Scope) -> str | None:
         rows = [i for i in rows if str(i.get("id")) in named]
     if not rows:
         return None
-    customer = scope.get("customer") or {}
-    locale = babel_locale(customer.get("locale"), "en")  # the summary's text is English
     return "\n".join(
-        f"- {i.get('id')}: {format_money(amount(i.get('amount')), i.get('currency'), locale)}, issued "
-        f"{format_day(i.get('issued_on', ''), locale, customer.get('timezone'))} ({i.get('status')})"
+        f"- {i.get('id')}: {scope.money(amount(i.get('amount')), i.get('currency'))}, issued "
+        f"{scope.day(i.get('issued_on', ''))} ({i.get('status')})"
         for i in rows[:5]
     )
 

@@ -67,6 +67,17 @@ class Scope:
                 value = getattr(value, part, None)
         return value
 
+    def money(self, value: Any, currency: Any, language: str = "en") -> str:
+        """An amount as the customer writes it, in text of ``language`` ("$49.00", "49,00 US$")."""
+        return format_money(value, str(currency) if currency else None, self._locale(language))
+
+    def day(self, value: Any, language: str = "en") -> str:
+        """A date or timestamp as the customer's calendar day, in text of ``language``."""
+        return format_day(value, self._locale(language), (self.get("customer") or {}).get("timezone"))
+
+    def _locale(self, language: str) -> Any:
+        return babel_locale((self.get("customer") or {}).get("locale"), language)
+
 
 def render(template: str, scope: Scope, language: str = "en") -> str:
     """Fill ``template``, a text in ``language`` (the playbooks are written in English)."""
@@ -81,12 +92,10 @@ def render(template: str, scope: Scope, language: str = "en") -> str:
 def _filter(value: Any, name: str | None, argument: Any, scope: Scope, language: str) -> str:
     if value is None:
         return ""
-    customer = scope.get("customer") or {}
-    locale = babel_locale(customer.get("locale"), language)
     if name == "money":
-        return format_money(value, str(argument) if argument else None, locale)
+        return scope.money(value, argument, language)
     if name == "date":
-        return format_day(value, locale, customer.get("timezone"))
+        return scope.day(value, language)
     return str(value)
 
 
