@@ -4,41 +4,18 @@ and replies written for the customer's locale: the local brain and the merge tog
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from agents.base import Agent
 from orchestrator.merge import decide
-from shared.contracts import AgentResult, AgentStatus, AgentTask, Customer, WindowMessage
+from shared.contracts import AgentResult, AgentStatus
 from shared.i18n import HOLDING_REPLIES, REST_PASSED_ON
 from shared.nlu.parts import is_policy_question, split_parts
 from tests.unit import test_local_playbooks as playbooks
-from tests.unit.test_local_playbooks import ago, backend, payment, says, tools
+from tests.unit.test_local_playbooks import ago, backend, fresh, payment, run, says
+
+__all__ = ["fresh"]  # the autouse fixture of test_local_playbooks: fresh backend, router and brain per test
 
 AGENTS = ("billing", "account", "knowledge")
-
-
-@pytest.fixture(autouse=True)
-def fresh() -> None:
-    backend.__init__()  # type: ignore[misc]
-    playbooks.router.meaning.clear()
-    playbooks.brain._understood.clear()
-
-
-def run(agent: str, message: str, *, turn: str = "t1", locale: str | None = None, tz: str | None = None) -> AgentResult:
-    task = AgentTask(
-        turn_id=turn,
-        conversation_id="c1",
-        agent=agent,
-        source="helpdesk",
-        tenant="demo",
-        customer=Customer(id="cust_1", email="ana@example.com", name="Ana Ruiz", locale=locale, timezone=tz),
-        window=[WindowMessage(role="customer", body=message)],
-        deadline_at=time.time() + 3,
-        published_at=time.time(),
-    )
-    return Agent(name=agent, tools=list(tools)).run(task, playbooks.brain)
 
 
 def turn(message: str, **kw: str) -> dict[str, AgentResult | None]:

@@ -164,7 +164,7 @@ def fresh() -> None:
     brain._understood.clear()
 
 
-def run(agent: str, *messages: str, turn: str = "t1") -> AgentResult:
+def run(agent: str, *messages: str, turn: str = "t1", locale: str | None = None, tz: str | None = None) -> AgentResult:
     window = [WindowMessage(role="customer" if i % 2 == 0 else "assistant", body=m) for i, m in enumerate(messages)]
     task = AgentTask(
         turn_id=turn,
@@ -172,7 +172,7 @@ def run(agent: str, *messages: str, turn: str = "t1") -> AgentResult:
         agent=agent,
         source="helpdesk",
         tenant="demo",
-        customer=Customer(id="cust_1", email="ana@example.com", name="Ana Ruiz"),
+        customer=Customer(id="cust_1", email="ana@example.com", name="Ana Ruiz", locale=locale, timezone=tz),
         window=window,
         deadline_at=time.time() + 3,
         published_at=time.time(),
