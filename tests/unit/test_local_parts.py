@@ -303,11 +303,8 @@ def test_unsure_intents_of_one_agent_add_up_to_that_agent_but_never_to_an_action
     backend.payments = [payment("pay_1", days=3)]
     ranked = [("refund_request", 0.29), ("duplicate_charge", 0.27), ("payment_problem", 0.25), ("greeting", 0.1)]
     text = says("money thing from last week, sort it", "refund_request", 0.29)
-    playbooks.router.ranked = lambda _text, _k: ranked  # type: ignore[attr-defined]
-    try:
-        results = turn(text)
-    finally:
-        del playbooks.router.ranked  # type: ignore[attr-defined]
+    playbooks.router.rankings[text] = ranked
+    results = turn(text)
     billing, knowledge = results["billing"], results["knowledge"]
     assert knowledge is not None and knowledge.status is AgentStatus.not_applicable
     assert billing is not None
@@ -325,11 +322,8 @@ def test_a_hand_off_to_a_person_is_never_pieced_together_from_unsure_readings() 
     backend.kb = [{"article_id": "kb_2fa", "title": "2FA", "section": "", "text": "Use a backup code.", "score": 0.8}]
     ranked = [("product_question", 0.26), ("security_incident", 0.25), ("card_service", 0.23), ("password_reset", 0.04)]
     text = says("new phone, the six-digit sign-in app is gone", "product_question", 0.26)
-    playbooks.router.ranked = lambda _text, _k: ranked  # type: ignore[attr-defined]
-    try:
-        results = turn(text)
-    finally:
-        del playbooks.router.ranked  # type: ignore[attr-defined]
+    playbooks.router.rankings[text] = ranked
+    results = turn(text)
     assert results["account"] is not None and results["account"].status is AgentStatus.not_applicable
     assert results["knowledge"] is not None and results["knowledge"].status is AgentStatus.answered
 

@@ -142,10 +142,14 @@ class StubRouter:
 
     def __init__(self) -> None:
         self.meaning: dict[str, tuple[str, float, dict[str, Any]]] = {}
+        self.rankings: dict[str, list[tuple[str, float]]] = {}  # the likeliest intents, when a test says
 
     def classify(self, text: str) -> tuple[str, float]:
         intent, confidence, _ = self.meaning.get(text, ("vague", 0.9, {}))
         return intent, confidence
+
+    def ranked(self, text: str, k: int) -> list[tuple[str, float]]:
+        return self.rankings.get(text) or [self.classify(text)]
 
     def entities(self, text: str, *, now: datetime, timezone: str | None) -> dict[str, Any]:
         return self.meaning.get(text, ("", 0.0, {}))[2]
@@ -161,6 +165,7 @@ def fresh() -> None:
     global backend
     backend.__init__()  # type: ignore[misc]
     router.meaning.clear()
+    router.rankings.clear()
     brain._understood.clear()
 
 
