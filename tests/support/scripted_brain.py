@@ -85,3 +85,16 @@ class ScriptedBrain:
             escalation_reason=EscalationReason(reason) if reason else None,
             detail=step.get("detail"),
         )
+
+
+class Script:
+    """A brain for unit tests that returns the given decisions in turn: the n-th decision is
+    made after n tool calls."""
+
+    name = "script"
+
+    def __init__(self, *decisions: Decision) -> None:
+        self.decisions = list(decisions)
+
+    def decide(self, view: AgentView) -> Decision:
+        return self.decisions[len(view.history)]

@@ -8,10 +8,11 @@ import pytest
 from pydantic import ValidationError
 
 from agents.base import Agent
-from shared.brains import AgentView, CallTool, Decision, Finish
+from shared.brains import CallTool, Finish
 from shared.contracts import AgentResult, AgentStatus, AgentTask, Customer, Fact, WindowMessage
 from shared.errors import ToolError
 from shared.tools import ToolArgs, ToolContext, ToolRegistry
+from tests.support.scripted_brain import Script
 
 tools = ToolRegistry()
 
@@ -36,16 +37,6 @@ def move_money(ctx: ToolContext, args: KeyArgs) -> dict[str, str]:
 def soft_fail(ctx: ToolContext, args: KeyArgs) -> dict[str, str]:
     """Fails in a way the model can recover from."""
     raise ToolError("No payment pay_9. Call list_payments first.")
-
-
-class Script:
-    name = "script"
-
-    def __init__(self, *decisions: Decision) -> None:
-        self.decisions = list(decisions)
-
-    def decide(self, view: AgentView) -> Decision:
-        return self.decisions[len(view.history)]
 
 
 def task(**kw: object) -> AgentTask:

@@ -11,11 +11,12 @@ import pytest
 from prometheus_client import REGISTRY
 
 from agents.base import Agent
-from shared.brains import AgentView, CallTool, Decision, Finish
+from shared.brains import CallTool, Finish
 from shared.brains.openai_prompt import tool_exchange
 from shared.contracts import AgentStatus, AgentTask, Customer, WindowMessage
 from shared.guardrails.tool_output import WITHHELD, screen_output, windows
 from shared.tools import ToolArgs, ToolContext, ToolRegistry
+from tests.support.scripted_brain import Script
 
 ARTICLE = (
     "Account owners find every invoice under Account, Billing, Invoices; each can be downloaded as PDF. "
@@ -89,16 +90,6 @@ class QueryArgs(ToolArgs):
 def search_articles(ctx: ToolContext, args: QueryArgs) -> dict[str, Any]:
     """Search the help articles."""
     return kb_output(f"{ARTICLE} {INJECTED}")
-
-
-class Script:
-    name = "script"
-
-    def __init__(self, *decisions: Decision) -> None:
-        self.decisions = list(decisions)
-
-    def decide(self, view: AgentView) -> Decision:
-        return self.decisions[len(view.history)]
 
 
 def task() -> AgentTask:
