@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +33,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
+
+from shared.arrays import read_npz, write_npz
 
 if TYPE_CHECKING:
     from shared.nlu.embeddings import SentenceEncoder
@@ -126,22 +126,16 @@ class InjectionModel:
 
     def save(self, path: Path) -> None:
         """Write atomically, so a reader never sees half a file."""
-        path.parent.mkdir(parents=True, exist_ok=True)
         meta = np.array(json.dumps({"format": FORMAT_VERSION, **self.meta}, sort_keys=True))
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-        with os.fdopen(fd, "wb") as out:
-            arrays: dict[str, Any] = dict(self.arrays)
-            np.savez_compressed(out, meta=meta, **arrays)
-        os.chmod(tmp, 0o644)  # a file shipped in the repository, read by every worker
-        os.replace(tmp, path)
+        # a file shipped in the repository, read by every worker
+        write_npz(path, {"meta": meta, **self.arrays}, compressed=True, mode=0o644)
 
     @classmethod
     def load(cls, path: Path, encoder: SentenceEncoder | None = None) -> InjectionModel:
         from shared.nlu.embeddings import default_encoder
 
         encoder = encoder or default_encoder()
-        with np.load(path, allow_pickle=False) as stored:
-            arrays = {name: stored[name] for name in stored.files}
+        arrays = read_npz(path)
         meta = json.loads(str(arrays.pop("meta")))
         if meta.get("format") != FORMAT_VERSION or meta.get("embedding_model") != encoder.model_id:
             raise ValueError(f"{path} was saved by another format or embedding model")

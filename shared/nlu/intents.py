@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import LinearSVC
 
+from shared.arrays import read_npz, write_npz
 from shared.nlu.embeddings import SentenceEncoder, default_encoder
 
 log = logging.getLogger(__name__)
@@ -191,20 +190,15 @@ class IntentClassifier:
 
     def save(self, path: Path) -> None:
         """Write atomically, so a reader never sees half a file."""
-        path.parent.mkdir(parents=True, exist_ok=True)
         arrays: dict[str, Any] = dict(self._scorers.arrays)
         arrays["labels"] = np.array(self.labels, dtype=str)
-        meta = np.array([str(FORMAT_VERSION), self._encoder.model_id, repr(self.temperature)])
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-        with os.fdopen(fd, "wb") as out:
-            np.savez(out, meta=meta, **arrays)
-        os.replace(tmp, path)
+        arrays["meta"] = np.array([str(FORMAT_VERSION), self._encoder.model_id, repr(self.temperature)])
+        write_npz(path, arrays)
 
     @classmethod
     def load(cls, path: Path, encoder: SentenceEncoder | None = None) -> IntentClassifier:
         encoder = encoder or default_encoder()
-        with np.load(path, allow_pickle=False) as stored:
-            arrays = {name: stored[name] for name in stored.files}
+        arrays = read_npz(path)
         version, model_id, temperature = (str(v) for v in arrays.pop("meta"))
         if version != str(FORMAT_VERSION) or model_id != encoder.model_id:
             raise ValueError(f"{path} was saved by another format or embedding model")
