@@ -171,9 +171,10 @@ class LocalBrain:
         customers = [m.body for m in task.window if m.role == "customer"]
         text = customers[-1] if customers else ""
         now = datetime.now(UTC)
-        intent, confidence = self.router.classify(text)
+        ranked = self.router.ranked(text, AGENT_RANKED)  # one embedding of the message
+        intent, confidence = ranked[0]
         if confidence < UNKNOWN_BELOW:
-            intent, confidence = self._agent_sure(text, intent, confidence)
+            intent, confidence = self._agent_sure(ranked, intent, confidence)
         intent = self._what_is_asked(text, intent)
         legal = bool(LEGAL_OR_ABUSE.search(text))
         if legal:
@@ -196,15 +197,12 @@ class LocalBrain:
             self._understood.popitem(last=False)
         return understanding
 
-    def _agent_sure(self, text: str, intent: str, confidence: float) -> tuple[str, float]:
+    def _agent_sure(self, ranked: list[tuple[str, float]], intent: str, confidence: float) -> tuple[str, float]:
         """An unsure message whose likeliest intents are mostly one agent's goes to that agent,
         with its likeliest intent and the confidences added up — kept under the act threshold:
         adding up unsure guesses never makes a change sure enough to make."""
-        ranked = getattr(self.router, "ranked", None)
-        if ranked is None:
-            return intent, confidence
         by_agent: dict[str, list[tuple[str, float]]] = {}
-        for label, score in ranked(text, AGENT_RANKED):
+        for label, score in ranked:
             agent = self.owner.get(label)
             # a hand-off to a person (a stolen card, someone else's account) needs its own sure
             # reading, never one pieced together from unsure ones

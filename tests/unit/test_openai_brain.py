@@ -83,6 +83,9 @@ class KeywordRouter:
     def classify(self, text: str) -> tuple[str, float]:
         return ("refund_request", 0.9) if "refund" in text.lower() else ("greeting", 0.4)
 
+    def ranked(self, text: str, k: int) -> list[tuple[str, float]]:
+        return [self.classify(text)]
+
     def entities(self, text: str, *, now: datetime, timezone: str | None) -> dict[str, Any]:
         return {}
 
