@@ -10,20 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.contracts import AgentResult, AgentStatus, EscalationReason, Outcome
-from shared.i18n import HOLDING_REPLIES, REST_PASSED_ON, language_of
+from shared.i18n import HOLDING_REPLIES, REST_PASSED_ON
 from shared.settings import AGENTS
 
-# The holding reply in the customer's language (shared.i18n.language_of picks it).
+# The holding reply in English; escalated() picks the customer's (shared.i18n.language_of).
 HOLDING_REPLY = HOLDING_REPLIES["en"]
-__all__ = [
-    "HOLDING_REPLIES",
-    "HOLDING_REPLY",
-    "MergeDecision",
-    "decide",
-    "escalated",
-    "escalation_summary",
-    "language_of",
-]
 
 
 # The order in which drafts are put together in a reply and reasons are reported: the

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from orchestrator.delivery import queue_delivery
 from orchestrator.desk import escalation_row, queued_event, reopen_for_message
 from orchestrator.helpdesks.outbox import handoff_note
-from orchestrator.merge import MergeDecision, decide, escalated, escalation_summary, language_of
+from orchestrator.merge import MergeDecision, decide, escalated, escalation_summary
 from orchestrator.turn_record import first_reply_wait, turn_line
 from orchestrator.turn_record import observe as observe_turn
 from orchestrator.window import model_window
@@ -48,6 +48,7 @@ from shared.contracts import (
 )
 from shared.db import after_commit
 from shared.guardrails import detect_injection, for_storage, mapping_for_storage, screen
+from shared.i18n import language_of
 from shared.idempotency import ACTION_DONE, ACTION_PENDING, ACTION_REFUSED
 from shared.metrics import (
     AGENT_LATE_RESULTS,

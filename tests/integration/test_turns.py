@@ -11,9 +11,9 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from orchestrator.merge import HOLDING_REPLIES
 from shared import db
 from shared.celery_app import create_app
+from shared.i18n import HOLDING_REPLIES
 from shared.settings import Settings
 from tests.integration.conftest import (
     ANSWER,

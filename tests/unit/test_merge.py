@@ -114,7 +114,8 @@ def test_an_answer_without_tool_evidence_is_dropped() -> None:
 
 
 def test_the_holding_reply_speaks_the_customers_language() -> None:
-    from orchestrator.merge import HOLDING_REPLIES, escalated, language_of
+    from orchestrator.merge import escalated
+    from shared.i18n import HOLDING_REPLIES, language_of
 
     assert [language_of(loc) for loc in ("es-MX", "fr_CA", "de", "en-GB")] == ["es", "fr", "de", "en"]
     # The merge writes the holding reply in that language; an agent's own acknowledgement stays its own.
