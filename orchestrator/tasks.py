@@ -29,6 +29,7 @@ from orchestrator.fan_in import (
 from orchestrator.helpdesks import webhook
 from orchestrator.ingest import accept_ticket
 from orchestrator.keys import principal_for, refusal_to_post
+from orchestrator.reading import with_reading
 from orchestrator.retention import purge_expired
 from orchestrator.sweeper import AGENT_TASK_LOST_AFTER_S, sweep
 from orchestrator.turns import (
@@ -186,7 +187,7 @@ def _publish(started: StartedTurn) -> None:
     # The clock is armed before publishing so even instant agents race a live timer.
     settings = get_settings()
     clock().schedule(started.turn_id, started.deadline_at)
-    for task in started.tasks:
+    for task in with_reading(started.tasks):
         task = task.model_copy(update={"published_at": time.time()})
         deadline_s = settings.deadline_for(task.agent)
         app.send_task(

@@ -228,6 +228,30 @@ class WindowMessage(BaseModel):
     body: str
 
 
+class ReadingPart(BaseModel):
+    """One request of a message that asks several: where it starts and what it asks."""
+
+    text: str
+    start: int
+    intent: str
+    confidence: float
+    entities: dict[str, Any] = Field(default_factory=dict)
+
+
+class MessageReading(BaseModel):
+    """What the local brain read in the turn's message, read once by the orchestrator and sent
+    to every agent so none of them embeds the message again. ``reader`` names the intent
+    engine that read it (its examples and model): an agent with another one reads the message
+    itself."""
+
+    reader: str
+    intent: str
+    confidence: float
+    entities: dict[str, Any] = Field(default_factory=dict)
+    carried_over: bool = False
+    parts: list[ReadingPart] = Field(default_factory=list)
+
+
 class AgentTask(BaseModel):
     """What an agent is asked to do for one turn."""
 
@@ -248,6 +272,9 @@ class AgentTask(BaseModel):
     max_steps: int = 6
     shadow: bool = Field(
         default=False, description="shadow mode (set from the turn's row): tools that change anything refuse"
+    )
+    reading: MessageReading | None = Field(
+        default=None, description="the message as the orchestrator's local brain read it, when it did"
     )
 
 

@@ -64,6 +64,7 @@ def _child_process(**_: Any) -> None:
         from orchestrator.tasks import clock
 
         clock()
+        _read_for_the_agents()
     if _consumes_agents:
         # Load the brain's models now: a cold embedding model takes seconds, and the first
         # turn after a deploy must not spend its 3-second deadline on it.
@@ -87,6 +88,24 @@ def _child_process(**_: Any) -> None:
         announce_warm(_queues)
     except Exception as exc:  # the database is down: the heartbeat says it when it is back
         log.warning("could not say this worker process is warm (%s)", type(exc).__name__)
+
+
+def _read_for_the_agents() -> None:
+    """With the local brain, the orchestrator reads each turn's message once and sends the
+    reading to the agents (orchestrator.reading): one embedding per turn instead of three."""
+    from agents.tasks import brain
+    from orchestrator.reading import use_reader
+    from shared.brains.local import LocalBrain
+
+    local = brain()
+    if not isinstance(local, LocalBrain):
+        return
+    try:
+        local.warm_up()
+    except Exception:  # the agents read the message themselves, and say why they cannot
+        log.exception("warming up the local brain for reading turns failed")
+        return
+    use_reader(local.read)
 
 
 @signals.worker_process_shutdown.connect

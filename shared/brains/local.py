@@ -23,6 +23,7 @@ cancellation that names an order is about the order, never the subscription.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import re
 import threading
@@ -36,8 +37,17 @@ from typing import Any
 from shared.brains import AgentProfile, AgentView, CallTool, Decision, Finish
 from shared.brains.playbooks import Playbook, Run, Scope, call_signature, load_playbooks
 from shared.brains.router import IntentRouter, build_router
-from shared.contracts import AgentStatus, AgentTask, EscalationReason, Fact, ToolCallRecord
+from shared.contracts import (
+    AgentStatus,
+    AgentTask,
+    EscalationReason,
+    Fact,
+    MessageReading,
+    ReadingPart,
+    ToolCallRecord,
+)
 from shared.i18n import REST_PASSED_ON, language_of
+from shared.nlu.embeddings import MODEL_ID
 from shared.nlu.parts import is_policy_question, is_statement, split_parts
 from shared.settings import Settings
 
@@ -51,6 +61,9 @@ LEGAL_OR_ABUSE = re.compile(
     r"idiots?|morons?|imbeciles?|scammers?|fuck\w*|you are useless|you're useless)\b",
     re.IGNORECASE,
 )
+# Changes when what a reading holds or how it is made changes: an agent ignores a reading in
+# another format (a rolling deploy) and reads the message itself.
+READING_FORMAT = 1
 # Messages that carry no request of their own: they continue the previous one.
 CONTINUATIONS = {"greeting", "vague"}
 # Below this, the message is "something else": the knowledge agent tries the knowledge base.
@@ -146,8 +159,10 @@ class LocalBrain:
             agent: load_playbooks(p.playbooks_file, p.pickers, p.predicates) for agent, p in self.profiles.items()
         }
         self._router: IntentRouter | None = router
+        self._given_router = router
         self._router_lock = threading.Lock()
         self._understood: OrderedDict[str, Understanding] = OrderedDict()
+        self._reader: str | None = None
 
     # ------------------------------------------------------------------ understanding
 
@@ -163,11 +178,59 @@ class LocalBrain:
         """Train or load the classifier and run the embedding model once."""
         self.router.classify("warm up")
 
+    @property
+    def reader(self) -> str:
+        """Names this intent engine (its examples and model): a reading by another is not ours."""
+        if self._reader is None:
+            engine = MODEL_ID if self._given_router is None else type(self._given_router).__qualname__
+            digest = hashlib.sha256(f"{READING_FORMAT}\x1e{engine}".encode())
+            for p in sorted(self.profiles.values(), key=lambda p: p.name):
+                for intent, examples in sorted(p.intents.items()):
+                    digest.update(f"\x1e{intent}\x1f".encode() + "\x1f".join(examples).encode())
+            self._reader = f"local:{digest.hexdigest()[:24]}"
+        return self._reader
+
+    def read(self, task: AgentTask) -> MessageReading:
+        """The message read as every agent would read it: the orchestrator reads it once and
+        sends this in every agent's task, so the message is embedded once per turn."""
+        u = self.understand(task)
+        return MessageReading(
+            reader=self.reader,
+            intent=u.intent,
+            confidence=u.confidence,
+            entities=u.entities,
+            carried_over=u.carried_over,
+            parts=[
+                ReadingPart(text=p.text, start=p.start, intent=p.intent, confidence=p.confidence, entities=p.entities)
+                for p in u.parts
+            ],
+        )
+
     def understand(self, task: AgentTask) -> Understanding:
-        """Classify the turn once per process, whichever agent asks first."""
+        """Classify the turn once per process, whichever agent asks first, unless the
+        orchestrator sent its reading of the message along."""
         cached = self._understood.get(task.turn_id)
         if cached is not None:
             return cached
+        reading = task.reading
+        if reading is not None and reading.reader == self.reader:
+            customers = [m.body for m in task.window if m.role == "customer"]
+            understanding = Understanding(
+                customers[-1] if customers else "",
+                reading.intent,
+                reading.confidence,
+                dict(reading.entities),
+                carried_over=reading.carried_over,
+                parts=tuple(Part(p.text, p.start, p.intent, p.confidence, dict(p.entities)) for p in reading.parts),
+            )
+        else:
+            understanding = self._understand(task)
+        self._understood[task.turn_id] = understanding
+        while len(self._understood) > 512:
+            self._understood.popitem(last=False)
+        return understanding
+
+    def _understand(self, task: AgentTask) -> Understanding:
         customers = [m.body for m in task.window if m.role == "customer"]
         text = customers[-1] if customers else ""
         now = datetime.now(UTC)
@@ -192,9 +255,6 @@ class LocalBrain:
             if before not in CONTINUATIONS and before_conf >= UNKNOWN_BELOW:
                 merged = {**self.router.entities(customers[-2], now=now, timezone=task.customer.timezone), **entities}
                 understanding = Understanding(text, before, before_conf, merged, carried_over=True)
-        self._understood[task.turn_id] = understanding
-        while len(self._understood) > 512:
-            self._understood.popitem(last=False)
         return understanding
 
     def _agent_sure(self, ranked: list[tuple[str, float]], intent: str, confidence: float) -> tuple[str, float]:
