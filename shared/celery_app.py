@@ -72,15 +72,18 @@ def create_app(settings: Settings | None = None) -> Celery:
 app = create_app()
 
 
-def worker_options(queues: Sequence[str], hostname: str, concurrency: int, loglevel: str = "INFO") -> list[str]:
+def worker_options(
+    queues: Sequence[str], hostname: str, concurrency: int, loglevel: str = "INFO", pool: str = "prefork"
+) -> list[str]:
     """The ``celery worker`` arguments every worker of ours runs with (the bench's baseline too).
 
     No gossip, mingle or heartbeat: the workers need nothing from each other, and on Redis
     those cost a broadcast per worker; ``hostname`` is what a ping answers as (NAME@host).
+    ``concurrency`` is processes for ``prefork``, threads of one process for ``threads``.
     """
     return [
         "worker",
-        "--pool=prefork",
+        f"--pool={pool}",
         f"--concurrency={concurrency}",
         f"--queues={','.join(queues)}",
         f"--hostname={hostname}@%h",

@@ -286,8 +286,15 @@ class Settings(BaseSettings):
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
 
-    # Workers
-    worker_concurrency: int = 2
+    # Workers. A prefork worker runs worker_concurrency processes. An agent that waits on a
+    # model spends its run waiting on HTTP, so a threads worker runs worker_threads of them in
+    # one process instead. "auto": threads for the agent roles when the brain is "openai",
+    # prefork for the rest (the local brain is CPU-bound, and the orchestrator's work too).
+    worker_concurrency: int = Field(default=2, ge=1)
+    worker_pool: Literal["auto", "prefork", "threads"] = "auto"
+    # One role's pool, over worker_pool: e.g. {"knowledge": "threads"}
+    worker_pools: dict[str, Literal["prefork", "threads"]] = Field(default_factory=dict)
+    worker_threads: int = Field(default=32, ge=1, le=1000)
 
     @field_validator("database_url")
     @classmethod
@@ -314,6 +321,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"SWITCHBOARD_TURN_TIMEOUT_S ({self.turn_timeout_s:g}) must be at least the longest agent "
                 f"deadline ({longest:g} s): a turn must be able to wait for one agent's whole run"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _pools_of_known_roles(self) -> Settings:
+        unknown = sorted(set(self.worker_pools) - {"orchestrator", *self.agents})
+        if unknown:
+            raise ValueError(
+                f"SWITCHBOARD_WORKER_POOLS names no worker role: {', '.join(unknown)}; "
+                f"use orchestrator, {', '.join(self.agents)}"
             )
         return self
 
@@ -349,6 +366,14 @@ class Settings(BaseSettings):
             if getattr(helpdesk, secret).get_secret_value().strip().lower() in WEAK_SECRETS:
                 weak.append(f"SWITCHBOARD_HELPDESKS[{name}].{secret}")
         return weak
+
+    def pool_for(self, role: str) -> Literal["prefork", "threads"]:
+        """The Celery pool of the worker of ``role`` (orchestrator or an agent)."""
+        if role in self.worker_pools:
+            return self.worker_pools[role]
+        if self.worker_pool != "auto":
+            return self.worker_pool
+        return "threads" if role in self.agents and self.brain == "openai" else "prefork"
 
     def deadline_for(self, agent: str) -> float:
         return self.agent_deadlines_s.get(agent, self.agent_deadline_s)

@@ -53,7 +53,9 @@ def _worker(args: argparse.Namespace) -> int:
 
     refuse_weak_secrets(get_settings())  # one line and exit 2, before Celery starts
 
-    worker_app().worker_main(worker_argv(args.role, args.concurrency, args.loglevel, args.also_queue))
+    worker_app().worker_main(
+        worker_argv(args.role, args.concurrency, args.loglevel, args.also_queue, pool=args.pool, threads=args.threads)
+    )
     return 0
 
 
@@ -247,7 +249,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="run one Celery worker (orchestrator or an agent)")
     p.add_argument("role", help="orchestrator, billing, knowledge or account")
-    p.add_argument("--concurrency", type=int, default=None)
+    p.add_argument(
+        "--pool",
+        choices=["prefork", "threads"],
+        default=None,
+        help="default: the role's SWITCHBOARD_WORKER_POOL(S) (threads for agents of the openai brain)",
+    )
+    p.add_argument("--concurrency", type=int, default=None, help="prefork processes (default: settings)")
+    p.add_argument("--threads", type=int, default=None, help="threads of a threads pool (default: settings)")
     p.add_argument("--loglevel", default="INFO")
     p.add_argument(
         "--also-queue",

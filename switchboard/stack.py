@@ -79,10 +79,32 @@ def worker_queues(role: str) -> list[str]:
     raise SystemExit(f"switchboard worker: unknown role {role!r}; use orchestrator, {', '.join(AGENTS)}")
 
 
-def worker_argv(role: str, concurrency: int | None, loglevel: str = "INFO", also: Sequence[str] = ()) -> list[str]:
-    """``also``: more queues for this worker, e.g. orchestrator.dead_letter to take parked tickets."""
+def worker_argv(
+    role: str,
+    concurrency: int | None,
+    loglevel: str = "INFO",
+    also: Sequence[str] = (),
+    *,
+    pool: str | None = None,
+    threads: int | None = None,
+) -> list[str]:
+    """The worker of ``role`` in the pool its settings give it (``pool`` overrides them).
+
+    ``concurrency`` counts processes, so it sizes a prefork worker only: a threads worker is
+    one process of ``threads`` (default ``SWITCHBOARD_WORKER_THREADS``) threads. ``also``:
+    more queues for this worker, e.g. orchestrator.dead_letter to take parked tickets.
+    """
+    settings = get_settings()
     queues = [*worker_queues(role), *(q for q in also if q not in worker_queues(role))]
-    return worker_options(queues, role, concurrency or get_settings().worker_concurrency, loglevel)
+    chosen = pool or settings.pool_for(role)
+    if chosen == "threads":
+        return worker_options(queues, role, threads or settings.worker_threads, loglevel, pool="threads")
+    return worker_options(queues, role, concurrency or settings.worker_concurrency, loglevel, pool=chosen)
+
+
+def worker_processes(role: str, concurrency: int, settings: Settings) -> int:
+    """How many processes of the worker of ``role`` take tasks: a threads worker is one."""
+    return 1 if settings.pool_for(role) == "threads" else concurrency
 
 
 def load_sandbox(database_url: str, settings: Settings) -> None:
@@ -400,7 +422,7 @@ def _wait_for_ready_processes(stack: _Stack, settings: Settings, concurrency: in
                 if family.name == "switchboard_worker_ready_processes"
                 for sample in family.samples
             )
-            if ready >= concurrency:
+            if ready >= worker_processes(role, concurrency, settings):
                 del waiting[role]
         if waiting and time.monotonic() >= deadline:
             raise _StartupFailed(

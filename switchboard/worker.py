@@ -1,5 +1,6 @@
 """The worker entry: which modules define tasks, and process start-up for every Celery
-worker (database, logs, metrics, the clock, a warm brain).
+worker (database, logs, metrics, the clock, a warm brain): in each prefork child, or in the
+worker's own process for a threads pool (docs/fan-in.md, "Pools and deadlines").
 
 ``worker_app()`` names the task modules in the app's ``include`` list (polar's tasks.py):
 this module among them, so its signal handlers are connected in every worker.
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 TASK_MODULES = ("switchboard.worker", "orchestrator.tasks", "agents.tasks")
 _consumes_orchestrator = False
 _consumes_agents = False
+_in_process = False  # tasks run in this process (a threads pool), not in prefork children
 _queues: list[str] = []
 
 
@@ -41,11 +43,28 @@ def _logging(**_: Any) -> None:
 
 @signals.celeryd_after_setup.connect
 def _remember_queues(sender: str, instance: Any, **_: Any) -> None:
-    global _consumes_orchestrator, _consumes_agents
+    global _consumes_orchestrator, _consumes_agents, _in_process
     queues = instance.app.amqp.queues.consume_from or instance.app.amqp.queues
     _queues[:] = [str(q) for q in queues]
     _consumes_orchestrator = ORCHESTRATOR_QUEUE in queues
     _consumes_agents = any(str(q).startswith("agent.") for q in queues)
+    if runs_tasks_in_process(instance.pool_cls):
+        # No child process will send worker_process_init: this process is the one that
+        # takes tasks, so it warms up here, before its consumer starts (a ping is answered
+        # only once the brain is loaded), and retires at worker_shutdown.
+        _in_process = True
+        _child_process()
+
+
+def runs_tasks_in_process(pool_cls: Any) -> bool:
+    """A threads (or gevent, eventlet) pool runs tasks in the worker's own process."""
+    return str(getattr(pool_cls, "__module__", "")).rsplit(".", 1)[-1] in ("thread", "gevent", "eventlet")
+
+
+@signals.worker_shutdown.connect
+def _main_exit(**_: Any) -> None:
+    if _in_process:
+        retire()
 
 
 @signals.worker_init.connect
@@ -59,7 +78,8 @@ def _main_process(**_: Any) -> None:
 
 @signals.worker_process_init.connect
 def _child_process(**_: Any) -> None:
-    db.configure(get_settings())  # never share a parent's connections across a fork
+    if not _in_process:
+        db.configure(get_settings())  # never share a parent's connections across a fork
     if _consumes_orchestrator:
         from orchestrator.tasks import clock
 
