@@ -1,8 +1,10 @@
 """The agent loop: a bounded tool loop with the stopping rules that hold for every turn.
 
 - at most ``max_steps`` brain decisions;
-- never past the turn's deadline (the Celery soft time limit backs this up for a brain
-  or tool that hangs);
+- never past the agent's deadline: no brain step and no tool call starts after it (the
+  Celery soft time limit backs this up in a prefork worker for a brain or tool that hangs;
+  a threads worker has none, and a tool that changes something must not run once the merge
+  may have handed the turn to a human);
 - the same tool with the same arguments twice escalates (``loop``);
 - a critical tool failure escalates (``tool_failure``);
 - a changing tool runs only when the customer asked for that action on that kind of
@@ -125,6 +127,9 @@ class Agent:
                     detail=f"{decision.tool} was called twice with the same arguments",
                 )
             seen_calls.add(signature)
+            if time.time() >= task.deadline_at:
+                # The brain took the time: the turn may be merged without this agent by now.
+                return finish(AgentStatus.timed_out, detail=f"deadline reached before calling {decision.tool}")
             tool = self.registry.get(decision.tool)
             if tool is not None and tool.side_effect != "read" and not consented(tool.name, task.window):
                 # Whatever picked this tool (a classifier's score, a model), the customer did

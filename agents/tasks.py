@@ -1,8 +1,12 @@
 """Celery tasks of the agents: one task and one queue per agent.
 
 An agent's deadline runs from the moment it starts its task (``admit_agent_task`` writes
-the start); one still running then is cut off by the soft time limit, which Celery also
-counts from the task's start; its late result is recorded and ignored by the merge.
+the start). In a prefork worker one still running then is cut off by the soft time limit,
+which Celery also counts from the task's start. A threads worker has no time limits (they
+are signals, and only a process's main thread gets those): there the deadline is kept by
+the run itself — every model call and tool backend call is given only the time left, and
+the agent loop starts no step and no tool past it — while the orchestrator's clock merges
+at the deadline without waiting. Either way a late result is recorded and ignored by the merge.
 The agents and their tools are ``agents.registry.build_agents(settings)``; a finished run
 goes to the orchestrator through its turn API (``finish_agent_run``).
 """
@@ -10,6 +14,7 @@ goes to the orchestrator through its turn API (``finish_agent_run``).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -28,21 +33,31 @@ from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
 
+# The prefork soft limit is the deadline + 0.25 s: a run that ends later overran it.
+OVERRUN_LOGGED_S = 0.25
+
 _brain: Brain | None = None
 _agents: dict[str, Agent] | None = None
+# In a threads worker the first tasks may arrive together: one brain and one set of agents
+# per process, built once.
+_build_lock = threading.Lock()
 
 
 def brain() -> Brain:
     global _brain
     if _brain is None:
-        _brain = load_brain(get_settings(), agent_profiles())
+        with _build_lock:
+            if _brain is None:
+                _brain = load_brain(get_settings(), agent_profiles())
     return _brain
 
 
 def agents() -> dict[str, Agent]:
     global _agents
     if _agents is None:
-        _agents = build_agents(get_settings())
+        with _build_lock:
+            if _agents is None:
+                _agents = build_agents(get_settings())
     return _agents
 
 
@@ -84,6 +99,17 @@ def run_agent(task: AgentTask) -> AgentResult | None:
             log.exception("agent %s failed on turn %s", task.agent, task.turn_id)
             result = _unfinished(task, AgentStatus.failed, f"{type(exc).__name__} in the agent", started)
     AGENT_LATENCY.labels(task.agent, result.status.value).observe(time.time() - started)
+    overrun = time.time() - task.deadline_at
+    if admission is Admission.running and overrun > OVERRUN_LOGGED_S:
+        # Only a threads worker gets here (prefork's soft limit cuts the run off first): a
+        # brain or tool that ignored the time it was given. The merge did not wait for it.
+        log.warning(
+            "agent %s on turn %s ran %.1fs past its deadline (%s); its result is recorded as it is",
+            task.agent,
+            task.turn_id,
+            overrun,
+            result.status.value,
+        )
     try:
         finish_agent_run(result, started)
     except SoftTimeLimitExceeded:

@@ -119,6 +119,30 @@ def test_past_deadline_the_loop_stops_with_timed_out() -> None:
     assert r.status is AgentStatus.timed_out and r.tool_calls == []
 
 
+def test_a_tool_decided_after_the_deadline_is_never_called() -> None:
+    """A threads worker has no soft time limit: a brain that takes past the deadline to pick
+    a tool must not have it run, since the merge may have given the turn to a human by then."""
+    ran: list[str] = []
+    slow_tools = ToolRegistry()
+
+    @slow_tools.tool(owners=("billing",), side_effect="read")
+    def note_call(ctx: ToolContext, args: KeyArgs) -> dict[str, str]:
+        """Record that it ran."""
+        ran.append(args.key)
+        return {"key": args.key}
+
+    class SlowBrain:
+        name = "slow"
+
+        def decide(self, view: object) -> CallTool:
+            time.sleep(0.3)
+            return CallTool("note_call", {"key": "late"})
+
+    r = Agent(name="billing", tools=list(slow_tools)).run(task(deadline_at=time.time() + 0.1), SlowBrain())
+    assert r.status is AgentStatus.timed_out and "before calling note_call" in (r.detail or "")
+    assert ran == [] and r.tool_calls == []
+
+
 def test_a_fact_without_a_tool_call_behind_it_is_refused() -> None:
     with pytest.raises(ValidationError, match="did not succeed"):
         AgentResult(
