@@ -227,6 +227,7 @@ def start_stack(
     tmp: Path,
     with_api: bool = True,
     helpdesks: dict[str, FakeHelpdesk] | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Stack:
     if broker_url.startswith("redis"):
         import redis
@@ -267,6 +268,7 @@ def start_stack(
         "SWITCHBOARD_HELPDESKS": json.dumps(helpdesks_setting(helpdesks)),
         "SWITCHBOARD_LOG_LEVEL": "INFO",
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        **(extra_env or {}),
     }
     supervisor = Supervisor(env=env, log_dir=tmp / "logs")
     ports = {role: free_port() for role in ROLES}
