@@ -26,7 +26,9 @@ from shared.celery_app import broker_url_for_celery
 NOOP_QUEUE = "bench.noop"
 BLOCKING_QUEUE = "bench.orchestrator"
 NOOP = "bench.noop"
+MODEL_CALL = "bench.model_call"
 BLOCKING_TURN = "bench.blocking_turn"
+BLOCKING_MODEL_TURN = "bench.blocking_model_turn"
 BLOCKING_TURN_REPLY = "bench.blocking_turn_reply"
 FANOUT = 3
 JOIN_TIMEOUT_S = 60.0
@@ -40,6 +42,7 @@ JOIN_INTERVAL_S = 0.001
 
 BROKER_ENV = "SWITCHBOARD_BROKER_URL"
 BACKEND_ENV = "SWITCHBOARD_BENCH_RESULT_BACKEND"
+MODEL_ENV = "SWITCHBOARD_OPENAI_BASE_URL"  # the bench's model server, as the agents read it
 DEFAULT_REDIS = "redis://127.0.0.1:6379/11"
 
 
@@ -60,7 +63,9 @@ def create_baseline_app(broker_url: str, backend_url: str) -> Celery:
         task_default_queue=NOOP_QUEUE,
         task_routes={
             NOOP: {"queue": NOOP_QUEUE},
+            MODEL_CALL: {"queue": NOOP_QUEUE},
             BLOCKING_TURN: {"queue": BLOCKING_QUEUE},
+            BLOCKING_MODEL_TURN: {"queue": BLOCKING_QUEUE},
             BLOCKING_TURN_REPLY: {"queue": BLOCKING_QUEUE},
         },
         result_expires=300,
@@ -79,9 +84,17 @@ def noop() -> None:
     return None
 
 
-def join_group(celery: Celery, fanout: int = FANOUT, *, inside_task: bool = False) -> list[Any]:
-    """Publish ``fanout`` no-ops as a group (by task name) and wait for all of them."""
-    result = group(celery.signature(NOOP, queue=NOOP_QUEUE) for _ in range(fanout)).apply_async()
+@app.task(name=MODEL_CALL, shared=False)
+def model_call() -> None:
+    """An agent of the blocking pattern that waits on the model: one call to the bench's model server."""
+    import httpx
+
+    httpx.get(os.environ.get(MODEL_ENV, "http://127.0.0.1:9").rstrip("/") + "/wait", timeout=10).raise_for_status()
+
+
+def join_group(celery: Celery, fanout: int = FANOUT, *, inside_task: bool = False, task: str = NOOP) -> list[Any]:
+    """Publish ``fanout`` tasks (no-ops by default) as a group (by task name) and wait for all of them."""
+    result = group(celery.signature(task, queue=NOOP_QUEUE) for _ in range(fanout)).apply_async()
     values: list[Any] = result.join(
         timeout=JOIN_TIMEOUT_S, interval=JOIN_INTERVAL_S, disable_sync_subtasks=not inside_task
     )
@@ -99,3 +112,10 @@ def blocking_turn(done_key: str) -> None:
 def blocking_turn_reply() -> None:
     """The same turn for a caller that waits for it: its result is the 'reply'."""
     join_group(app, inside_task=True)
+
+
+@app.task(name=BLOCKING_MODEL_TURN, ignore_result=True, shared=False)
+def blocking_model_turn(done_key: str) -> None:
+    """A turn of the blocking pattern whose three agents each wait on the model."""
+    join_group(app, inside_task=True, task=MODEL_CALL)
+    app.backend.client.incr(done_key)

@@ -17,7 +17,10 @@ workers of the baseline app in ``bench.baseline`` — in a fresh database, and m
   ``finished_at`` minus when the merge was due (the last deadline of the agents that
   started, each from its own start, or the turn's budget when one never started);
   ``hung_agent_cutoff_after_deadline_ms``: how long after its own deadline each hung agent
-  was cut off.
+  was cut off;
+- ``model_bound``: turns whose three agents each wait 1 s on an HTTP call to the bench's
+  model server, as a model would: the agent workers (ours and the baseline's) restarted in
+  the threads pool, the orchestrators as before, so both run the same number of processes.
 
 Progress goes to stderr, the result to stdout. See docs/fan-in.md. How to check the
 servers and start processes is the composition root's, handed over as a ``BenchRuntime``.
@@ -46,6 +49,7 @@ import psycopg
 
 from bench.baseline import (
     BACKEND_ENV,
+    BLOCKING_MODEL_TURN,
     BLOCKING_QUEUE,
     BLOCKING_TURN,
     BLOCKING_TURN_REPLY,
@@ -56,7 +60,8 @@ from bench.baseline import (
     create_baseline_app,
     join_group,
 )
-from bench.brain import HANG_MARK, HUNG_AGENT
+from bench.brain import HANG_MARK, HUNG_AGENT, MODEL_MARK
+from bench.model_server import MODEL_WAIT_S, ModelServer
 from orchestrator.keys import create_key
 from orchestrator.turns import TURN_DONE_CHANNEL
 from shared.celery_app import (
@@ -76,6 +81,11 @@ WARMUP = 20
 TARGET_OVERHEAD_RATIO = 1.5
 TARGET_THROUGHPUT_RATIO = 2.0
 TARGET_OVERSHOOT_P99_MS = 20.0
+TARGET_MODEL_BOUND_PER_S = 50.0
+TARGET_MODEL_BOUND_RATIO = 10.0
+# Threads of each agent worker (ours and the baseline's) for the model-bound run: enough for
+# 50 turns/s of 1-second model calls (Little's law) with room to spare.
+MODEL_THREADS = 100
 DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_BROKER = "redis://127.0.0.1:6379/11"
 INGEST = "switchboard.ingest"
@@ -181,6 +191,21 @@ def evaluate_targets(
     return ratios, targets
 
 
+def model_bound_targets(turns_per_s: float, vs_blocking: float | None) -> dict[str, dict[str, Any]]:
+    return {
+        "model_bound_throughput": {
+            "target": f">= {TARGET_MODEL_BOUND_PER_S:g} turns/s",
+            "measured": turns_per_s,
+            "pass": turns_per_s >= TARGET_MODEL_BOUND_PER_S,
+        },
+        "model_bound_vs_blocking": {
+            "target": f">= {TARGET_MODEL_BOUND_RATIO:g}x the blocking pattern",
+            "measured": vs_blocking,
+            "pass": vs_blocking is not None and vs_blocking >= TARGET_MODEL_BOUND_RATIO,
+        },
+    }
+
+
 def render_table(report: dict[str, Any]) -> str:
     """The report for a person: one line per measure, then the targets."""
     lines = [f"{'measure':<28} {'p50':>9} {'p95':>9} {'p99':>9} {'max':>9} {'n':>6}"]
@@ -191,6 +216,10 @@ def render_table(report: dict[str, Any]) -> str:
         lines.append(f"{key:<28} {s['p50']:>9.2f} {s['p95']:>9.2f} {s['p99']:>9.2f} {s['max']:>9.2f} {s['n']:>6}")
     lines.append(f"{'throughput_turns_per_s':<28} {report['throughput_turns_per_s']:>9.1f}")
     lines.append(f"{'baseline_throughput_per_s':<28} {report['baseline_throughput_per_s']:>9.1f}")
+    if "model_bound" in report:
+        m = report["model_bound"]
+        lines.append(f"{'model_bound_turns_per_s':<28} {m['turns_per_s']:>9.1f}")
+        lines.append(f"{'model_bound_baseline_per_s':<28} {m['baseline_turns_per_s']:>9.2f}")
     lines.append("")
     for name, t in report["targets"].items():
         lines.append(f"{'PASS' if t['pass'] else 'FAIL'}  {name:<28} {t['measured']!s:>9}  (target {t['target']})")
@@ -211,6 +240,7 @@ class BenchConfig:
     samples: int
     turns: int
     hung: int
+    model_turns: int
     concurrency: int
     deadline_s: float
     admin_url: str
@@ -224,6 +254,7 @@ def config_from(args: argparse.Namespace, settings: Settings) -> BenchConfig:
         samples=max(1, int(args.samples)),
         turns=max(1, int(args.turns)),
         hung=max(1, int(args.hung)),
+        model_turns=max(0, int(getattr(args, "model_turns", 400))),
         concurrency=settings.worker_concurrency,
         deadline_s=max(settings.deadline_for(a) for a in settings.agents),
         admin_url=settings.database_url or DEFAULT_DATABASE,
@@ -286,6 +317,8 @@ class BenchRun:
         self._created_db = False
         self.timed: dict[str, tuple[float, float]] = {}
         self.cutoff_ms: list[float] = []
+        self.model: ModelServer | None = None
+        self.env: dict[str, str] = {}
 
     # ---------------------------------------------------------------- set-up and tear-down
 
@@ -313,6 +346,7 @@ class BenchRun:
         self.client = create_app(Settings(broker_url=self.cfg.broker_url, database_url=self.database_url))
         self.baseline = create_baseline_app(self.cfg.broker_url, self.cfg.backend_url)
         self._purge_queues()
+        self.model = ModelServer().start()
         self._start_workers()
         self.listener = TurnListener(self.database_url)
 
@@ -324,6 +358,9 @@ class BenchRun:
             say("stopping workers")
             self.supervisor.stop()
             self.supervisor = None
+        if self.model is not None:
+            self.model.stop()
+            self.model = None
         if self._created_db:
             with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
@@ -350,9 +387,11 @@ class BenchRun:
                 "SWITCHBOARD_EXTRA_TOOLS": json.dumps(["bench.brain:TOOLS"]),
                 "SWITCHBOARD_SOURCES": json.dumps({BENCH_SOURCE: {}}),
                 "SWITCHBOARD_LOG_LEVEL": "WARNING",
+                "SWITCHBOARD_OPENAI_BASE_URL": self.model.url if self.model else "",
                 BACKEND_ENV: self.cfg.backend_url,
             }
         )
+        self.env = env
         supervisor = self.supervisor = self.runtime.processes(env, self.log_dir)
         c = self.cfg.concurrency
         for role in self.runtime.roles:
@@ -361,19 +400,37 @@ class BenchRun:
         for name, queue in baseline.items():
             argv = [sys.executable, "-m", "celery", "-A", "bench.baseline:app"]
             supervisor.start(name, [*argv, *worker_options([queue], name, c, "WARNING")])
-        wanted = [*self.runtime.roles, *baseline]
+        self._wait_for([*self.runtime.roles, *baseline])
+        say(f"workers up: {', '.join(sorted([*self.runtime.roles, *baseline]))} (prefork, concurrency {c})")
+
+    def _wait_for(self, wanted: list[str]) -> None:
+        assert self.supervisor is not None
         end = time.monotonic() + 90
         while True:
-            if dead := supervisor.exited():
+            if dead := self.supervisor.exited():
                 raise RuntimeError(f"workers exited at start-up: {dead}; see {self.log_dir}")
             try:
                 wait_for_workers(wanted, timeout=1.0, celery=self.client)
+                return
             except TimeoutError:
                 if time.monotonic() >= end:
                     raise TimeoutError(f"workers did not come up within 90s; see {self.log_dir}") from None
-                continue
-            say(f"workers up: {', '.join(sorted(wanted))} (prefork, concurrency {c})")
-            return
+
+    def _agents_in_threads(self) -> None:
+        """The agent workers, ours and the baseline's, again as one process of MODEL_THREADS threads."""
+        assert self.supervisor is not None
+        agents = [r for r in self.runtime.roles if r in AGENTS]
+        for name in [*agents, "bench-noop"]:
+            self.supervisor.kill(name, signal.SIGTERM)
+        pools = json.dumps(dict.fromkeys(agents, "threads"))
+        threads = {"SWITCHBOARD_WORKER_POOLS": pools, "SWITCHBOARD_WORKER_THREADS": str(MODEL_THREADS)}
+        for role in agents:
+            self.supervisor.start_worker(role, self.cfg.concurrency, threads, loglevel="WARNING")
+        argv = [sys.executable, "-m", "celery", "-A", "bench.baseline:app"]
+        noop = worker_options([NOOP_QUEUE], "bench-noop", MODEL_THREADS, "WARNING", pool="threads")
+        self.supervisor.start("bench-noop", [*argv, *noop])
+        self._wait_for([*agents, "bench-noop"])
+        say(f"agent workers restarted: threads pool, {MODEL_THREADS} threads, one process each")
 
     # ---------------------------------------------------------------- one unit of each
 
@@ -387,10 +444,11 @@ class BenchRun:
             "body": body,
         }
 
-    def _submit_turn(self, tag: str, hang: bool = False) -> None:
-        self.client.send_task(
-            INGEST, args=[self._ticket(tag, hang)], kwargs={"api_key": self.api_key}, queue=ORCHESTRATOR_QUEUE
-        )
+    def _submit_turn(self, tag: str, hang: bool = False, model: bool = False) -> None:
+        ticket = self._ticket(tag, hang)
+        if model:
+            ticket["body"] += f" {MODEL_MARK}"
+        self.client.send_task(INGEST, args=[ticket], kwargs={"api_key": self.api_key}, queue=ORCHESTRATOR_QUEUE)
 
     def _turn_ms(self, tag: str) -> tuple[float, str, float, float]:
         """One turn, alone: its time, its id, and when it was sent and learnt (wall clock)."""
@@ -424,6 +482,7 @@ class BenchRun:
         turn_tput = self.turn_throughput()
         self.settle()
         overshoot_ms, committed_ms, triggers = self.overshoot()
+        model_bound = self.model_bound() if cfg.model_turns else None
         ratios, targets = evaluate_targets(
             percentile(turn_ms, 50),
             percentile(baseline_ms, 50),
@@ -432,6 +491,9 @@ class BenchRun:
             percentile(overshoot_ms, 99),
         )
         ratios["turn_overhead_p50_vs_blocking_turn_p50"] = ratio(percentile(turn_ms, 50), percentile(blocking_ms, 50))
+        if model_bound is not None:
+            ratios["model_bound_vs_blocking"] = model_bound["vs_blocking"]
+            targets.update(model_bound_targets(model_bound["turns_per_s"], model_bound["vs_blocking"]))
         return {
             "baseline_group_join_ms": summarize(baseline_ms),
             "turn_overhead_ms": summarize(turn_ms),
@@ -442,12 +504,14 @@ class BenchRun:
             "deadline_overshoot_ms": summarize(overshoot_ms),
             "deadline_overshoot_to_commit_ms": summarize(committed_ms),
             "hung_agent_cutoff_after_deadline_ms": summarize(self.cutoff_ms),
+            **({"model_bound": model_bound} if model_bound is not None else {}),
             "ratios": ratios,
             "targets": targets,
             "checks": {
                 "latency_turns": self.outcomes("lat-"),
                 "throughput_turns": self.outcomes("tput-"),
                 "hung_turn_merge_triggers": triggers,
+                "model_bound_turns": self.outcomes("model-"),
             },
             "method": {
                 "samples": cfg.samples,
@@ -468,6 +532,10 @@ class BenchRun:
                 "started (each from its own start), or the turn's budget if an agent never started",
                 "overshoot_to_commit": "time LISTEN learnt the merge - when the merge was due",
                 "hung_agent_cutoff": "agent_runs.finished_at of the hung agent's cut-off result - its own deadline",
+                "model_bound": f"each of the 3 agents waits {MODEL_WAIT_S:g} s on one HTTP call to a local server; "
+                f"agent workers (ours and the baseline's no-op worker) in the threads pool, {MODEL_THREADS} threads, "
+                "one process each; orchestrators (ours, and the blocking one) prefork at worker_concurrency; "
+                "model_turns ingest tasks at once vs 10 x concurrency bench.blocking_model_turn tasks",
             },
             "machine": machine_facts(cfg, self._server_version()),
         }
@@ -516,26 +584,52 @@ class BenchRun:
         say(f"throughput: {n} turns merged in {elapsed:.2f}s = {n / elapsed:.1f}/s")
         return n / elapsed
 
+    def model_bound(self) -> dict[str, Any]:
+        """Turns whose agents wait on a model: ours, then the blocking pattern, same processes."""
+        assert self.listener is not None
+        self._agents_in_threads()
+        n = self.cfg.model_turns
+        say(f"model-bound: submitting {n} turns whose agents wait {MODEL_WAIT_S:g} s on the model")
+        start = time.perf_counter()
+        for i in range(n):
+            self._submit_turn(f"model-{i}", model=True)
+        self.listener.wait(n, timeout=max(120.0, n * 0.5), label="model-bound")
+        ours = n / (time.perf_counter() - start)
+        say(f"model-bound: {n} turns in {n / ours:.2f}s = {ours:.1f}/s")
+        blocking = self._blocking_throughput(BLOCKING_MODEL_TURN, 10 * self.cfg.concurrency, "model-bound baseline")
+        return {
+            "turns_per_s": round(ours, 1),
+            "baseline_turns_per_s": round(blocking, 2),
+            "vs_blocking": ratio(ours, blocking),
+            "turns": n,
+            "baseline_turns": 10 * self.cfg.concurrency,
+            "model_wait_s": MODEL_WAIT_S,
+            "agent_threads": MODEL_THREADS,
+            "model_requests": self.model.requests if self.model else 0,
+        }
+
     def baseline_throughput(self) -> float:
-        n = self.cfg.turns
-        key = f"switchboard-bench:{self.run_id}:done"
+        return self._blocking_throughput(BLOCKING_TURN, self.cfg.turns, "baseline throughput")
+
+    def _blocking_throughput(self, task: str, n: int, label: str) -> float:
+        key = f"switchboard-bench:{self.run_id}:{task}:done"
         redis = self.baseline.backend.client
-        say(f"baseline throughput: submitting {n} blocking group+join turns")
+        say(f"{label}: submitting {n} blocking group+join turns")
         start = time.perf_counter()
         for _ in range(n):
-            self.baseline.send_task(BLOCKING_TURN, args=[key], queue=BLOCKING_QUEUE)
+            self.baseline.send_task(task, args=[key], queue=BLOCKING_QUEUE)
         end = time.monotonic() + max(120.0, n * 0.2)
         next_report = time.monotonic() + 5.0
         while int(redis.get(key) or 0) < n:
             if time.monotonic() > end:
-                raise TimeoutError(f"baseline: {int(redis.get(key) or 0)} of {n} done in time")
+                raise TimeoutError(f"{label}: {int(redis.get(key) or 0)} of {n} done in time")
             if time.monotonic() >= next_report:
-                say(f"baseline throughput: {int(redis.get(key) or 0)}/{n} done")
+                say(f"{label}: {int(redis.get(key) or 0)}/{n} done")
                 next_report = time.monotonic() + 5.0
             time.sleep(0.002)
         elapsed = time.perf_counter() - start
         redis.delete(key)
-        say(f"baseline throughput: {n} done in {elapsed:.2f}s = {n / elapsed:.1f}/s")
+        say(f"{label}: {n} done in {elapsed:.2f}s = {n / elapsed:.1f}/s")
         return n / elapsed
 
     def overshoot(self) -> tuple[list[float], list[float], dict[str, int]]:

@@ -277,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--turns", type=int, default=2000, help="turns for the throughput run")
     p.add_argument("--samples", type=int, default=200, help="sequential samples for latency percentiles")
     p.add_argument("--hung", type=int, default=30, help="turns with a hung agent for the overshoot")
+    p.add_argument(
+        "--model-turns", type=int, default=400, help="turns whose agents wait 1 s on a model (0: skip model_bound)"
+    )
     p.set_defaults(fn=_bench)
 
     p = sub.add_parser("desk-bench", help="many humans claiming from one escalation queue; prints JSON")

@@ -10,6 +10,7 @@ from bench.brain import BenchBrain
 from bench.run import (
     config_from,
     evaluate_targets,
+    model_bound_targets,
     percentile,
     ratio,
     render_table,
@@ -147,3 +148,29 @@ def test_bench_brain_hangs_only_the_billing_agent_of_a_marked_ticket(monkeypatch
     assert slept == []
     brain.decide(_view("billing", f"refund please {bench.HANG_MARK}"))
     assert slept == [bench.HANG_S]
+
+
+def test_model_bound_agents_wait_on_the_model_server_once_within_their_deadline() -> None:
+    import time
+
+    from bench.model_server import ModelServer
+
+    with_model = ModelServer(wait_s=0.2).start()
+    try:
+        brain = BenchBrain(Settings(openai_base_url=with_model.url))
+        view = _view("account", f"my plan {bench.MODEL_MARK}")
+        view = AgentView(task=view.task.model_copy(update={"deadline_at": time.time() + 3}), tools=[], history=[])
+        started = time.monotonic()
+        assert isinstance(brain.decide(view), CallTool)
+        assert time.monotonic() - started >= 0.2 and with_model.requests == 1
+        brain.decide(_view("account", "my plan"))  # no mark: no wait
+        assert with_model.requests == 1
+    finally:
+        with_model.stop()
+
+
+def test_model_bound_targets_pass_at_their_bounds() -> None:
+    targets = model_bound_targets(50.0, 10.0)
+    assert targets["model_bound_throughput"]["pass"] and targets["model_bound_vs_blocking"]["pass"]
+    targets = model_bound_targets(49.9, None)
+    assert not targets["model_bound_throughput"]["pass"] and not targets["model_bound_vs_blocking"]["pass"]
