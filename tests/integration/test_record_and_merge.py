@@ -1,0 +1,130 @@
+"""The last agent's result and the turn's merge are one transaction, on the real Postgres:
+the merge sees every other result, one caller merges, and a merge that fails keeps the
+result and merges again on its own."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from orchestrator import fan_in
+from orchestrator.fan_in import finish_agent_run
+from orchestrator.ingest import accept_ticket
+from orchestrator.turns import Merged, mark_published, start_turn
+from shared import db
+from shared.contracts import AgentResult, AgentStatus, Fact, Outcome, TicketIn, ToolCallRecord
+from shared.settings import Settings
+from tests.integration.conftest import rows
+
+pytestmark = pytest.mark.integration
+
+AGENTS = ("billing", "knowledge", "account")
+
+
+@pytest.fixture(autouse=True)
+def database(database_url: str) -> None:
+    db.configure(Settings(database_url=database_url))
+
+
+def _turn() -> str:
+    with db.session_scope() as s:
+        ticket = TicketIn.model_validate(
+            {"source": "merge-test", "external_id": uuid.uuid4().hex, "customer": {"id": "c"}, "body": "hello"}
+        )
+        accepted = accept_ticket(s, ticket, via="test")
+        assert start_turn(s, accepted.turn_id, Settings(agents=list(AGENTS))) is not None
+        mark_published(s, accepted.turn_id)
+    return accepted.turn_id
+
+
+def _answer(turn_id: str, agent: str) -> AgentResult:
+    call = ToolCallRecord(call_id=f"call_{agent}", tool="lookup", arguments={}, output={"ok": True})
+    return AgentResult(
+        turn_id=turn_id,
+        agent=agent,
+        status=AgentStatus.answered,
+        answer=f"The {agent} answer.",
+        confidence=0.9,
+        facts=[Fact(statement=f"{agent} looked it up", call_id=call.call_id)],
+        tool_calls=[call],
+        brain="test",
+    )
+
+
+def _state(turn_id: str) -> dict[str, Any]:
+    [turn] = rows("SELECT state, results_in, merge_trigger FROM turns WHERE id = :t", t=turn_id)
+    return turn
+
+
+def test_the_last_result_merges_the_turn_in_its_own_transaction() -> None:
+    turn_id = _turn()
+    assert finish_agent_run(_answer(turn_id, "billing"), time.time()) is None
+    assert finish_agent_run(_answer(turn_id, "knowledge"), time.time()) is None
+    assert _state(turn_id)["state"] == "running"
+
+    merged = finish_agent_run(_answer(turn_id, "account"), time.time())
+
+    assert isinstance(merged, Merged) and merged.decision.outcome is Outcome.resolved
+    assert set(merged.decision.answered_by) == set(AGENTS)  # it saw the two results before it
+    assert _state(turn_id) == {"state": "done", "results_in": 3, "merge_trigger": "all_in"}
+    assert len(rows("SELECT 1 FROM agent_runs WHERE turn_id = :t", t=turn_id)) == 3
+    # a redelivered last result changes nothing and merges nothing
+    assert finish_agent_run(_answer(turn_id, "account"), time.time()) is None
+    assert len(rows("SELECT 1 FROM events WHERE turn_id = :t AND kind = 'turn.merged'", t=turn_id)) == 1
+
+
+def test_two_last_results_at_once_merge_once_with_every_result() -> None:
+    for _ in range(5):
+        turn_id = _turn()
+        assert finish_agent_run(_answer(turn_id, "billing"), time.time()) is None
+        barrier = threading.Barrier(2)
+        merges: list[Merged | None] = []
+
+        def finish(agent: str, tid: str = turn_id, gate: threading.Barrier = barrier) -> None:
+            gate.wait()
+            merges.append(finish_agent_run(_answer(tid, agent), time.time()))
+
+        threads = [threading.Thread(target=finish, args=(agent,)) for agent in ("knowledge", "account")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+
+        done = [m for m in merges if m is not None]
+        assert len(merges) == 2 and len(done) == 1  # whoever came last merged, once
+        assert set(done[0].decision.answered_by) == set(AGENTS)
+        assert _state(turn_id) == {"state": "done", "results_in": 3, "merge_trigger": "all_in"}
+
+
+def test_a_merge_that_fails_keeps_the_last_result_and_merges_again_on_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    turn_id = _turn()
+    for agent in ("billing", "knowledge"):
+        finish_agent_run(_answer(turn_id, agent), time.time())
+    real_merge = fan_in.merge_turn
+    calls: list[str] = []
+
+    def merge_once_broken(*args: Any, **kwargs: Any) -> Merged | None:
+        calls.append("merge")
+        if len(calls) == 1:
+            raise RuntimeError("a bug in the merge")
+        return real_merge(*args, **kwargs)
+
+    monkeypatch.setattr(fan_in, "merge_turn", merge_once_broken)
+    merged = finish_agent_run(_answer(turn_id, "account"), time.time())
+
+    assert calls == ["merge", "merge"]
+    assert isinstance(merged, Merged) and set(merged.decision.answered_by) == set(AGENTS)
+    assert rows("SELECT agent FROM agent_runs WHERE turn_id = :t AND agent = 'account'", t=turn_id) == [
+        {"agent": "account"}
+    ]
+    assert rows("SELECT tool FROM tool_calls WHERE turn_id = :t AND agent = 'account'", t=turn_id) == [
+        {"tool": "lookup"}
+    ]
+    assert _state(turn_id)["state"] == "done"
+    assert len(rows("SELECT 1 FROM events WHERE turn_id = :t AND kind = 'turn.merged'", t=turn_id)) == 1
