@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from typing import Any
 
 from celery import Celery, signals
 
 from shared import db, metrics
-from shared.celery_app import ORCHESTRATOR_QUEUE, app
+from shared.celery_app import ORCHESTRATOR_QUEUE, agent_queue, app
 from shared.logs import configure_logging
 from shared.settings import get_settings
 from shared.workers import announce_warm, retire
@@ -97,6 +99,8 @@ def _child_process(**_: Any) -> None:
             agents()  # the agents and their tools, built once per process
         except Exception:  # the first turn will try again and fail visibly if it must
             log.exception("warming up the brain failed")
+        if agent_queue("knowledge") in _queues:
+            threading.Thread(target=_warm_knowledge_base, name="kb-warm-up", daemon=True).start()
     # The orchestrator screens every message and the agents every tool output with the learned
     # injection detector: load it now too (it logs and leaves the rules alone if it cannot).
     from shared.guardrails.injection_model import process_model
@@ -108,6 +112,22 @@ def _child_process(**_: Any) -> None:
         announce_warm(_queues)
     except Exception as exc:  # the database is down: the heartbeat says it when it is back
         log.warning("could not say this worker process is warm (%s)", type(exc).__name__)
+
+
+def _warm_knowledge_base() -> None:
+    """Embed the knowledge base's passages into this process's cache, beside its first turns:
+    re-ranking then embeds only the customer's question (it embedded every candidate passage
+    of a cold process: most of the knowledge agent's CPU per question)."""
+    from agents.knowledge.retrieval import warm_passages
+
+    started = time.monotonic()
+    try:
+        with db.session_scope() as s:
+            embedded = warm_passages(s)
+    except Exception as exc:  # no knowledge base yet, or the database is down: turns embed as they go
+        log.warning("could not warm the knowledge base's passages (%s)", type(exc).__name__)
+        return
+    log.info("knowledge base warm: %d passages embedded in %.1fs", embedded, time.monotonic() - started)
 
 
 def _read_for_the_agents() -> None:

@@ -165,6 +165,13 @@ def passages(c: Candidate | Hit) -> list[str]:
     ]
 
 
+def sentences(c: Candidate | Hit) -> list[str]:
+    """What is embedded for each unit of a section when its answer is composed: the title and
+    heading, then the unit alone."""
+    topic = _topic(c)
+    return [f"{topic}. {u.text}" for u in answers.units(c.text)]
+
+
 def _topic(c: Candidate | Hit) -> str:
     return f"{c.title}: {c.section}" if c.section else c.title
 
@@ -205,11 +212,9 @@ def rank(
 
 def answer(hit: Hit, vector: Sequence[float]) -> str:
     """The units of the hit's section that answer, each scored by its sentence and its passage."""
-    units = answers.units(hit.text)
-    if not units:
+    if not answers.units(hit.text):
         return ""
-    topic = _topic(hit)
-    own = _similarities([f"{topic}. {u.text}" for u in units], vector)
+    own = _similarities(sentences(hit), vector)
     around = _similarities(passages(hit), vector)
     return answers.compose(hit.text, [(a + b) / 2 for a, b in zip(own, around, strict=True)])
 
@@ -240,6 +245,13 @@ def _similarities(texts: list[str], vector: Sequence[float]) -> list[float]:
     """
     if not texts:
         return []
+    known = _vectors(texts)
+    matrix = np.stack([known[t] for t in texts]).reshape(len(texts), EMBEDDING_DIMENSIONS)
+    return [round(float(x), 4) for x in matrix @ np.asarray(vector, dtype=np.float32)]
+
+
+def _vectors(texts: list[str]) -> dict[str, Any]:
+    """The vector of each text, from the process's cache or embedded now (and cached)."""
     with _cache_lock:
         known = {t: _cache[t] for t in texts if t in _cache}
         for t in known:
@@ -252,5 +264,31 @@ def _similarities(texts: list[str], vector: Sequence[float]) -> list[float]:
             _cache.update((t, known[t]) for t in missing)
             while len(_cache) > VECTOR_CACHE_SIZE:
                 _cache.popitem(last=False)
-    matrix = np.stack([known[t] for t in texts]).reshape(len(texts), EMBEDDING_DIMENSIONS)
-    return [round(float(x), 4) for x in matrix @ np.asarray(vector, dtype=np.float32)]
+    return known
+
+
+_EVERY_SECTION = text(
+    """
+    SELECT a.title, s.heading AS section, s.text, s.questions
+    FROM kb_sections s JOIN kb_articles a ON a.id = s.article_id
+    ORDER BY a.id, s.position
+    """
+)
+
+
+def warm_passages(session: Session, *, limit: int = VECTOR_CACHE_SIZE, batch: int = 64) -> int:
+    """Embed the passages, sentences and listed questions of every section into the process's
+    cache, so re-ranking and answering embed only the customer's question, from the first one on. A worker does it
+    once when it starts, beside its first turns; the cache is shared under its lock. Returns
+    how many texts it embedded (at most ``limit``: the cache holds no more)."""
+    require_tables(session)
+    texts: list[str] = []
+    for r in session.execute(_EVERY_SECTION).mappings():
+        section = Candidate("", r.title, r.section, r.text, 0.0, 0.0, questions=tuple(r.questions))
+        texts += [*passages(section), *sentences(section), *section.questions]
+        if len(texts) >= limit:
+            break
+    texts = list(dict.fromkeys(texts))[:limit]
+    for start in range(0, len(texts), batch):  # in slices: a turn waiting on the lock waits for one slice
+        _vectors(texts[start : start + batch])
+    return len(texts)

@@ -126,6 +126,24 @@ def test_a_spreadsheet_question_finds_the_csv_export_section(kb_url: str) -> Non
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
 
+def test_a_warm_worker_embeds_only_the_question(kb_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(retrieval, "_cache", type(retrieval._cache)())  # a process that just started
+    with _session(kb_url) as session:
+        warmed = retrieval.warm_passages(session)
+        embedded: list[list[str]] = []
+        real_embed = retrieval.embed_texts
+
+        def recording(texts: list[str]) -> list[list[float]]:
+            embedded.append(list(texts))
+            return real_embed(texts)
+
+        monkeypatch.setattr(retrieval, "embed_texts", recording)
+        hits = retrieval.search(session, EXPORT_QUESTION, 3)
+    assert warmed > _count(kb_url, "kb_sections")  # every section's passages, not one vector each
+    assert embedded == [[" ".join(EXPORT_QUESTION.split())]]
+    assert hits[0].section == "Export to CSV"
+
+
 def test_reimporting_the_same_articles_changes_nothing(kb_url: str) -> None:
     before = (_count(kb_url, "kb_articles"), _count(kb_url, "kb_sections"))
     with _session(kb_url) as session, session.begin():
