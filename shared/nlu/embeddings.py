@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,10 @@ DIMENSION = 384
 MAX_TOKENS = 256
 
 Vector = NDArray[np.float32]
+# Vectors remembered per encoder (1.5 kB each), of texts up to this long: messages, sentences,
+# passages and sections, not a whole article being imported.
+REMEMBERED = 4096
+REMEMBER_CHARS = 4000
 
 
 class EmbeddingModelUnavailable(BrainUnavailable):
@@ -73,11 +78,18 @@ class SentenceEncoder:
         tokenizer_path: Path | None = None,
         *,
         threads: int = 1,
+        remember: int = REMEMBERED,
     ) -> None:
         self._model_path = model_path
         self._tokenizer_path = tokenizer_path
         self._threads = threads
         self._lock = threading.Lock()
+        # The vectors of the latest texts: a turn's message is embedded by the injection
+        # screen and again by the intent engine, and a knowledge-base section by every
+        # screen of the searches that return it. Only texts up to REMEMBER_CHARS.
+        self._remember = remember
+        self._remembered: OrderedDict[str, Vector] = OrderedDict()
+        self._remembered_lock = threading.Lock()
         self._tokenizer: Tokenizer | None = None
         self._session: Any = None
         self._wants_token_types = False
@@ -120,26 +132,52 @@ class SentenceEncoder:
 
     def embed(self, text: str) -> Vector:
         """One text, one vector of shape (DIMENSION,)."""
-        tokenizer, session = self._load()
-        vector: Vector = self._run(session, [tokenizer.encode(text)])[0]
-        return vector
+        return self.embed_batch([text])[0]
 
     def embed_batch(self, texts: Sequence[str], batch_size: int = 32) -> NDArray[np.float32]:
-        """Many texts, shape (len(texts), DIMENSION); for training, not queries.
+        """Many texts, shape (len(texts), DIMENSION).
 
-        Texts are grouped by length so a batch carries little padding.
+        Texts are grouped by length so a batch carries little padding; a text embedded
+        lately is not embedded again.
         """
         out = np.zeros((len(texts), DIMENSION), dtype=np.float32)
         if not texts:
             return out
+        missing = self._recall(texts, out)
+        if not missing:
+            return out
         tokenizer, session = self._load()
         # One by one: encode_batch would start a rayon thread pool in every worker.
-        encodings = [tokenizer.encode(text) for text in texts]
+        encodings = [tokenizer.encode(texts[i]) for i in missing]
         order = np.argsort([len(e.ids) for e in encodings], kind="stable")
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            out[rows] = self._run(session, [encodings[i] for i in rows])
+            out[[missing[i] for i in rows]] = self._run(session, [encodings[i] for i in rows])
+        self._keep(texts, missing, out)
         return out
+
+    def _recall(self, texts: Sequence[str], out: NDArray[np.float32]) -> list[int]:
+        """Fill ``out`` with the remembered vectors; the indexes of the texts still to embed."""
+        missing: list[int] = []
+        with self._remembered_lock:
+            for i, text in enumerate(texts):
+                vector = self._remembered.get(text)
+                if vector is None:
+                    missing.append(i)
+                else:
+                    out[i] = vector
+                    self._remembered.move_to_end(text)
+        return missing
+
+    def _keep(self, texts: Sequence[str], embedded: list[int], out: NDArray[np.float32]) -> None:
+        if not self._remember:
+            return
+        with self._remembered_lock:
+            for i in embedded:
+                if len(texts[i]) <= REMEMBER_CHARS:
+                    self._remembered[texts[i]] = out[i].copy()
+            while len(self._remembered) > self._remember:
+                self._remembered.popitem(last=False)
 
     def _run(self, session: Any, encodings: list[Encoding]) -> NDArray[np.float32]:
         width = max(len(e.ids) for e in encodings)

@@ -56,9 +56,31 @@ def test_embeddings_are_unit_vectors_and_paraphrases_are_closer(encoder: Sentenc
 def test_batched_embeddings_equal_one_at_a_time_despite_padding(encoder: SentenceEncoder) -> None:
     # Texts of very different lengths share a padded batch; masked pooling must ignore the padding.
     texts = ["hi", "I was charged twice for the same order last week and want the second charge reversed", "refund"]
-    batched = encoder.embed_batch(texts)
-    single = np.stack([encoder.embed(t) for t in texts])
+    batched = SentenceEncoder(remember=0).embed_batch(texts)
+    single = np.stack([SentenceEncoder(remember=0).embed(t) for t in texts])
     np.testing.assert_allclose(batched, single, atol=1e-4)
+
+
+def test_a_text_embedded_lately_is_not_embedded_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    encoder = SentenceEncoder(remember=2)
+    first = encoder.embed("I was charged twice")
+    runs: list[int] = []
+    real_run = encoder._run
+    monkeypatch.setattr(
+        encoder, "_run", lambda session, encodings: runs.append(len(encodings)) or real_run(session, encodings)
+    )
+
+    again = encoder.embed_batch(["I was charged twice", "and I can't log in"])
+
+    assert runs == [1]  # only the new text went through the model
+    np.testing.assert_array_equal(again[0], first)
+    np.testing.assert_allclose(again[1], SentenceEncoder(remember=0).embed("and I can't log in"), atol=1e-6)
+    encoder.embed("a third text")  # the encoder keeps two: the oldest is forgotten
+    encoder.embed("I was charged twice")
+    assert runs == [1, 1, 1]
+    encoder.embed("x" * 5000)  # a whole article is not kept
+    encoder.embed("x" * 5000)
+    assert runs == [1, 1, 1, 1, 1]
 
 
 @pytest.mark.parametrize(
