@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, and_, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from orchestrator.delivery import queue_delivery
 from orchestrator.desk import escalation_row, queued_event, reopen_for_message
@@ -120,31 +120,31 @@ def _since_last_pause(newest_first: Sequence[R], ttl: timedelta) -> list[R]:
     return kept
 
 
-def _earlier_open(s: Session, turn_id: str, conversation_id: str) -> bool:
-    """An earlier turn of the conversation (by its sequence number) is not done yet."""
-    return bool(
-        s.execute(
-            select(func.count())
-            .select_from(Turn)
-            .where(
-                Turn.conversation_id == conversation_id,
-                Turn.state != TurnState.done,
-                Turn.seq < select(Turn.seq).where(Turn.id == turn_id).scalar_subquery(),
-            )
-        ).scalar_one()
-    )
+_EARLIER = aliased(Turn)
 
 
 def _queued_conversation(s: Session, turn_id: str) -> str | None:
     """The conversation of a turn that may start now; None when it is not queued. Raises
-    ConversationBusy while an earlier turn of the conversation is open."""
-    turn = s.execute(select(Turn.conversation_id, Turn.state).where(Turn.id == turn_id)).one_or_none()
+    ConversationBusy while an earlier turn of the conversation (by its sequence number) is
+    not done yet. One statement: the turn and whether an earlier one is open."""
+    earlier_open = (
+        select(_EARLIER.id)
+        .where(
+            _EARLIER.conversation_id == Turn.conversation_id,
+            _EARLIER.state != TurnState.done,
+            _EARLIER.seq < Turn.seq,
+        )
+        .exists()
+    )
+    turn = s.execute(
+        select(Turn.conversation_id, Turn.state, earlier_open.label("busy")).where(Turn.id == turn_id)
+    ).one_or_none()
     if turn is None:
         log.warning("turn %s does not exist; nothing to do", turn_id)
         return None
     if turn.state != TurnState.queued:
         return None
-    if _earlier_open(s, turn_id, turn.conversation_id):
+    if turn.busy:
         raise ConversationBusy(turn_id)
     return str(turn.conversation_id)
 
@@ -281,7 +281,9 @@ def start_turn(s: Session, turn_id: str, settings: Settings) -> StartedTurn | No
         return None
     rows = _window_rows(s, conversation.id, claimed.message_id, settings)
     customer = Customer.model_validate(conversation.customer)
-    latest = s.execute(select(Message.body).where(Message.id == claimed.message_id)).scalar_one()
+    latest = next((r.body for r in rows if r.id == claimed.message_id), None)
+    if latest is None:  # not in the window (a flagged message is never): read it
+        latest = s.execute(select(Message.body).where(Message.id == claimed.message_id)).scalar_one()
     verdict = _screen(latest, customer)
     window = model_window([(r.role, r.body) for r in reversed(rows)], customer.email)
     if verdict is not None:
@@ -317,10 +319,11 @@ def start_turn(s: Session, turn_id: str, settings: Settings) -> StartedTurn | No
 
 
 def _window_rows(s: Session, conversation_id: str, message_id: str, settings: Settings) -> list[Any]:
-    message_created = s.execute(select(Message.created_at).where(Message.id == message_id)).scalar_one()
+    """The messages of the window up to the turn's own, newest first (with their ids)."""
+    message_created = select(Message.created_at).where(Message.id == message_id).scalar_subquery()
     return _since_last_pause(
         s.execute(
-            select(Message.role, Message.body, Message.created_at)
+            select(Message.id, Message.role, Message.body, Message.created_at)
             .where(
                 Message.conversation_id == conversation_id,
                 Message.created_at <= message_created,
