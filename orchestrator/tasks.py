@@ -135,11 +135,13 @@ def _observe_wait(task: Task, queue: str) -> None:
         QUEUE_WAIT.labels(queue).observe(max(0.0, time.time() - published))
 
 
-def fan_out(turn_id: str) -> bool:
-    """Start a turn and publish one task per agent. False when there was nothing to start."""
+def fan_out(turn_id: str, attempt: int | None = None) -> bool:
+    """Start a turn and publish one task per agent. False when there was nothing to start.
+    ``attempt``: the attempt already counted (and committed) by the caller."""
     settings = get_settings()
-    with session_scope() as s:
-        attempt = begin_attempt(s, turn_id)
+    if attempt is None:
+        with session_scope() as s:
+            attempt = begin_attempt(s, turn_id)
     if attempt is None:
         return False
     if attempt > settings.max_turn_attempts:
@@ -239,15 +241,26 @@ def ingest(self: Task, ticket: dict[str, Any], api_key: str | None = None) -> di
             REFUSED_TASKS.labels(INGEST, refusal).inc()
             log.error("switchboard.ingest refused a ticket of source %r: %s", parsed.source, refusal)
             return {"error": "refused", "reason": refusal}
+        busy = False
+        attempt: int | None = None
         with session_scope() as s:
             accepted = accept_ticket(s, parsed, via="celery")
+            if accepted.created:
+                # The first attempt is counted with the ticket, in its transaction: one
+                # commit fewer, and a start that crashes still counts, as before.
+                try:
+                    attempt = begin_attempt(s, accepted.turn_id)
+                except ConversationBusy:  # a new conversation has no earlier turn; raised before any write
+                    busy = True
     except Exception as exc:
         if not unavailable(exc):
             raise
         return _retry_later(self, ticket, api_key, exc)
-    if accepted.created:
+    if busy:
+        enqueue_turn(accepted.turn_id)
+    elif attempt is not None:
         try:
-            fan_out(accepted.turn_id)  # saves a queue hop; the sweeper covers a crash here
+            fan_out(accepted.turn_id, attempt)  # saves a queue hop; the sweeper covers a crash here
         except ConversationBusy:
             enqueue_turn(accepted.turn_id)
         except Exception:  # stored and committed: the sweeper starts it later

@@ -654,14 +654,17 @@ def merge_turn(
         return None
     # A reason decided before fan-out (the guardrails, a turn given up) is on the row already.
     guardrail = guardrail or claimed.escalation_reason
-    runs = s.execute(select(AgentRun).where(AgentRun.turn_id == turn_id)).scalars().all()
+    runs = s.execute(select(AgentRun.agent, AgentRun.result).where(AgentRun.turn_id == turn_id)).all()
     results = {r.agent: AgentResult.model_validate(r.result) for r in runs}
     expected: list[str] = list(claimed.agents)
     missing = [a for a in expected if a not in results]
-    conversation = s.get_one(Conversation, claimed.conversation_id)
-    message = s.get_one(Message, claimed.message_id)
+    conversation, body = s.execute(
+        select(Conversation, Message.body)
+        .join(Message, Message.id == claimed.message_id)
+        .where(Conversation.id == claimed.conversation_id)
+    ).one()
     # The language an acknowledgement of an escalation is written in.
-    language = language_of(conversation.customer.get("locale"), message.body)
+    language = language_of(conversation.customer.get("locale"), body)
     decision = (
         escalated(guardrail, language=language)
         if guardrail is not None
@@ -723,7 +726,7 @@ def merge_turn(
             .values(with_human_since=func.now())
         )
         summary = escalation_summary(
-            conversation.customer, message.body, decision, results, missing, [_action_line(a, results) for a in actions]
+            conversation.customer, body, decision, results, missing, [_action_line(a, results) for a in actions]
         )
         escalation = escalation_row(
             settings,

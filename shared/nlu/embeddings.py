@@ -132,7 +132,8 @@ class SentenceEncoder:
 
     def embed(self, text: str) -> Vector:
         """One text, one vector of shape (DIMENSION,)."""
-        return self.embed_batch([text])[0]
+        vector: Vector = self.embed_batch([text])[0]
+        return vector
 
     def embed_batch(self, texts: Sequence[str], batch_size: int = 32) -> NDArray[np.float32]:
         """Many texts, shape (len(texts), DIMENSION).
