@@ -20,7 +20,14 @@ workers of the baseline app in ``bench.baseline`` — in a fresh database, and m
   was cut off;
 - ``model_bound``: turns whose three agents each wait 1 s on an HTTP call to the bench's
   model server, as a model would: the agent workers (ours and the baseline's) restarted in
-  the threads pool, the orchestrators as before, so both run the same number of processes.
+  the threads pool, the orchestrators as before, so both run the same number of processes;
+- ``cpu_ms_per_turn``: process CPU of the worker trees (and apart, the Postgres backends'
+  and Redis's) over the two throughput runs, per turn (``bench.cpu``);
+- ``local_brain`` and ``burst``: the four workers restarted on the real local brain, the
+  demo sandbox, the public example messages in a loop, then a burst at ten times the rate
+  measured (``bench.local``).
+
+The targets are issue 12's (``bench.targets``); ``--skip`` leaves phases out.
 
 Progress goes to stderr, the result to stdout. See docs/fan-in.md. How to check the
 servers and start processes is the composition root's, handed over as a ``BenchRuntime``.
@@ -61,7 +68,10 @@ from bench.baseline import (
     join_group,
 )
 from bench.brain import HANG_MARK, HUNG_AGENT, MODEL_MARK
+from bench.cpu import REDIS, CpuMeter, PostgresBackends, cpu_ms_per_turn, redis_server, worker_trees
+from bench.local import LocalBrainPhases, burst_size
 from bench.model_server import MODEL_WAIT_S, ModelServer
+from bench.targets import Measured, evaluate
 from orchestrator.keys import create_key
 from orchestrator.turns import TURN_DONE_CHANNEL
 from shared.celery_app import (
@@ -78,11 +88,8 @@ from shared.migrate import upgrade
 from shared.settings import AGENTS, Settings
 
 WARMUP = 20
-TARGET_OVERHEAD_RATIO = 1.5
-TARGET_THROUGHPUT_RATIO = 2.0
-TARGET_OVERSHOOT_P99_MS = 20.0
-TARGET_MODEL_BOUND_PER_S = 50.0
-TARGET_MODEL_BOUND_RATIO = 10.0
+PHASES = ("latency", "throughput", "overshoot", "model_bound", "local_brain", "burst")
+BASELINE_WORKERS = ("bench-orchestrator", "bench-noop")
 # Threads of each agent worker (ours and the baseline's) for the model-bound run: enough for
 # 50 turns/s of 1-second model calls (Little's law) with room to spare.
 MODEL_THREADS = 100
@@ -127,6 +134,8 @@ class BenchRuntime:
     check_database: Callable[[str], None]
     check_broker: Callable[[str], None]
     processes: Callable[[Mapping[str, str], Path], ProcessGroup]  # (env, log_dir)
+    load_sandbox: Callable[[str], None] | None = None  # the demo company and its knowledge base, into a database
+    prepare_brain: Callable[[Settings], None] | None = None  # train or find the intent classifier once
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -160,72 +169,67 @@ def ratio(numerator: float, denominator: float) -> float | None:
     return round(numerator / denominator, 3) if denominator > 0 else None
 
 
-def evaluate_targets(
-    turn_p50_ms: float,
-    baseline_p50_ms: float,
-    throughput: float,
-    baseline_throughput: float,
-    overshoot_p99_ms: float,
-) -> tuple[dict[str, float | None], dict[str, dict[str, Any]]]:
-    """The ratios and, for each target, what was measured and whether it passed."""
-    overhead = ratio(turn_p50_ms, baseline_p50_ms)
-    speedup = ratio(throughput, baseline_throughput)
-    ratios = {"turn_overhead_p50_vs_baseline_p50": overhead, "throughput_vs_baseline": speedup}
-    targets: dict[str, dict[str, Any]] = {
-        "turn_overhead_p50": {
-            "target": f"<= {TARGET_OVERHEAD_RATIO}x baseline p50",
-            "measured": overhead,
-            "pass": overhead is not None and overhead <= TARGET_OVERHEAD_RATIO,
-        },
-        "throughput": {
-            "target": f">= {TARGET_THROUGHPUT_RATIO}x baseline",
-            "measured": speedup,
-            "pass": speedup is not None and speedup >= TARGET_THROUGHPUT_RATIO,
-        },
-        "deadline_overshoot_p99_ms": {
-            "target": f"<= {TARGET_OVERSHOOT_P99_MS} ms",
-            "measured": round(overshoot_p99_ms, 3),
-            "pass": overshoot_p99_ms <= TARGET_OVERSHOOT_P99_MS,
-        },
-    }
-    return ratios, targets
-
-
-def model_bound_targets(turns_per_s: float, vs_blocking: float | None) -> dict[str, dict[str, Any]]:
-    return {
-        "model_bound_throughput": {
-            "target": f">= {TARGET_MODEL_BOUND_PER_S:g} turns/s",
-            "measured": turns_per_s,
-            "pass": turns_per_s >= TARGET_MODEL_BOUND_PER_S,
-        },
-        "model_bound_vs_blocking": {
-            "target": f">= {TARGET_MODEL_BOUND_RATIO:g}x the blocking pattern",
-            "measured": vs_blocking,
-            "pass": vs_blocking is not None and vs_blocking >= TARGET_MODEL_BOUND_RATIO,
-        },
-    }
-
-
 def render_table(report: dict[str, Any]) -> str:
     """The report for a person: one line per measure, then the targets."""
-    lines = [f"{'measure':<28} {'p50':>9} {'p95':>9} {'p99':>9} {'max':>9} {'n':>6}"]
-    for key in ("baseline_group_join_ms", "baseline_blocking_turn_ms", "turn_overhead_ms", "deadline_overshoot_ms"):
-        if key not in report:
+    lines = [f"{'measure':<30} {'p50':>9} {'p95':>9} {'p99':>9} {'max':>9} {'n':>6}"]
+    latencies = {
+        "baseline_group_join_ms": report.get("baseline_group_join_ms"),
+        "baseline_blocking_turn_ms": report.get("baseline_blocking_turn_ms"),
+        "turn_overhead_ms": report.get("turn_overhead_ms"),
+        "deadline_overshoot_ms": report.get("deadline_overshoot_ms"),
+        "local_brain_turn_ms": report.get("local_brain", {}).get("turn_ms"),
+        "burst_turn_ms": report.get("burst", {}).get("turn_ms"),
+    }
+    for key, s in latencies.items():
+        if not s or not s.get("n"):
             continue
-        s = report[key]
-        lines.append(f"{key:<28} {s['p50']:>9.2f} {s['p95']:>9.2f} {s['p99']:>9.2f} {s['max']:>9.2f} {s['n']:>6}")
-    lines.append(f"{'throughput_turns_per_s':<28} {report['throughput_turns_per_s']:>9.1f}")
-    lines.append(f"{'baseline_throughput_per_s':<28} {report['baseline_throughput_per_s']:>9.1f}")
-    if "model_bound" in report:
-        m = report["model_bound"]
-        lines.append(f"{'model_bound_turns_per_s':<28} {m['turns_per_s']:>9.1f}")
-        lines.append(f"{'model_bound_baseline_per_s':<28} {m['baseline_turns_per_s']:>9.2f}")
+        lines.append(f"{key:<30} {s['p50']:>9.2f} {s['p95']:>9.2f} {s['p99']:>9.2f} {s['max']:>9.2f} {s['n']:>6}")
+    rates = {
+        "throughput_turns_per_s": report.get("throughput_turns_per_s"),
+        "baseline_throughput_per_s": report.get("baseline_throughput_per_s"),
+        "model_bound_turns_per_s": report.get("model_bound", {}).get("turns_per_s"),
+        "model_bound_baseline_per_s": report.get("model_bound", {}).get("baseline_turns_per_s"),
+        "local_brain_turns_per_s": report.get("local_brain", {}).get("turns_per_s"),
+    }
+    lines += [f"{key:<30} {value:>9.2f}" for key, value in rates.items() if value is not None]
+    cpu = report.get("cpu_ms_per_turn", {})
+    for kind in ("turn", "blocking"):
+        if kind in cpu:
+            c = cpu[kind]
+            parts = ", ".join(f"{k} {v}" for k, v in c["by_worker"].items())
+            servers = ", ".join(f"{k} {c[k]}" for k in ("postgres_backends", "redis") if c.get(k) is not None)
+            lines.append(
+                f"{'cpu_ms_per_turn ' + kind:<30} {c['total']:>9.2f}  workers {c['workers']} ({parts}); {servers}"
+            )
+    if "local_brain" in report and "cpu_ms_per_turn" in report["local_brain"]:
+        lines.append(f"{'cpu_ms_per_turn local_brain':<30} {report['local_brain']['cpu_ms_per_turn']['total']:>9.2f}")
+    if "burst" in report:
+        b = report["burst"]
+        lines.append(
+            f"{'burst':<30} offered {b['offered']} at {b['rate_per_s']}/s, answered {b['answered']}, "
+            f"timeouts {b['timeouts']}, drain {b['drain_s']} s; reasons {b['escalation_reasons']}"
+        )
+    for section in ("local_brain", "burst"):
+        if warning := report.get(section, {}).get("warning"):
+            lines.append(f"WARNING {section}: {warning}")
     lines.append("")
     for name, t in report["targets"].items():
-        lines.append(f"{'PASS' if t['pass'] else 'FAIL'}  {name:<28} {t['measured']!s:>9}  (target {t['target']})")
+        then = f"; then {t['then']}: {'pass' if t['pass_then'] else 'fail'}" if "then" in t else ""
+        lines.append(
+            f"{'PASS' if t['pass'] else 'FAIL'}  {name:<30} {t['measured']!s:>9}  (target {t['target']}{then})"
+        )
     m = report["machine"]
-    lines.append(f"\n{m['cores']} cores, broker {m['broker_scheme']}, python {m['python']}, celery {m['celery']}")
+    load = f", load {m['load_avg_1m']}" if "load_avg_1m" in m else ""
+    lines.append(f"\n{m['cores']} cores{load}, broker {m['broker_scheme']}, python {m['python']}, celery {m['celery']}")
     return "\n".join(lines)
+
+
+def cpu_ratio(cpu: Mapping[str, Mapping[str, object]], key: str = "total") -> float | None:
+    """Our turn's CPU over the blocking pattern's: with their servers' (``total``) or ``workers`` only."""
+    ours, theirs = cpu.get("turn", {}).get(key), cpu.get("blocking", {}).get(key)
+    if isinstance(ours, int | float) and isinstance(theirs, int | float):
+        return ratio(float(ours), float(theirs))
+    return None
 
 
 def _ms(seconds: float) -> float:
@@ -241,6 +245,12 @@ class BenchConfig:
     turns: int
     hung: int
     model_turns: int
+    local_turns: int
+    local_inflight: int
+    burst_s: float
+    burst_x: float
+    burst_drain_s: float
+    skip: frozenset[str]
     concurrency: int
     deadline_s: float
     admin_url: str
@@ -254,7 +264,19 @@ def config_from(args: argparse.Namespace, settings: Settings) -> BenchConfig:
         samples=max(1, int(args.samples)),
         turns=max(1, int(args.turns)),
         hung=max(1, int(args.hung)),
-        model_turns=max(0, int(getattr(args, "model_turns", 400))),
+        model_turns=max(0, int(getattr(args, "model_turns", 300))),
+        local_turns=max(0, int(getattr(args, "local_turns", 200))),
+        # Enough tickets in flight to keep every slot of every worker busy; the queue does not grow.
+        local_inflight=max(1, int(getattr(args, "local_inflight", 0) or 4 * settings.worker_concurrency)),
+        burst_s=max(0.0, float(getattr(args, "burst_s", 10.0))),
+        burst_x=max(0.0, float(getattr(args, "burst_x", 10.0))),
+        burst_drain_s=max(1.0, float(getattr(args, "burst_drain_s", 240.0))),
+        skip=skipped(
+            getattr(args, "skip", None) or (),
+            model_turns=int(getattr(args, "model_turns", 300)),
+            local_turns=int(getattr(args, "local_turns", 200)),
+            burst_s=float(getattr(args, "burst_s", 10.0)),
+        ),
         concurrency=settings.worker_concurrency,
         deadline_s=max(settings.deadline_for(a) for a in settings.agents),
         admin_url=settings.database_url or DEFAULT_DATABASE,
@@ -262,6 +284,22 @@ def config_from(args: argparse.Namespace, settings: Settings) -> BenchConfig:
         # The baseline needs a Redis result backend even when the broker is RabbitMQ.
         backend_url=broker if broker.startswith(("redis://", "rediss://")) else DEFAULT_BROKER,
     )
+
+
+def skipped(names: Sequence[str], *, model_turns: int, local_turns: int, burst_s: float) -> frozenset[str]:
+    """The phases left out: those named, those sized 0, and the burst without the local brain
+    (its rate is ten times the local brain's)."""
+    unknown = set(names) - set(PHASES)
+    if unknown:
+        raise ValueError(f"unknown bench phases {sorted(unknown)}; the phases are {', '.join(PHASES)}")
+    skip = set(names)
+    if model_turns <= 0:
+        skip.add("model_bound")
+    if local_turns <= 0:
+        skip.add("local_brain")
+    if burst_s <= 0 or "local_brain" in skip:
+        skip.add("burst")
+    return frozenset(skip)
 
 
 def with_database(url: str, name: str) -> str:
@@ -319,6 +357,25 @@ class BenchRun:
         self.cutoff_ms: list[float] = []
         self.model: ModelServer | None = None
         self.env: dict[str, str] = {}
+        self.cpu: dict[str, dict[str, object]] = {}
+
+    def cpu_meter(self, workers: Sequence[str]) -> CpuMeter:
+        """A meter of the named workers' trees, this database's backends (not the bench's LISTEN) and Redis."""
+
+        def listening() -> list[int]:
+            return [self.listener.conn.info.backend_pid] if self.listener else []
+
+        return CpuMeter(
+            worker_trees(workers),
+            PostgresBackends(self.database_url, self.database, listening),
+            redis_server(self.redis_port),
+        )
+
+    @property
+    def redis_port(self) -> int:
+        """The broker's port: its Redis server's CPU is read by it (a RabbitMQ broker: none)."""
+        parts = urlsplit(self.cfg.broker_url)
+        return (parts.port or 6379) if parts.scheme.startswith("redis") else -1
 
     # ---------------------------------------------------------------- set-up and tear-down
 
@@ -476,43 +533,78 @@ class BenchRun:
 
     def measure(self) -> dict[str, Any]:
         cfg = self.cfg
-        baseline_ms, blocking_ms, turn_ms = self.latency()
-        self.settle()
-        baseline_tput = self.baseline_throughput()
-        turn_tput = self.turn_throughput()
-        self.settle()
-        overshoot_ms, committed_ms, triggers = self.overshoot()
-        model_bound = self.model_bound() if cfg.model_turns else None
-        ratios, targets = evaluate_targets(
-            percentile(turn_ms, 50),
-            percentile(baseline_ms, 50),
-            turn_tput,
-            baseline_tput,
-            percentile(overshoot_ms, 99),
-        )
-        ratios["turn_overhead_p50_vs_blocking_turn_p50"] = ratio(percentile(turn_ms, 50), percentile(blocking_ms, 50))
-        if model_bound is not None:
+        run = [p for p in PHASES if p not in cfg.skip]
+        say(f"phases: {', '.join(run)}" + (f" (skipped: {', '.join(sorted(cfg.skip))})" if cfg.skip else ""))
+        report: dict[str, Any] = {}
+        ratios: dict[str, float | None] = {}
+        measured: dict[str, Any] = {}
+        checks: dict[str, Any] = {}
+        if "latency" in run:
+            baseline_ms, blocking_ms, turn_ms = self.latency()
+            report |= {
+                "baseline_group_join_ms": summarize(baseline_ms),
+                "turn_overhead_ms": summarize(turn_ms),
+                "baseline_blocking_turn_ms": summarize(blocking_ms),
+                "turn_breakdown_p50_ms": self.breakdown(),
+            }
+            turn_p50, blocking_p50 = percentile(turn_ms, 50), percentile(blocking_ms, 50)
+            ratios["turn_overhead_p50_vs_baseline_p50"] = ratio(turn_p50, percentile(baseline_ms, 50))
+            ratios["turn_overhead_p50_vs_blocking_turn_p50"] = ratio(turn_p50, blocking_p50)
+            measured |= {"turn_p50_ms": turn_p50, "blocking_turn_p50_ms": blocking_p50}
+            checks["latency_turns"] = self.outcomes("lat-")
+            self.settle()
+        if "throughput" in run:
+            baseline_tput = self.baseline_throughput()
+            turn_tput = self.turn_throughput()
+            report |= {
+                "throughput_turns_per_s": round(turn_tput, 1),
+                "baseline_throughput_per_s": round(baseline_tput, 1),
+                "cpu_ms_per_turn": {
+                    **self.cpu,
+                    "vs_blocking": cpu_ratio(self.cpu),
+                    "workers_vs_blocking": cpu_ratio(self.cpu, "workers"),
+                },
+            }
+            ratios["throughput_vs_baseline"] = ratio(turn_tput, baseline_tput)
+            measured |= {"throughput": turn_tput, "blocking_throughput": baseline_tput}
+            checks["throughput_turns"] = self.outcomes("tput-")
+            self.settle()
+        if "overshoot" in run:
+            overshoot_ms, committed_ms, triggers = self.overshoot()
+            report |= {
+                "deadline_overshoot_ms": summarize(overshoot_ms),
+                "deadline_overshoot_to_commit_ms": summarize(committed_ms),
+                "hung_agent_cutoff_after_deadline_ms": summarize(self.cutoff_ms),
+            }
+            measured["overshoot_p99_ms"] = percentile(overshoot_ms, 99)
+            checks["hung_turn_merge_triggers"] = triggers
+        if "model_bound" in run:
+            model_bound = report["model_bound"] = self.model_bound()
             ratios["model_bound_vs_blocking"] = model_bound["vs_blocking"]
-            targets.update(model_bound_targets(model_bound["turns_per_s"], model_bound["vs_blocking"]))
+            measured |= {
+                "model_bound_per_s": model_bound["turns_per_s"],
+                "model_bound_vs_blocking": model_bound["vs_blocking"],
+            }
+            checks["model_bound_turns"] = self.outcomes("model-")
+        if "local_brain" in run:
+            self.settle()
+            phases = LocalBrainPhases(self)
+            phases.start()
+            local = report["local_brain"] = phases.saturation(cfg.local_turns, cfg.local_inflight)
+            measured |= {"local_brain_per_s": local["turns_per_s"], "local_brain_p95_ms": local["turn_ms"].get("p95")}
+            checks["local_brain"] = local["checks"]
+            if "burst" in run:
+                rate, n = burst_size(local["turns_per_s"], cfg.burst_x, cfg.burst_s)
+                burst = report["burst"] = phases.burst(rate, n, cfg.burst_drain_s)
+                measured |= {
+                    "burst_offered": burst["offered"],
+                    "burst_answered": burst["answered"],
+                    "burst_timeouts": burst["timeouts"],
+                }
+                checks["burst"] = {k: burst[k] for k in ("outcomes", "escalation_reasons", "merge_triggers")}
+        report |= {"ratios": ratios, "targets": evaluate(Measured(**measured)), "checks": checks}
         return {
-            "baseline_group_join_ms": summarize(baseline_ms),
-            "turn_overhead_ms": summarize(turn_ms),
-            "baseline_blocking_turn_ms": summarize(blocking_ms),
-            "throughput_turns_per_s": round(turn_tput, 1),
-            "baseline_throughput_per_s": round(baseline_tput, 1),
-            "turn_breakdown_p50_ms": self.breakdown(),
-            "deadline_overshoot_ms": summarize(overshoot_ms),
-            "deadline_overshoot_to_commit_ms": summarize(committed_ms),
-            "hung_agent_cutoff_after_deadline_ms": summarize(self.cutoff_ms),
-            **({"model_bound": model_bound} if model_bound is not None else {}),
-            "ratios": ratios,
-            "targets": targets,
-            "checks": {
-                "latency_turns": self.outcomes("lat-"),
-                "throughput_turns": self.outcomes("tput-"),
-                "hung_turn_merge_triggers": triggers,
-                "model_bound_turns": self.outcomes("model-"),
-            },
+            **report,
             "method": {
                 "samples": cfg.samples,
                 "warmup": WARMUP,
@@ -536,6 +628,17 @@ class BenchRun:
                 f"agent workers (ours and the baseline's no-op worker) in the threads pool, {MODEL_THREADS} threads, "
                 "one process each; orchestrators (ours, and the blocking one) prefork at worker_concurrency; "
                 "model_turns ingest tasks at once vs 10 x concurrency bench.blocking_model_turn tasks",
+                "cpu_ms_per_turn": "process CPU (user+system, psutil, sampled every 0.25 s) over each throughput run "
+                "/ its turns: the worker process trees (ours during ours, the baseline's during the baseline's), the "
+                "Postgres backends of the bench's database, and the broker's Redis server (all of it: shared)",
+                "local_brain": f"SWITCHBOARD_BRAIN=local, the 4 workers restarted prefork at worker_concurrency, the "
+                f"demo sandbox; local_turns tickets of the public example messages in a loop, local_inflight "
+                f"({cfg.local_inflight}) at a time, each its own conversation; latency publish -> merge NOTIFY",
+                "burst": f"burst_x ({cfg.burst_x:g}) x the local_brain rate for burst_s ({cfg.burst_s:g}) s, evenly "
+                f"paced, then up to burst_drain_s ({cfg.burst_drain_s:g}) s until every turn is final; drain_s: "
+                "last merge - last ticket published",
+                "local_turns": cfg.local_turns,
+                "skipped": sorted(cfg.skip),
             },
             "machine": machine_facts(cfg, self._server_version()),
         }
@@ -575,12 +678,15 @@ class BenchRun:
         assert self.listener is not None
         n = self.cfg.turns
         say(f"throughput: submitting {n} turns")
-        start = time.perf_counter()
-        for i in range(n):
-            self._submit_turn(f"tput-{i}")
-        say(f"throughput: {n} turns submitted in {time.perf_counter() - start:.2f}s")
-        self.listener.wait(n, timeout=max(120.0, n * 0.2), label="throughput")
-        elapsed = time.perf_counter() - start
+        roles = list(self.runtime.roles)
+        with self.cpu_meter(roles) as meter:
+            start = time.perf_counter()
+            for i in range(n):
+                self._submit_turn(f"tput-{i}")
+            say(f"throughput: {n} turns submitted in {time.perf_counter() - start:.2f}s")
+            self.listener.wait(n, timeout=max(120.0, n * 0.5), label="throughput")
+            elapsed = time.perf_counter() - start
+        self.cpu["turn"] = cpu_ms_per_turn(meter.spent(), n, roles)
         say(f"throughput: {n} turns merged in {elapsed:.2f}s = {n / elapsed:.1f}/s")
         return n / elapsed
 
@@ -609,7 +715,10 @@ class BenchRun:
         }
 
     def baseline_throughput(self) -> float:
-        return self._blocking_throughput(BLOCKING_TURN, self.cfg.turns, "baseline throughput")
+        with CpuMeter(worker_trees(BASELINE_WORKERS), redis_server(self.redis_port)) as meter:
+            rate = self._blocking_throughput(BLOCKING_TURN, self.cfg.turns, "baseline throughput")
+        self.cpu["blocking"] = cpu_ms_per_turn(meter.spent(), self.cfg.turns, BASELINE_WORKERS, servers=(REDIS,))
+        return rate
 
     def _blocking_throughput(self, task: str, n: int, label: str) -> float:
         key = f"switchboard-bench:{self.run_id}:{task}:done"

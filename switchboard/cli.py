@@ -83,14 +83,18 @@ def _api(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from bench.run import BenchRuntime
     from bench.run import main as bench_main
+    from shared.settings import get_settings
     from switchboard.processes import ROLES, Supervisor
     from switchboard.servers import check_broker, check_database
+    from switchboard.stack import load_sandbox, prepare_brain
 
     runtime = BenchRuntime(
         roles=ROLES,
         check_database=check_database,
         check_broker=check_broker,
         processes=lambda env, log_dir: Supervisor(env=env, log_dir=log_dir),
+        load_sandbox=lambda database_url: load_sandbox(database_url, get_settings()),
+        prepare_brain=prepare_brain,
     )
     return bench_main(args, runtime)
 
@@ -274,11 +278,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="measure orchestration overhead against plain Celery")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--turns", type=int, default=2000, help="turns for the throughput run")
+    p.add_argument("--turns", type=int, default=600, help="turns for the throughput run")
     p.add_argument("--samples", type=int, default=200, help="sequential samples for latency percentiles")
     p.add_argument("--hung", type=int, default=30, help="turns with a hung agent for the overshoot")
     p.add_argument(
-        "--model-turns", type=int, default=400, help="turns whose agents wait 1 s on a model (0: skip model_bound)"
+        "--model-turns", type=int, default=300, help="turns whose agents wait 1 s on a model (0: skip model_bound)"
+    )
+    p.add_argument("--local-turns", type=int, default=200, help="local-brain example tickets (0: skip local_brain)")
+    p.add_argument("--local-inflight", type=int, default=0, help="local-brain tickets in flight (0: 4 x concurrency)")
+    p.add_argument("--burst-s", type=float, default=10.0, help="seconds of the burst (0: skip burst)")
+    p.add_argument("--burst-x", type=float, default=10.0, help="the burst's rate, times the local-brain rate")
+    p.add_argument("--burst-drain-s", type=float, default=240.0, help="how long the burst may take to drain")
+    p.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=["latency", "throughput", "overshoot", "model_bound", "local_brain", "burst"],
+        help="leave a phase out (repeatable)",
     )
     p.set_defaults(fn=_bench)
 

@@ -7,16 +7,19 @@ import pytest
 from agents.registry import TOOLS, build_agents
 from bench import brain as bench
 from bench.brain import BenchBrain
+from bench.cpu import Reading, cpu_ms_per_turn, spent_by_group, worker_name
+from bench.local import account, burst_size, error_path_warning, example_messages, pacing
 from bench.run import (
     config_from,
-    evaluate_targets,
-    model_bound_targets,
+    cpu_ratio,
     percentile,
     ratio,
     render_table,
+    skipped,
     summarize,
     with_database,
 )
+from bench.targets import Measured, evaluate
 from shared.brains import AgentView, CallTool, Finish
 from shared.contracts import AgentStatus, AgentTask, Customer, ToolCallRecord, WindowMessage
 from shared.settings import Settings
@@ -55,38 +58,230 @@ def test_ratio_of_a_zero_baseline_is_unknown_not_infinite() -> None:
     assert ratio(3.0, 0.0) is None
 
 
-def test_targets_pass_at_their_bounds_and_fail_beyond() -> None:
-    ratios, targets = evaluate_targets(15.0, 10.0, 200.0, 100.0, 20.0)
-    assert ratios == {"turn_overhead_p50_vs_baseline_p50": 1.5, "throughput_vs_baseline": 2.0}
-    assert all(t["pass"] for t in targets.values())
+def _all_measured(**changes: float | int | None) -> Measured:
+    figures: dict[str, float | int | None] = {
+        "turn_p50_ms": 20.0,
+        "blocking_turn_p50_ms": 10.0,  # 2.0x: the first step's bound
+        "throughput": 100.0,
+        "blocking_throughput": 100.0,  # 1.0x
+        "overshoot_p99_ms": 20.0,
+        "model_bound_per_s": 50.0,
+        "model_bound_vs_blocking": 10.0,
+        "local_brain_per_s": 40.0,
+        "local_brain_p95_ms": 1000.0,
+        "burst_offered": 400,
+        "burst_answered": 400,
+        "burst_timeouts": 0,
+    }
+    return Measured(**{**figures, **changes})  # type: ignore[arg-type]
 
-    _, targets = evaluate_targets(15.1, 10.0, 199.0, 100.0, 20.1)
+
+def test_issue_12_targets_pass_at_their_bounds() -> None:
+    targets = evaluate(_all_measured())
+    assert list(targets) == [
+        "turn_p50_vs_blocking_turn_p50",
+        "throughput_vs_blocking",
+        "deadline_overshoot_p99_ms",
+        "model_bound_throughput",
+        "model_bound_vs_blocking",
+        "local_brain_throughput",
+        "local_brain_p95_ms",
+        "burst_timeouts",
+        "burst_all_answered",
+    ]
+    assert all(t["pass"] for t in targets.values())
+    assert targets["turn_p50_vs_blocking_turn_p50"]["measured"] == 2.0
+    # the second steps (1.5x, 2x, 60 turns/s) are not met at the first step's bounds
+    assert not targets["turn_p50_vs_blocking_turn_p50"]["pass_then"]
+    assert not targets["throughput_vs_blocking"]["pass_then"]
+    assert not targets["local_brain_throughput"]["pass_then"]
+    for t in targets.values():
+        assert set(t) >= {"target", "measured", "pass"}
+
+
+def test_issue_12_targets_fail_just_beyond_their_bounds() -> None:
+    targets = evaluate(
+        _all_measured(
+            turn_p50_ms=20.1,
+            throughput=99.0,
+            overshoot_p99_ms=20.1,
+            model_bound_per_s=49.9,
+            model_bound_vs_blocking=9.9,
+            local_brain_per_s=39.9,
+            local_brain_p95_ms=1000.1,
+            burst_answered=399,
+            burst_timeouts=1,
+        )
+    )
     assert not any(t["pass"] for t in targets.values())
+    assert targets["burst_all_answered"]["measured"] == "399/400"
+
+
+def test_the_second_steps_pass_when_met() -> None:
+    targets = evaluate(_all_measured(turn_p50_ms=15.0, throughput=200.0, local_brain_per_s=60.0))
+    assert targets["turn_p50_vs_blocking_turn_p50"]["pass_then"]
+    assert targets["throughput_vs_blocking"]["pass_then"]
+    assert targets["local_brain_throughput"]["pass_then"]
 
 
 def test_targets_fail_when_the_baseline_measured_nothing() -> None:
-    ratios, targets = evaluate_targets(15.0, 0.0, 200.0, 0.0, 1.0)
-    assert ratios["throughput_vs_baseline"] is None
-    assert not targets["turn_overhead_p50"]["pass"]
-    assert not targets["throughput"]["pass"]
+    targets = evaluate(_all_measured(blocking_turn_p50_ms=0.0, blocking_throughput=0.0))
+    assert targets["turn_p50_vs_blocking_turn_p50"]["measured"] is None
+    assert not targets["turn_p50_vs_blocking_turn_p50"]["pass"]
+    assert not targets["throughput_vs_blocking"]["pass"]
+
+
+def test_skipped_phases_leave_their_targets_out() -> None:
+    targets = evaluate(Measured(turn_p50_ms=20.0, blocking_turn_p50_ms=10.0))
+    assert list(targets) == ["turn_p50_vs_blocking_turn_p50"]
+    assert evaluate(Measured()) == {}
+
+
+def test_a_burst_of_nothing_answered_fails_even_with_no_timeouts() -> None:
+    targets = evaluate(Measured(burst_offered=0, burst_answered=0, burst_timeouts=0))
+    assert targets["burst_timeouts"]["pass"]
+    assert not targets["burst_all_answered"]["pass"]
 
 
 def test_table_shows_each_target_with_its_verdict() -> None:
-    ratios, targets = evaluate_targets(30.0, 10.0, 50.0, 100.0, 5.0)
+    targets = evaluate(_all_measured(turn_p50_ms=30.0, throughput=50.0, overshoot_p99_ms=5.0))
     s = summarize([1.0, 2.0, 3.0])
+    cpu = {
+        "workers": 30.0,
+        "by_worker": {"orchestrator": 12.0, "billing": 18.0},
+        "postgres_backends": 4.0,
+        "redis": 1.0,
+        "total": 35.0,
+        "turns": 10,
+    }
     report = {
         "baseline_group_join_ms": s,
         "turn_overhead_ms": s,
         "deadline_overshoot_ms": s,
         "throughput_turns_per_s": 50.0,
         "baseline_throughput_per_s": 100.0,
-        "ratios": ratios,
+        "cpu_ms_per_turn": {"turn": cpu},
+        "local_brain": {"turns_per_s": 9.5, "turn_ms": s, "warning": "no turn was answered"},
+        "burst": {
+            "offered": 950,
+            "rate_per_s": 95.0,
+            "answered": 950,
+            "timeouts": 0,
+            "drain_s": 80.0,
+            "escalation_reasons": {},
+            "turn_ms": s,
+        },
+        "ratios": {},
         "targets": targets,
-        "machine": {"cores": 2, "broker_scheme": "redis", "python": "3.11", "celery": "5"},
+        "machine": {"cores": 2, "load_avg_1m": 4.2, "broker_scheme": "redis", "python": "3.11", "celery": "5"},
     }
     table = render_table(report)
-    assert "FAIL  turn_overhead_p50" in table
+    assert "FAIL  turn_p50_vs_blocking_turn_p50" in table
     assert "PASS  deadline_overshoot_p99_ms" in table
+    assert "then <= 1.5x: fail" in table
+    assert "local_brain_turns_per_s" in table and "burst_turn_ms" in table
+    assert "cpu_ms_per_turn turn" in table and "postgres_backends 4.0" in table
+    assert "WARNING local_brain: no turn was answered" in table
+    assert "load 4.2" in table
+
+
+# --------------------------------------------------------------------------- CPU attribution
+
+
+def test_cpu_is_what_each_process_spent_between_its_first_and_last_reading() -> None:
+    readings = [
+        Reading(group="orchestrator", first=10.0, last=10.5),  # the worker's main process
+        Reading(group="orchestrator", first=0.0, last=0.25),  # a prefork child born in the window
+        Reading(group="billing", first=3.0, last=3.0),  # idle
+        Reading(group="redis", first=5.0, last=4.0),  # a counter that went back is not negative CPU
+    ]
+    assert spent_by_group(readings) == {"orchestrator": 0.75, "billing": 0.0, "redis": 0.0}
+
+
+def test_cpu_per_turn_divides_by_the_turns_and_keeps_the_servers_apart() -> None:
+    spent = {"orchestrator": 1.2, "billing": 0.5, "postgres_backends": 0.4, "redis": 0.1}
+    cpu = cpu_ms_per_turn(spent, 100, ["orchestrator", "billing", "account"])
+    assert cpu["by_worker"] == {"orchestrator": 12.0, "billing": 5.0, "account": 0.0}
+    assert cpu["workers"] == 17.0
+    assert cpu["postgres_backends"] == 4.0 and cpu["redis"] == 1.0
+    assert cpu["total"] == 22.0
+    assert cpu["turns"] == 100
+
+
+def test_a_server_that_could_not_be_read_is_unknown_not_zero() -> None:
+    cpu = cpu_ms_per_turn({"bench-noop": 0.4}, 100, ["bench-noop"], servers=("redis",))
+    assert cpu["redis"] is None
+    assert cpu["total"] == 4.0
+    with pytest.raises(ValueError):
+        cpu_ms_per_turn({}, 0, ["bench-noop"])
+
+
+def test_cpu_ratio_compares_totals_or_workers() -> None:
+    cpu = {"turn": {"total": 36.0, "workers": 30.0}, "blocking": {"total": 12.0, "workers": 10.0}}
+    assert cpu_ratio(cpu) == 3.0
+    assert cpu_ratio(cpu, "workers") == 3.0
+    assert cpu_ratio({"turn": {"total": 36.0}}) is None
+
+
+def test_a_worker_process_is_named_as_it_was_started() -> None:
+    assert worker_name(
+        ["python", "-m", "celery", "-A", "bench.baseline:app", "worker", "--hostname=bench-noop@%h"]
+    ) == ("bench-noop")
+    assert worker_name(["python", "-m", "switchboard.cli", "worker", "billing", "--concurrency=2"]) == "billing"
+    assert worker_name(["postgres: 15/main: walwriter"]) is None
+
+
+# --------------------------------------------------------------------------- local brain and burst
+
+
+def test_the_public_examples_give_every_message_with_its_customer() -> None:
+    messages = example_messages()
+    assert len(messages) >= 10
+    assert all(m.customer.get("id") and m.body for m in messages)
+    two_turns = [m.body for m in messages if m.id == "ex-cancel-two-turns"]
+    assert len(two_turns) == 2
+
+
+def test_a_burst_is_its_multiple_of_the_rate_for_its_seconds_evenly_paced() -> None:
+    rate, n = burst_size(9.5, 10, 10)
+    assert (rate, n) == (95.0, 950)
+    offsets = pacing(4, 2.0)
+    assert offsets == [0.0, 0.5, 1.0, 1.5]
+    with pytest.raises(ValueError):
+        pacing(3, 0.0)
+
+
+def test_burst_accounting_counts_final_turns_and_escalation_reasons() -> None:
+    rows = [
+        ("done", "resolved", None, "all_in"),
+        ("done", "clarify", None, "all_in"),
+        ("done", "escalated", "timeout", "deadline"),
+        ("done", "escalated", "human_requested", "guardrail"),
+        ("running", None, None, None),  # not final: not answered
+    ]
+    counted = account(6, rows)  # one ticket has no turn at all
+    assert counted["offered"] == 6 and counted["answered"] == 4 and counted["unanswered"] == 2
+    assert counted["timeouts"] == 1
+    assert counted["outcomes"] == {"clarify": 1, "escalated": 2, "resolved": 1}
+    assert counted["escalation_reasons"] == {"human_requested": 1, "timeout": 1}
+    assert counted["merge_triggers"] == {"all_in": 2, "deadline": 1, "guardrail": 1}
+    assert counted["error_path_turns"] == 1
+    assert error_path_warning(counted) is None
+
+
+def test_a_phase_where_most_turns_failed_says_it_measured_failures() -> None:
+    rows = [("done", "escalated", "timeout", "deadline")] * 3 + [("done", "resolved", None, "all_in")]
+    warning = error_path_warning(account(4, rows))
+    assert warning is not None and "3 of 4" in warning
+    assert error_path_warning(account(2, [])) == "no turn was answered"
+
+
+def test_phases_sized_zero_are_skipped_and_the_burst_needs_the_local_brain() -> None:
+    assert skipped([], model_turns=300, local_turns=200, burst_s=10) == frozenset()
+    assert skipped([], model_turns=0, local_turns=200, burst_s=0) == {"model_bound", "burst"}
+    assert skipped(["local_brain"], model_turns=300, local_turns=200, burst_s=10) == {"local_brain", "burst"}
+    with pytest.raises(ValueError):
+        skipped(["nonsense"], model_turns=300, local_turns=200, burst_s=10)
 
 
 def test_bench_database_lives_on_the_configured_server() -> None:
@@ -167,10 +362,3 @@ def test_model_bound_agents_wait_on_the_model_server_once_within_their_deadline(
         assert with_model.requests == 1
     finally:
         with_model.stop()
-
-
-def test_model_bound_targets_pass_at_their_bounds() -> None:
-    targets = model_bound_targets(50.0, 10.0)
-    assert targets["model_bound_throughput"]["pass"] and targets["model_bound_vs_blocking"]["pass"]
-    targets = model_bound_targets(49.9, None)
-    assert not targets["model_bound_throughput"]["pass"] and not targets["model_bound_vs_blocking"]["pass"]
