@@ -14,11 +14,13 @@ which detectors fired, never the text: that is for the log line and the metric.
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from shared.guardrails.injection import detect_injection_batch
+from shared.guardrails.injection import InjectionVerdict, detect_injection_batch
 
 WITHHELD = "[withheld: this text reads as instructions to the assistant, not as information]"
 # Shorter strings (ids, statuses, plan names, "Pro plan monthly") cannot carry an instruction
@@ -54,6 +56,30 @@ def windows(text: str) -> list[str]:
     return out
 
 
+# The verdicts on the latest windows: the same knowledge-base sections come back in search
+# after search, and a verdict depends on the text alone (and on the process's detector).
+REMEMBERED_VERDICTS = 4096
+_remembered: OrderedDict[str, InjectionVerdict] = OrderedDict()
+_remembered_lock = threading.Lock()
+
+
+def _verdicts(texts: list[str]) -> list[InjectionVerdict]:
+    """The detector's verdict on each text; a text read lately is not read again."""
+    with _remembered_lock:
+        known = {t: _remembered[t] for t in texts if t in _remembered}
+        for t in known:
+            _remembered.move_to_end(t)
+    missing = list(dict.fromkeys(t for t in texts if t not in known))
+    if missing:
+        found = dict(zip(missing, detect_injection_batch(missing), strict=True))
+        known.update(found)
+        with _remembered_lock:
+            _remembered.update(found)
+            while len(_remembered) > REMEMBERED_VERDICTS:
+                _remembered.popitem(last=False)
+    return [known[t] for t in texts]
+
+
 def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
     if isinstance(value, str):
         yield path, value
@@ -81,7 +107,7 @@ def screen_output(value: Any) -> ScreenedOutput:
     if not candidates:
         return ScreenedOutput(value, (), ())
     pieces = [(path, window) for path, text in candidates for window in windows(text)]
-    verdicts = detect_injection_batch([window for _, window in pieces])
+    verdicts = _verdicts([window for _, window in pieces])
     flagged: dict[str, set[str]] = {}
     for (path, _), verdict in zip(pieces, verdicts, strict=True):
         if verdict.flagged:

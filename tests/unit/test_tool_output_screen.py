@@ -55,6 +55,22 @@ def test_a_task_hijack_only_the_learned_model_sees_is_withheld_too() -> None:
     assert screened.withheld == ("orders[0].gift_message",) and screened.detectors == ("learned",)
 
 
+def test_a_section_screened_lately_is_not_read_again_and_keeps_its_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.guardrails import tool_output
+
+    monkeypatch.setattr(tool_output, "_remembered", type(tool_output._remembered)())
+    poisoned = f"{ARTICLE} {INJECTED}"
+    first = screen_output(kb_output(ARTICLE, poisoned))
+    read: list[str] = []
+    real = tool_output.detect_injection_batch
+    monkeypatch.setattr(tool_output, "detect_injection_batch", lambda texts: read.extend(texts) or real(texts))
+
+    again = screen_output(kb_output(ARTICLE, poisoned, "Invoices are emailed to the billing contact every month."))
+
+    assert read == ["Invoices are emailed to the billing contact every month."]  # only the new section
+    assert again.withheld == first.withheld == ("results[1].text",)  # the poisoned one is still withheld
+
+
 def test_a_customer_controlled_field_cannot_carry_instructions() -> None:
     output = {
         "orders": [{"id": "ord_1", "status": "shipped", "note": INJECTED}, {"id": "ord_2", "note": "leave at door"}]
