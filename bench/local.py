@@ -260,6 +260,30 @@ class LocalBrainPhases:
             ).fetchall()
         return [(str(r[0]), str(r[1]), *(None if v is None else str(v) for v in r[2:])) for r in rows]  # type: ignore[misc]
 
+    def by_example(self, prefix: str) -> dict[str, dict[str, Any]]:
+        """Each example's outcomes (outcome/reason: count) and one of its replies: are they real answers?"""
+        tag = f"{self.run.run_id}-{prefix}"
+        with psycopg.connect(self.run.database_url) as conn:
+            rows = conn.execute(
+                "SELECT c.external_id, t.outcome, t.escalation_reason, t.reply FROM turns t "
+                "JOIN conversations c ON c.id = t.conversation_id WHERE c.source = %s AND c.external_id LIKE %s",
+                (DEMO_SOURCE, f"{tag}%"),
+            ).fetchall()
+        seen: dict[str, dict[str, Any]] = {}
+        for external_id, outcome, reason, reply in rows:
+            example = self.examples[int(str(external_id).removeprefix(tag)) % len(self.examples)]
+            entry = seen.setdefault(f"{example.id}: {example.body[:40]}", {"outcomes": Counter(), "reply": None})
+            entry["outcomes"][f"{outcome}/{reason}" if reason else str(outcome)] += 1
+            if entry["reply"] is None and reply:
+                entry["reply"] = str(reply)[:160]
+        return {k: {"outcomes": dict(v["outcomes"]), "reply": v["reply"]} for k, v in sorted(seen.items())}
+
+    def _by_example_or_why_not(self, prefix: str) -> dict[str, Any]:
+        try:
+            return self.by_example(prefix)
+        except Exception as exc:  # a look at the replies must not cost the run's figures
+            return {"error": f"{type(exc).__name__}: {exc}"}
+
     def _latencies_ms(self, turns: Sequence[tuple[str, str, Any, Any, Any, Any]]) -> list[float]:
         return [
             (self.learnt[tid] - self.sent[ext]) * 1000.0
@@ -291,6 +315,7 @@ class LocalBrainPhases:
             "sandbox": self.sandbox,
             "cpu_ms_per_turn": cpu_ms_per_turn(meter.spent(), n, roles),
             "checks": counted,
+            "by_example": self._by_example_or_why_not(LOCAL_PREFIX),
             **({"warning": w} if (w := error_path_warning(counted)) else {}),
         }
 
