@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from orchestrator.turns import Merged, Start, claim_start, merge_due, merge_turn, record_result
 from shared.celery_app import DELIVERY_QUEUE, app
 from shared.contracts import AgentResult, AgentTask, Customer, MergeTrigger
-from shared.db import after_commit, retrying, savepoint, session_scope, unavailable
+from shared.db import after_commit, retrying, session_scope, unavailable
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -90,35 +90,34 @@ def finish_agent_run(result: AgentResult, started: float) -> Merged | None:
     The merge sees every other result: the count that says this one completes the set is an
     UPDATE of the turn's row, which waits for the row lock of every other agent's record
     transaction, so they have all committed, and under READ COMMITTED each statement of the
-    merge reads what was committed before it began. The merge runs under a savepoint: if it
-    fails for any other reason than the database, the result is still committed and the merge
-    is tried again on its own (and the clock and the sweeper are still behind it).
+    merge reads what was committed before it began. If the merge fails for any other reason
+    than the database, nothing of that transaction is kept: the result is recorded again on
+    its own and the merge tried again after it (the clock and the sweeper are behind it too).
     """
-    merge_alone = False
 
     def record_and_merge() -> Merged | None:
-        nonlocal merge_alone
         with session_scope() as s:
             if not record_result(s, result, started):
                 return None
-            try:
-                with savepoint(s):
-                    merged = merge_turn(s, result.turn_id, MergeTrigger.all_in, get_settings())
-            except Exception as exc:
-                if unavailable(exc):
-                    raise  # the whole unit of work again, the record with it
-                log.exception("merging turn %s with its last result failed; merging on its own", result.turn_id)
-                merge_alone = True
-                return None
+            merged = merge_turn(s, result.turn_id, MergeTrigger.all_in, get_settings())
             _deliver_after_commit(s, merged)
             return merged
 
+    def record() -> bool:
+        with session_scope() as s:
+            return record_result(s, result, started)
+
     # A result holds what the agent did (a refund among it): a database that blinks while
     # it is stored must not lose it. The record is once-only, so a try again is safe.
-    merged = retrying(record_and_merge)
-    if merge_alone:
-        return merge_and_deliver(result.turn_id, MergeTrigger.all_in)
-    return merged
+    try:
+        return retrying(record_and_merge)
+    except Exception as exc:
+        if unavailable(exc):
+            raise
+        log.exception("merging turn %s with its last result failed; recording it alone", result.turn_id)
+    if not retrying(record):
+        return None
+    return merge_and_deliver(result.turn_id, MergeTrigger.all_in)
 
 
 class Admission(StrEnum):

@@ -134,20 +134,6 @@ def session_scope() -> Iterator[Session]:
         action()
 
 
-@contextmanager
-def savepoint(session: Session) -> Iterator[None]:
-    """A part of the unit of work that may fail alone: on an error its statements are rolled
-    back to the savepoint, what it handed to ``after_commit`` is dropped, and the error is
-    raised; the rest of the unit of work still commits."""
-    registered = len(session.info.get(_AFTER_COMMIT, []))
-    try:
-        with session.begin_nested():
-            yield
-    except BaseException:
-        del session.info.get(_AFTER_COMMIT, [])[registered:]
-        raise
-
-
 def _registered(session: Session) -> list[Callable[[], None]]:
     actions: list[Callable[[], None]] = session.info.pop(_AFTER_COMMIT, [])
     return actions

@@ -1,6 +1,6 @@
 """The last agent's result and the turn's merge are one transaction, on the real Postgres:
-the merge sees every other result, one caller merges, and a merge that fails keeps the
-result and merges again on its own."""
+the merge sees every other result, one caller merges, and a merge that fails leaves nothing
+half-done: the result is recorded on its own and the turn merged again."""
 
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def test_two_last_results_at_once_merge_once_with_every_result() -> None:
         assert _state(turn_id) == {"state": "done", "results_in": 3, "merge_trigger": "all_in"}
 
 
-def test_a_merge_that_fails_keeps_the_last_result_and_merges_again_on_its_own(
+def test_a_merge_that_fails_is_undone_and_the_result_recorded_and_merged_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     turn_id = _turn()
@@ -111,9 +111,10 @@ def test_a_merge_that_fails_keeps_the_last_result_and_merges_again_on_its_own(
 
     def merge_once_broken(*args: Any, **kwargs: Any) -> Merged | None:
         calls.append("merge")
+        merged = real_merge(*args, **kwargs)  # every statement of the merge, then a bug
         if len(calls) == 1:
             raise RuntimeError("a bug in the merge")
-        return real_merge(*args, **kwargs)
+        return merged
 
     monkeypatch.setattr(fan_in, "merge_turn", merge_once_broken)
     merged = finish_agent_run(_answer(turn_id, "account"), time.time())
