@@ -218,7 +218,7 @@ class LocalBrainPhases:
         )
 
     def _learn(self, timeout: float, want: int) -> int:
-        """Merges learnt within ``timeout`` (at most ``want``); returns how many."""
+        """Merges learnt within ``timeout``, returning as soon as ``want`` were; how many were."""
         assert self.run.listener is not None
         got = 0
         for note in self.run.listener.conn.notifies(timeout=max(0.01, timeout), stop_after=max(1, want)):
@@ -239,7 +239,7 @@ class LocalBrainPhases:
         while merged < n:
             if time.monotonic() > end:
                 raise TimeoutError(f"{label}: {merged} of {n} merged in time; see the logs in {self.run.log_dir}")
-            got = self._learn(1.0, n - merged)
+            got = self._learn(1.0, 1)  # back at the first merge: notifies() waits out its timeout for more
             merged += got
             for _ in range(got):
                 if submitted < n:
