@@ -84,9 +84,11 @@ def test_two_last_results_at_once_merge_once_with_every_result() -> None:
         barrier = threading.Barrier(2)
         merges: list[Merged | None] = []
 
-        def finish(agent: str, tid: str = turn_id, gate: threading.Barrier = barrier) -> None:
+        def finish(
+            agent: str, tid: str = turn_id, gate: threading.Barrier = barrier, out: list[Merged | None] = merges
+        ) -> None:
             gate.wait()
-            merges.append(finish_agent_run(_answer(tid, agent), time.time()))
+            out.append(finish_agent_run(_answer(tid, agent), time.time()))
 
         threads = [threading.Thread(target=finish, args=(agent,)) for agent in ("knowledge", "account")]
         for t in threads:
