@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from sqlalchemy.orm import Session
 
-from orchestrator.turns import Merged, Start, claim_start, merge_due, merge_turn, record_result
+from orchestrator.turns import Merged, Start, claim_start, merge_due, merge_turn, record_result, turn_running
 from shared.celery_app import DELIVERY_QUEUE, app
 from shared.contracts import AgentResult, AgentTask, Customer, MergeTrigger
 from shared.db import after_commit, retrying, session_scope, unavailable
@@ -67,8 +67,13 @@ def merge_when_due(turn_id: str, trigger: MergeTrigger) -> Merged | float | None
     or one has not started and the turn has budget left); None when it was merged already.
     """
     with session_scope() as s:
-        # At a deadline the merge is due nearly always: try it first (one statement), and
-        # only when it did not happen ask why (merged already, or due later).
+        # At a deadline the turn is nearly always merged already, by its last agent: one
+        # read says so (profiled under load, the clock's statements on merged turns were an
+        # eighth of the orchestrator's time). Otherwise the merge is due nearly always: try
+        # it (one statement), and only when it did not happen ask why (merged meanwhile, or
+        # due later).
+        if not turn_running(s, turn_id):
+            return None
         settings = get_settings()
         merged = merge_turn(s, turn_id, trigger, settings, only_if_due=True)
         if merged is None:

@@ -514,6 +514,12 @@ def claim_start(s: Session, turn_id: str, agent: str, deadline_s: float, convers
     return Claim(Start.running if started else Start.duplicate, deadline_at, **known)
 
 
+def turn_running(s: Session, turn_id: str) -> bool:
+    """The turn is running (not queued, not merged); a plain read, no lock."""
+    state = s.execute(select(Turn.state).where(Turn.id == turn_id)).scalar_one_or_none()
+    return state == TurnState.running
+
+
 def merge_due(s: Session, turn_id: str, now: float) -> float | None:
     """When a running turn may be merged without its missing results: once every agent that
     started is past its deadline, and, while some agent has not started, once the turn's

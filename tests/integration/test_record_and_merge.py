@@ -7,16 +7,19 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import event, func, update
 
 from orchestrator import fan_in
-from orchestrator.fan_in import finish_agent_run
+from orchestrator.fan_in import finish_agent_run, merge_when_due
 from orchestrator.ingest import accept_ticket
-from orchestrator.turns import Merged, mark_published, start_turn
+from orchestrator.turns import Merged, claim_start, mark_published, start_turn
 from shared import db
-from shared.contracts import AgentResult, AgentStatus, Fact, Outcome, TicketIn, ToolCallRecord
+from shared.contracts import AgentResult, AgentStatus, Fact, MergeTrigger, Outcome, TicketIn, ToolCallRecord
+from shared.models import Turn
 from shared.settings import Settings
 from tests.integration.conftest import rows
 
@@ -131,3 +134,33 @@ def test_a_merge_that_fails_is_undone_and_the_result_recorded_and_merged_again(
     ]
     assert _state(turn_id)["state"] == "done"
     assert len(rows("SELECT 1 FROM events WHERE turn_id = :t AND kind = 'turn.merged'", t=turn_id)) == 1
+
+
+def test_the_clock_at_the_deadline_of_a_merged_turn_reads_one_row_and_does_nothing() -> None:
+    turn_id = _turn()
+    for agent in AGENTS:
+        finish_agent_run(_answer(turn_id, agent), time.time())
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine(), "before_cursor_execute", count)
+    try:
+        assert merge_when_due(turn_id, MergeTrigger.deadline) is None
+    finally:
+        event.remove(db.engine(), "before_cursor_execute", count)
+    assert len(statements) == 1 and statements[0].lstrip().upper().startswith("SELECT")
+    assert _state(turn_id) == {"state": "done", "results_in": 3, "merge_trigger": "all_in"}
+
+
+def test_the_clock_still_merges_a_running_turn_past_its_deadline() -> None:
+    turn_id = _turn()
+    finish_agent_run(_answer(turn_id, "billing"), time.time())
+    with db.session_scope() as s:  # every agent started, and is past its own deadline
+        for agent in ("knowledge", "account"):
+            claim_start(s, turn_id, agent, 0.0)
+        s.execute(update(Turn).where(Turn.id == turn_id).values(deadline_at=func.now() - timedelta(seconds=1)))
+    merged = merge_when_due(turn_id, MergeTrigger.deadline)
+    assert isinstance(merged, Merged) and merged.decision.answered_by == ("billing",)
+    assert _state(turn_id)["merge_trigger"] == "deadline"
