@@ -24,8 +24,6 @@ and its passage together. ``switchboard kb eval`` measures every mode and weight
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -37,6 +35,7 @@ from sqlalchemy.orm import Session
 from agents.knowledge import answers
 from agents.knowledge.kb import TS_CONFIG, embed_texts, require_tables
 from shared.kb_models import EMBEDDING_DIMENSIONS, vector_literal
+from shared.remembered import Remembered
 
 # Score = (1 - k) * meaning + k * keyword rank, where meaning is the section's cosine
 # similarity or, re-ranked, s * that + (1 - s) * its best passage's (a listed question's
@@ -233,8 +232,7 @@ def search(session: Session, query: str, k: int = 3, *, mode: Mode = MODE) -> li
 
 # --------------------------------------------------------------------------- passage vectors
 
-_cache: OrderedDict[str, Any] = OrderedDict()
-_cache_lock = threading.Lock()
+_cache: Remembered[str, Any] = Remembered(VECTOR_CACHE_SIZE)
 
 
 def _similarities(texts: list[str], vector: Sequence[float]) -> list[float]:
@@ -252,18 +250,14 @@ def _similarities(texts: list[str], vector: Sequence[float]) -> list[float]:
 
 def _vectors(texts: list[str]) -> dict[str, Any]:
     """The vector of each text, from the process's cache or embedded now (and cached)."""
-    with _cache_lock:
-        known = {t: _cache[t] for t in texts if t in _cache}
-        for t in known:
-            _cache.move_to_end(t)
+    known = _cache.known(texts)
     missing = list(dict.fromkeys(t for t in texts if t not in known))
     if missing:
-        for t, row in zip(missing, embed_texts(missing), strict=True):
-            known[t] = np.asarray(row, dtype=np.float32)
-        with _cache_lock:
-            _cache.update((t, known[t]) for t in missing)
-            while len(_cache) > VECTOR_CACHE_SIZE:
-                _cache.popitem(last=False)
+        embedded = [
+            (t, np.asarray(row, dtype=np.float32)) for t, row in zip(missing, embed_texts(missing), strict=True)
+        ]
+        known.update(embedded)
+        _cache.keep(embedded)
     return known
 
 

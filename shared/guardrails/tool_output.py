@@ -14,13 +14,12 @@ which detectors fired, never the text: that is for the log line and the metric.
 from __future__ import annotations
 
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from shared.guardrails.injection import InjectionVerdict, detect_injection_batch
+from shared.remembered import Remembered
 
 WITHHELD = "[withheld: this text reads as instructions to the assistant, not as information]"
 # Shorter strings (ids, statuses, plan names, "Pro plan monthly") cannot carry an instruction
@@ -58,25 +57,17 @@ def windows(text: str) -> list[str]:
 
 # The verdicts on the latest windows: the same knowledge-base sections come back in search
 # after search, and a verdict depends on the text alone (and on the process's detector).
-REMEMBERED_VERDICTS = 4096
-_remembered: OrderedDict[str, InjectionVerdict] = OrderedDict()
-_remembered_lock = threading.Lock()
+_remembered: Remembered[str, InjectionVerdict] = Remembered(4096)
 
 
 def _verdicts(texts: list[str]) -> list[InjectionVerdict]:
     """The detector's verdict on each text; a text read lately is not read again."""
-    with _remembered_lock:
-        known = {t: _remembered[t] for t in texts if t in _remembered}
-        for t in known:
-            _remembered.move_to_end(t)
+    known = _remembered.known(texts)
     missing = list(dict.fromkeys(t for t in texts if t not in known))
     if missing:
         found = dict(zip(missing, detect_injection_batch(missing), strict=True))
         known.update(found)
-        with _remembered_lock:
-            _remembered.update(found)
-            while len(_remembered) > REMEMBERED_VERDICTS:
-                _remembered.popitem(last=False)
+        _remembered.keep(found.items())
     return [known[t] for t in texts]
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import importlib.util
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from numpy.typing import NDArray
 from tokenizers import Encoding, Tokenizer
 
 from shared.errors import BrainUnavailable
+from shared.remembered import Remembered
 
 MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
 DIMENSION = 384
@@ -87,9 +87,7 @@ class SentenceEncoder:
         # The vectors of the latest texts: a turn's message is embedded by the injection
         # screen and again by the intent engine, and a knowledge-base section by every
         # screen of the searches that return it. Only texts up to REMEMBER_CHARS.
-        self._remember = remember
-        self._remembered: OrderedDict[str, Vector] = OrderedDict()
-        self._remembered_lock = threading.Lock()
+        self._remembered: Remembered[str, Vector] = Remembered(remember)
         self._tokenizer: Tokenizer | None = None
         self._session: Any = None
         self._wants_token_types = False
@@ -159,26 +157,14 @@ class SentenceEncoder:
 
     def _recall(self, texts: Sequence[str], out: NDArray[np.float32]) -> list[int]:
         """Fill ``out`` with the remembered vectors; the indexes of the texts still to embed."""
-        missing: list[int] = []
-        with self._remembered_lock:
-            for i, text in enumerate(texts):
-                vector = self._remembered.get(text)
-                if vector is None:
-                    missing.append(i)
-                else:
-                    out[i] = vector
-                    self._remembered.move_to_end(text)
-        return missing
+        known = self._remembered.known(texts)
+        for i, text in enumerate(texts):
+            if text in known:
+                out[i] = known[text]
+        return [i for i, text in enumerate(texts) if text not in known]
 
     def _keep(self, texts: Sequence[str], embedded: list[int], out: NDArray[np.float32]) -> None:
-        if not self._remember:
-            return
-        with self._remembered_lock:
-            for i in embedded:
-                if len(texts[i]) <= REMEMBER_CHARS:
-                    self._remembered[texts[i]] = out[i].copy()
-            while len(self._remembered) > self._remember:
-                self._remembered.popitem(last=False)
+        self._remembered.keep((texts[i], out[i].copy()) for i in embedded if len(texts[i]) <= REMEMBER_CHARS)
 
     def _run(self, session: Any, encodings: list[Encoding]) -> NDArray[np.float32]:
         width = max(len(e.ids) for e in encodings)

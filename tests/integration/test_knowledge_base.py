@@ -29,6 +29,7 @@ from agents.registry import TOOLS
 from shared import db
 from shared.errors import PolicyViolation, ToolError
 from shared.migrate import upgrade
+from shared.remembered import Remembered
 from shared.settings import Settings
 from shared.tools import ToolContext
 from tests.integration.conftest import PG_ADMIN, ROOT
@@ -127,7 +128,7 @@ def test_a_spreadsheet_question_finds_the_csv_export_section(kb_url: str) -> Non
 
 
 def test_a_warm_worker_embeds_only_the_question(kb_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(retrieval, "_cache", type(retrieval._cache)())  # a process that just started
+    monkeypatch.setattr(retrieval, "_cache", Remembered(retrieval.VECTOR_CACHE_SIZE))  # a process that just started
     with _session(kb_url) as session:
         warmed = retrieval.warm_passages(session)
         embedded: list[list[str]] = []

@@ -15,6 +15,7 @@ from shared.brains import CallTool, Finish
 from shared.brains.openai_prompt import tool_exchange
 from shared.contracts import AgentStatus, AgentTask, Customer, WindowMessage
 from shared.guardrails.tool_output import WITHHELD, screen_output, windows
+from shared.remembered import Remembered
 from shared.tools import ToolArgs, ToolContext, ToolRegistry
 from tests.support.scripted_brain import Script
 
@@ -58,7 +59,7 @@ def test_a_task_hijack_only_the_learned_model_sees_is_withheld_too() -> None:
 def test_a_section_screened_lately_is_not_read_again_and_keeps_its_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
     from shared.guardrails import tool_output
 
-    monkeypatch.setattr(tool_output, "_remembered", type(tool_output._remembered)())
+    monkeypatch.setattr(tool_output, "_remembered", Remembered(4096))
     poisoned = f"{ARTICLE} {INJECTED}"
     first = screen_output(kb_output(ARTICLE, poisoned))
     read: list[str] = []
