@@ -18,10 +18,11 @@ from orchestrator.fan_in import finish_agent_run, merge_when_due
 from orchestrator.ingest import accept_ticket
 from orchestrator.turns import Merged, claim_start, mark_published, start_turn
 from shared import db
-from shared.contracts import AgentResult, AgentStatus, Fact, MergeTrigger, Outcome, TicketIn, ToolCallRecord
+from shared.contracts import MergeTrigger, Outcome, TicketIn
 from shared.models import Turn
 from shared.settings import Settings
 from tests.integration.conftest import rows
+from tests.integration.test_turn_transitions import _answer
 
 pytestmark = pytest.mark.integration
 
@@ -42,20 +43,6 @@ def _turn() -> str:
         assert start_turn(s, accepted.turn_id, Settings(agents=list(AGENTS))) is not None
         mark_published(s, accepted.turn_id)
     return accepted.turn_id
-
-
-def _answer(turn_id: str, agent: str) -> AgentResult:
-    call = ToolCallRecord(call_id=f"call_{agent}", tool="lookup", arguments={}, output={"ok": True})
-    return AgentResult(
-        turn_id=turn_id,
-        agent=agent,
-        status=AgentStatus.answered,
-        answer=f"The {agent} answer.",
-        confidence=0.9,
-        facts=[Fact(statement=f"{agent} looked it up", call_id=call.call_id)],
-        tool_calls=[call],
-        brain="test",
-    )
 
 
 def _state(turn_id: str) -> dict[str, Any]:
