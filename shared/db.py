@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +22,17 @@ T = TypeVar("T")
 _engine: Engine | None = None
 _engine_pid: int | None = None
 _sessions: sessionmaker[Session] | None = None
+# The API's first requests arrive together on threads of their own (after a restart, every
+# helpdesk retry at once): one of them builds the engine, the others wait for it.
+_configuring = threading.RLock()
+
+
+def _after_fork_in_child() -> None:
+    global _configuring
+    _configuring = threading.RLock()  # a parent thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def one_off_engine(url: str) -> Engine:
@@ -69,9 +81,7 @@ def configure(settings: Settings) -> Engine:
             "(which brings its own Postgres) or point it at a server, "
             "e.g. postgresql://postgres@127.0.0.1:5432/switchboard"
         )
-    if _engine is not None:
-        _engine.dispose(close=False)
-    _engine = create_engine(
+    built = create_engine(
         settings.database_url,  # normalised by Settings
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
@@ -82,24 +92,31 @@ def configure(settings: Settings) -> Engine:
         connect_args={"application_name": f"switchboard-{os.getpid()}", "connect_timeout": 5},
         pool_timeout=10,
     )
-    _engine_pid = os.getpid()
-    _sessions = sessionmaker(_engine, expire_on_commit=False)
 
-    @event.listens_for(_engine, "connect")
+    @event.listens_for(built, "connect")
     def _utc(dbapi_connection, _record):  # type: ignore[no-untyped-def]
         with dbapi_connection.cursor() as cur:
             cur.execute("SET TIME ZONE 'UTC'")
 
-    return _engine
+    # Published whole (listener and session factory with it), so no thread ever uses a half-made one.
+    with _configuring:
+        if _engine is not None:
+            _engine.dispose(close=False)
+        _engine, _engine_pid, _sessions = built, os.getpid(), sessionmaker(built, expire_on_commit=False)
+    return built
 
 
 def engine() -> Engine:
-    if _engine is None or _engine_pid != os.getpid():
+    current = _engine
+    if current is None or _engine_pid != os.getpid():
         from shared.settings import get_settings
 
-        configure(get_settings())
-    assert _engine is not None
-    return _engine
+        with _configuring:  # the first caller builds it; the rest find it built
+            if _engine is None or _engine_pid != os.getpid():
+                configure(get_settings())
+            current = _engine
+    assert current is not None
+    return current
 
 
 _AFTER_COMMIT = "switchboard.after_commit"
@@ -119,8 +136,9 @@ def session_scope() -> Iterator[Session]:
     """A unit of work, opened by an edge (a task, a route): committed at the end, rolled back
     on any error; what ``after_commit`` registered runs after the commit."""
     engine()
-    assert _sessions is not None
-    session = _sessions()
+    sessions = _sessions
+    assert sessions is not None
+    session = sessions()
     try:
         yield session
         session.commit()
