@@ -20,7 +20,9 @@ every turn is final and every reply delivered, then counts from the rows:
   the summary;
 - ``replies_delivered_twice``: turns the helpdesk accepted a reply for more than once;
 - ``timeout_escalations``: turns escalated as ``timeout``, and their share;
-- ``http_5xx``: API answers of 500 or more other than 503 (503s are counted apart);
+- ``http_5xx``: API answers of 500 or more other than 503 (503s are counted apart), each
+  in ``server_errors`` (when, the body), with the API's first error lines and tracebacks in
+  ``api_errors``;
 - ``final_after_last_fault_s``: from the end of the last fault until every turn was final.
 
 Progress goes to stderr, one JSON object to stdout. The composition root hands over how
@@ -116,6 +118,7 @@ class Tally:
     delivered: Counter[str] = field(default_factory=Counter)  # turn id -> 2xx deliveries
     delivery_attempts: int = 0
     delivery_503: int = 0
+    server_errors: list[dict[str, Any]] = field(default_factory=list)  # each 5xx but 503: when, what
 
 
 class FlakyHelpdesk:
@@ -444,6 +447,11 @@ class Soak:
                 continue
             with self.tally.lock:
                 self.tally.statuses[response.status_code] += 1
+                if response.status_code >= 500 and response.status_code != 503:
+                    self.tally.server_errors.append(
+                        {"at_s": round(time.time() - self.started, 1), "status": response.status_code,
+                         "body": response.text[:300]}
+                    )  # fmt: skip
             if response.status_code in (200, 201, 202):
                 with self.tally.lock:
                     self.tally.accepted[payload["external_id"]] = response.json()["turn_id"]
@@ -553,6 +561,9 @@ class Soak:
                 "concurrency": self.cfg.concurrency,
                 "seed": self.cfg.seed,
             },
+            "server_errors": self.tally.server_errors,
+            # What the API logged at error level: a 5xx is a bug to find, not a number to see.
+            "api_errors": _errors_logged(self.root / "logs" / "api.log") if self.tally.server_errors else [],
             "logs": str(self.root / "logs"),
         }
 
@@ -584,6 +595,25 @@ class Soak:
             for thread in threads:
                 if thread.is_alive():
                     thread.join(timeout=10)
+
+
+def _errors_logged(path: Path, most: int = 5) -> list[str]:
+    """The first error-level lines of a JSON log (with their tracebacks), for the report."""
+    found: list[str] = []
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError as exc:
+        return [f"{path} unreadable: {exc}"]
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("level") in ("error", "critical"):
+            found.append(f"{entry.get('ts')} {entry.get('logger')}: {entry.get('msg')}\n{entry.get('exc', '')}"[-4000:])
+            if len(found) == most:
+                break
+    return found
 
 
 def _retry_after(response: httpx.Response) -> float:
