@@ -5,6 +5,7 @@ says: in UTC, whatever the server's default."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -62,3 +63,22 @@ def test_the_first_sessions_at_once_share_one_engine_and_every_connection_is_in_
         assert engines == {id(built)}
     finally:
         built.dispose()
+
+
+def test_a_pooled_connection_whose_server_went_away_while_it_idled_is_replaced_not_used(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restart or failover ends every server process; the pool's connections outlive
+    theirs. One that idled past PING_AFTER_IDLE_S is pinged, found dead and replaced, and
+    the unit of work never sees it."""
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_S", 0.05)
+    settings = Settings(database_url=database_url, db_pool_size=2)
+    with db.configured(settings):
+        with db.session_scope() as s:
+            first = s.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with db.one_off_session(database_url) as admin:  # the server ends that process, as a restart does
+            assert admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first}).scalar_one()
+        time.sleep(0.1)  # idle past the threshold
+        with db.session_scope() as s:
+            second = s.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        assert second != first
