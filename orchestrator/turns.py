@@ -25,7 +25,7 @@ from enum import StrEnum
 from itertools import pairwise
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, and_, func, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, aliased
 
@@ -361,9 +361,12 @@ def _tasks(
     ]
 
 
+_PUBLISHED = update(Turn).where(Turn.id == bindparam("turn_id")).values(published_at=func.now())
+
+
 def mark_published(s: Session, turn_id: str) -> None:
     """Every agent task of the turn is on the broker."""
-    s.execute(update(Turn).where(Turn.id == turn_id).values(published_at=func.now()))
+    s.execute(_PUBLISHED, {"turn_id": turn_id})
 
 
 def restart_unpublished(s: Session, turn_id: str, settings: Settings) -> StartedTurn | None:
@@ -479,6 +482,24 @@ _START = text(
 )
 
 
+# Built once: every agent's start and result runs these, and building a statement and its
+# cache key cost about 80 us a time (the compiled SQL was cached already).
+_CLAIMED_TURN = (
+    select(
+        Turn.state,
+        Turn.budget_at,
+        Turn.agents,
+        Turn.shadow,
+        Conversation.id,
+        Conversation.source,
+        Conversation.customer,
+    )
+    .join(Conversation, Conversation.id == Turn.conversation_id)
+    .where(Turn.id == bindparam("turn_id"))
+    .with_for_update(of=Turn)
+)
+
+
 def claim_start(s: Session, turn_id: str, agent: str, deadline_s: float, conversation_id: str | None = None) -> Claim:
     """An agent takes its turn: its deadline runs from now, and the turn waits for it.
 
@@ -487,20 +508,7 @@ def claim_start(s: Session, turn_id: str, agent: str, deadline_s: float, convers
     locked read, and the start with the turn's deadline moved on.
     """
     now = time.time()
-    turn = s.execute(
-        select(
-            Turn.state,
-            Turn.budget_at,
-            Turn.agents,
-            Turn.shadow,
-            Conversation.id,
-            Conversation.source,
-            Conversation.customer,
-        )
-        .join(Conversation, Conversation.id == Turn.conversation_id)
-        .where(Turn.id == turn_id)
-        .with_for_update(of=Turn)
-    ).one_or_none()
+    turn = s.execute(_CLAIMED_TURN, {"turn_id": turn_id}).one_or_none()
     if turn is None or agent not in (turn.agents or []) or conversation_id not in (None, turn.id):
         return Claim(Start.forged, now)
     known = {"source": turn.source, "customer": turn.customer, "shadow": bool(turn.shadow)}
@@ -537,22 +545,41 @@ def merge_due(s: Session, turn_id: str, now: float) -> float | None:
     return due
 
 
+_RECORDED = (
+    pg_insert(AgentRun)
+    .values(
+        turn_id=bindparam("turn_id"),
+        agent=bindparam("agent"),
+        status=bindparam("status"),
+        confidence=bindparam("confidence"),
+        result=bindparam("result"),
+        started_at=bindparam("started_at"),
+    )
+    .on_conflict_do_nothing(constraint="uq_agent_run_turn_agent")
+    .returning(AgentRun.id)
+)
+_COUNTED = (
+    update(Turn)
+    .where(Turn.id == bindparam("turn_id"), Turn.state == TurnState.running)
+    .values(results_in=Turn.results_in + 1)
+    .returning(Turn.results_in, func.jsonb_array_length(Turn.agents))
+)
+
+
 def record_result(s: Session, result: AgentResult, started_at: float) -> bool:
     """Store an agent's result. True when it completes the set and the merge should run now."""
     # Redacted once: the tool-call rows are the stored result's own calls.
     stored = mapping_for_storage(result.model_dump(mode="json"))
     run_id = s.execute(
-        pg_insert(AgentRun)
-        .values(
-            turn_id=result.turn_id,
-            agent=result.agent,
-            status=result.status.value,
-            confidence=result.confidence,
-            result=stored,
-            started_at=_ts(started_at),
-        )
-        .on_conflict_do_nothing(constraint="uq_agent_run_turn_agent")
-        .returning(AgentRun.id)
+        _RECORDED,
+        {
+            "turn_id": result.turn_id,
+            "agent": result.agent,
+            "status": result.status.value,
+            "confidence": result.confidence,
+            "result": stored,
+            "started_at": _ts(started_at),
+        },
     ).scalar_one_or_none()
     if run_id is None:  # a redelivered agent task: the first result stands
         return False
@@ -573,12 +600,7 @@ def record_result(s: Session, result: AgentResult, started_at: float) -> bool:
                 for c in stored["tool_calls"]
             ],
         )
-    counted = s.execute(
-        update(Turn)
-        .where(Turn.id == result.turn_id, Turn.state == TurnState.running)
-        .values(results_in=Turn.results_in + 1)
-        .returning(Turn.results_in, func.jsonb_array_length(Turn.agents))
-    ).one_or_none()
+    counted = s.execute(_COUNTED, {"turn_id": result.turn_id}).one_or_none()
     if counted is None:
         # The merge already ran: keep the result for the record, but it changes nothing.
         s.execute(update(AgentRun).where(AgentRun.id == run_id).values(late=True))
