@@ -207,3 +207,19 @@ def test_state_changes_list_new_refunds_and_changed_subscriptions_only() -> None
         ("subscriptions", "sub_1", "updated"),
     ]
     assert changes[1]["fields"] == {"status": ["active", "cancel_at_period_end"]}
+
+
+def test_every_customer_of_the_public_examples_is_in_the_demo_with_what_the_example_needs() -> None:
+    """`switchboard run` loads the demo; each example message then works against it as it is."""
+    from shared.sandbox.loader import DEMO
+
+    demo = yaml.safe_load(DEMO.read_text())
+    customers = {c["id"]: c for c in demo["customers"]}
+    paid = {(p["customer_id"], p["card_last4"]) for p in demo["payments"] if p["status"] == "succeeded"}
+    for example in yaml.safe_load(EXAMPLES.read_text()):
+        who = example["customer"]
+        assert who["id"] in customers, example["id"]
+        assert customers[who["id"]]["email"] == who["email"], example["id"]
+        for payment in (example.get("fixture") or {}).get("payments", []):
+            if payment["status"] == "succeeded":
+                assert (payment["customer_id"], payment["card_last4"]) in paid, (example["id"], payment["id"])
