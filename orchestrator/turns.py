@@ -217,7 +217,7 @@ def _hold(s: Session, turn_id: str, conversation: Conversation) -> StartedTurn |
     s.add(Event(conversation_id=conversation_id, turn_id=turn_id, kind="turn.held", data={}))
     # The human's: a resolved escalation of this conversation goes back to the queue.
     reopen_for_message(s, conversation_id, held.message_id)
-    s.execute(text("SELECT pg_notify(:channel, :turn)"), {"channel": TURN_DONE_CHANNEL, "turn": turn_id})
+    s.execute(_NOTIFY_DONE, {"channel": TURN_DONE_CHANNEL, "turn": turn_id})
     latency = max(0.0, now - held.created_at.timestamp())
     line = turn_line(
         turn_id=turn_id,
@@ -646,6 +646,38 @@ def _due_by(now: datetime) -> ColumnElement[bool]:
     )
 
 
+_MERGED_COLUMNS = (
+    Turn.conversation_id,
+    Turn.agents,
+    Turn.created_at,
+    Turn.message_id,
+    Turn.escalation_reason,
+    Turn.shadow,
+    Turn.seq,
+)
+# The merge's statements, built once (a merge per turn); the clock's due-only merge adds its
+# condition to the claim and builds that one.
+_MERGE_CLAIM = (
+    update(Turn)
+    .where(Turn.id == bindparam("turn_id"), Turn.state == TurnState.running)
+    .values(state=TurnState.done, merge_trigger=bindparam("trigger"), finished_at=bindparam("finished_at"))
+    .returning(*_MERGED_COLUMNS)
+)
+_MERGE_RUNS = select(AgentRun.agent, AgentRun.result).where(AgentRun.turn_id == bindparam("turn_id"))
+_MERGE_CONVERSATION = (
+    select(Conversation, Message.body)
+    .join(Message, Message.id == bindparam("message_id"))
+    .where(Conversation.id == bindparam("conversation_id"))
+)
+_MERGE_ACTIONS = select(Action).where(Action.turn_id == bindparam("turn_id")).order_by(Action.id)
+_MERGE_OUTCOME = (
+    update(Turn)
+    .where(Turn.id == bindparam("turn_id"))
+    .values(outcome=bindparam("outcome"), reply=bindparam("reply"), escalation_reason=bindparam("reason"))
+)
+_NOTIFY_DONE = text("SELECT pg_notify(:channel, :turn)")
+
+
 def merge_turn(
     s: Session,
     turn_id: str,
@@ -663,33 +695,18 @@ def merge_turn(
     clock's merge at a deadline starts with one statement, not a locked read first.
     """
     now = time.time()
-    due = [_due_by(_ts(now))] if only_if_due else []
-    claimed = s.execute(
-        update(Turn)
-        .where(Turn.id == turn_id, Turn.state == TurnState.running, *due)
-        .values(state=TurnState.done, merge_trigger=trigger, finished_at=_ts(now))
-        .returning(
-            Turn.conversation_id,
-            Turn.agents,
-            Turn.created_at,
-            Turn.message_id,
-            Turn.escalation_reason,
-            Turn.shadow,
-            Turn.seq,
-        )
-    ).one_or_none()
+    claim = _MERGE_CLAIM.where(_due_by(_ts(now))) if only_if_due else _MERGE_CLAIM
+    claimed = s.execute(claim, {"turn_id": turn_id, "trigger": trigger, "finished_at": _ts(now)}).one_or_none()
     if claimed is None:
         return None
     # A reason decided before fan-out (the guardrails, a turn given up) is on the row already.
     guardrail = guardrail or claimed.escalation_reason
-    runs = s.execute(select(AgentRun.agent, AgentRun.result).where(AgentRun.turn_id == turn_id)).all()
+    runs = s.execute(_MERGE_RUNS, {"turn_id": turn_id}).all()
     results = {r.agent: AgentResult.model_validate(r.result) for r in runs}
     expected: list[str] = list(claimed.agents)
     missing = [a for a in expected if a not in results]
     conversation, body = s.execute(
-        select(Conversation, Message.body)
-        .join(Message, Message.id == claimed.message_id)
-        .where(Conversation.id == claimed.conversation_id)
+        _MERGE_CONVERSATION, {"message_id": claimed.message_id, "conversation_id": claimed.conversation_id}
     ).one()
     # The language an acknowledgement of an escalation is written in.
     language = language_of(conversation.customer.get("locale"), body)
@@ -700,7 +717,7 @@ def merge_turn(
     )
     # What the tools did, as written with each change: the merge never relies on an
     # agent's result alone to know whether money moved.
-    actions = s.execute(select(Action).where(Action.turn_id == turn_id).order_by(Action.id)).scalars().all()
+    actions = s.execute(_MERGE_ACTIONS, {"turn_id": turn_id}).scalars().all()
     silent = [a for a in actions if a.state != ACTION_REFUSED and not _reported(a, results.get(a.agent))]
     if silent and decision.outcome is not Outcome.escalated:
         # An action the customer's reply would not mention (its agent was cut off, lost its
@@ -727,9 +744,8 @@ def merge_turn(
     )
 
     s.execute(
-        update(Turn)
-        .where(Turn.id == turn_id)
-        .values(outcome=decision.outcome, reply=decision.reply, escalation_reason=decision.reason)
+        _MERGE_OUTCOME,
+        {"turn_id": turn_id, "outcome": decision.outcome, "reply": decision.reply, "reason": decision.reason},
     )
     first_reply_s = (
         first_reply_wait(s, conversation.id, _ts(now)) if decision.reply is not None and not claimed.shadow else None
@@ -790,7 +806,7 @@ def merge_turn(
             note=note,
         )
     )
-    s.execute(text("SELECT pg_notify(:channel, :turn)"), {"channel": TURN_DONE_CHANNEL, "turn": turn_id})
+    s.execute(_NOTIFY_DONE, {"channel": TURN_DONE_CHANNEL, "turn": turn_id})
     timed_out = [a for a in expected if a in missing or results[a].status is AgentStatus.timed_out]
     latency = max(0.0, now - claimed.created_at.timestamp())
     line = turn_line(
