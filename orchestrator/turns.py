@@ -121,24 +121,32 @@ def _since_last_pause(newest_first: Sequence[R], ttl: timedelta) -> list[R]:
 
 
 _EARLIER = aliased(Turn)
+# Built once: every ticket's start reads the turn with whether an earlier one is open.
+_QUEUED_TURN = select(
+    Turn.conversation_id,
+    Turn.state,
+    select(_EARLIER.id)
+    .where(
+        _EARLIER.conversation_id == Turn.conversation_id,
+        _EARLIER.state != TurnState.done,
+        _EARLIER.seq < Turn.seq,
+    )
+    .exists()
+    .label("busy"),
+).where(Turn.id == bindparam("turn_id"))
+_ATTEMPT = (
+    update(Turn)
+    .where(Turn.id == bindparam("turn_id"), Turn.state == TurnState.queued)
+    .values(attempts=Turn.attempts + 1)
+    .returning(Turn.attempts)
+)
 
 
 def _queued_conversation(s: Session, turn_id: str) -> str | None:
     """The conversation of a turn that may start now; None when it is not queued. Raises
     ConversationBusy while an earlier turn of the conversation (by its sequence number) is
     not done yet. One statement: the turn and whether an earlier one is open."""
-    earlier_open = (
-        select(_EARLIER.id)
-        .where(
-            _EARLIER.conversation_id == Turn.conversation_id,
-            _EARLIER.state != TurnState.done,
-            _EARLIER.seq < Turn.seq,
-        )
-        .exists()
-    )
-    turn = s.execute(
-        select(Turn.conversation_id, Turn.state, earlier_open.label("busy")).where(Turn.id == turn_id)
-    ).one_or_none()
+    turn = s.execute(_QUEUED_TURN, {"turn_id": turn_id}).one_or_none()
     if turn is None:
         log.warning("turn %s does not exist; nothing to do", turn_id)
         return None
@@ -156,12 +164,7 @@ def begin_attempt(s: Session, turn_id: str) -> int | None:
     nothing, while an earlier turn of the conversation is open: waiting is not failing."""
     if _queued_conversation(s, turn_id) is None:
         return None
-    return s.execute(
-        update(Turn)
-        .where(Turn.id == turn_id, Turn.state == TurnState.queued)
-        .values(attempts=Turn.attempts + 1)
-        .returning(Turn.attempts)
-    ).scalar_one_or_none()
+    return s.execute(_ATTEMPT, {"turn_id": turn_id}).scalar_one_or_none()
 
 
 def _claim_queued(s: Session, turn_id: str, **values: Any) -> Any:
