@@ -115,6 +115,7 @@ class InjectionModel:
         grams = self._vectorizer.transform([segment for p in parts for segment in p])
         logits = vectors @ self._embedding_coef + grams[ends - 1] @ self._char_coef + self._bias
         probabilities = 1.0 / (1.0 + np.exp(-logits))
+        # The second key: the closest of a text's segments to the closest attack passage.
         cosines = (grams @ self._attacks).tocsr()
         out = []
         for i, probability in enumerate(probabilities):
@@ -125,11 +126,6 @@ class InjectionModel:
             ) or probability >= self.decisive_probability
             out.append(LearnedScore(round(float(probability), 4), round(similarity, 4), bool(flagged)))
         return out
-
-    def similarity(self, text: str) -> float:
-        """The cosine between the closest of ``segments(text)`` and the closest attack passage."""
-        cosines = self._vectorizer.transform(segments(text)) @ self._attacks
-        return float(cosines.max()) if cosines.nnz else 0.0
 
     def save(self, path: Path) -> None:
         """Write atomically, so a reader never sees half a file."""
