@@ -548,19 +548,8 @@ def merge_due(s: Session, turn_id: str, now: float) -> float | None:
     return due
 
 
-_RECORDED = (
-    pg_insert(AgentRun)
-    .values(
-        turn_id=bindparam("turn_id"),
-        agent=bindparam("agent"),
-        status=bindparam("status"),
-        confidence=bindparam("confidence"),
-        result=bindparam("result"),
-        started_at=bindparam("started_at"),
-    )
-    .on_conflict_do_nothing(constraint="uq_agent_run_turn_agent")
-    .returning(AgentRun.id)
-)
+# Its columns are those of the parameters it is executed with.
+_RECORDED = pg_insert(AgentRun).on_conflict_do_nothing(constraint="uq_agent_run_turn_agent").returning(AgentRun.id)
 _COUNTED = (
     update(Turn)
     .where(Turn.id == bindparam("turn_id"), Turn.state == TurnState.running)
