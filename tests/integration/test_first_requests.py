@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -30,6 +31,13 @@ def test_the_first_sessions_at_once_share_one_engine_and_every_connection_is_in_
         db_pool_size=THREADS,
     )
     monkeypatch.setattr(shared.settings, "get_settings", lambda: settings)
+    real_create_engine = db.create_engine
+
+    def slow_create_engine(*args: Any, **kwargs: Any) -> Engine:
+        time.sleep(0.05)  # a start-up on a busy machine: every thread arrives before it is done
+        return real_create_engine(*args, **kwargs)
+
+    monkeypatch.setattr(db, "create_engine", slow_create_engine)
     for name in ("_engine", "_engine_pid", "_sessions"):
         monkeypatch.setattr(db, name, None)  # a process that has not built its engine yet
     start = threading.Barrier(THREADS)
