@@ -9,11 +9,13 @@ thread that wakes at the earliest one (a condition-variable wait: millisecond pr
 none of the 1 s tick of broker-side blocking timeouts). Nothing blocks a worker slot
 while agents run.
 
-The same thread sweeps the database every ``sweep_interval_s`` for what a crashed
+A thread of its own sweeps the database every ``sweep_interval_s`` for what a crashed
 process left behind — turns still queued, turns past their deadline that nobody merged,
 replies not delivered — so a turn reaches a final state even if the process that
 started it was killed. A Postgres advisory lock keeps concurrent sweepers from doing the
-same work twice; the conditional updates would make it harmless anyway.
+same work twice; the conditional updates would make it harmless anyway. The sweep has its
+own thread because it can take a few hundred milliseconds (waiting on another process's
+sweep, or on the broker): in the deadline thread it delayed the merges due meanwhile.
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ class TurnClock:
         self._stopped = False
         self._thread = threading.Thread(target=self._loop, name="switchboard-clock", daemon=True)
         self._thread.start()
+        self._sweeping = threading.Event()  # set: stop sweeping
+        self._sweeper: threading.Thread | None = None
+        if sweep is not None:
+            self._sweeper = threading.Thread(target=self._sweep_loop, name="switchboard-sweeper", daemon=True)
+            self._sweeper.start()
 
     def schedule(self, turn_id: str, deadline_at: float) -> None:
         with self._cond:
@@ -56,10 +63,12 @@ class TurnClock:
         with self._cond:
             self._stopped = True
             self._cond.notify()
+        self._sweeping.set()
         self._thread.join(timeout=5)
+        if self._sweeper is not None:
+            self._sweeper.join(timeout=5)
 
     def _loop(self) -> None:
-        next_sweep = time.time() + self._settings.sweep_interval_s
         while True:
             due: list[str] = []
             with self._cond:
@@ -68,17 +77,18 @@ class TurnClock:
                 now = time.time()
                 while self._heap and self._heap[0][0] <= now:
                     due.append(heapq.heappop(self._heap)[1])
-                if not due and now < next_sweep:
-                    wake = min(self._heap[0][0] if self._heap else next_sweep, next_sweep)
-                    self._cond.wait(timeout=max(0.0, wake - now))
+                if not due:
+                    self._cond.wait(timeout=max(0.0, self._heap[0][0] - now) if self._heap else None)
                     continue
             for turn_id in due:
                 later = self._guard(self._on_deadline, turn_id)
                 if isinstance(later, float):  # not due yet: an agent started late, or has not started
                     self.schedule(turn_id, later)
-            if time.time() >= next_sweep and self._sweep is not None:
-                self._guard(self._sweep)
-                next_sweep = time.time() + self._settings.sweep_interval_s
+
+    def _sweep_loop(self) -> None:
+        assert self._sweep is not None
+        while not self._sweeping.wait(self._settings.sweep_interval_s):
+            self._guard(self._sweep)
 
     @staticmethod
     def _guard(fn: Callable[..., object], *args: str) -> object:

@@ -62,3 +62,22 @@ def test_a_turn_not_due_yet_is_looked_at_again_when_it_says() -> None:
     clock.stop()
     assert [turn for turn, _ in seen] == ["t", "t"]
     assert seen[1][1] >= later  # not before it said
+
+
+def test_a_sweep_that_takes_long_does_not_hold_back_a_deadline() -> None:
+    """A sweep can wait on another process's sweep or on the broker; the merge due meanwhile
+    is not kept waiting behind it."""
+    sweeping, release, fired = threading.Event(), threading.Event(), threading.Event()
+
+    def sweep() -> None:
+        sweeping.set()
+        release.wait(10)  # a sweep stuck until the deadline has fired
+
+    clock = TurnClock(Settings(sweep_interval_s=0.01), lambda _turn: fired.set(), sweep)
+    try:
+        assert sweeping.wait(5)
+        clock.schedule("t", time.time())
+        assert fired.wait(5)  # the sweep is still stuck: only the finally below releases it
+    finally:
+        release.set()
+        clock.stop()
