@@ -30,6 +30,7 @@ from shared.guardrails.injection_rules import (
     OTHER_ACCOUNT_PHRASE,
     RULES,
     TARGET_LINK,
+    respell,
 )
 
 FLAG_THRESHOLD = 0.5
@@ -122,7 +123,7 @@ _Match = tuple[str, float, "re.Pattern[str] | None"]
 
 
 def _matched_rules(text: str, customer_email: str | None, customer_id: str | None) -> tuple[str, list[_Match]]:
-    folded = fold(text)
+    folded = respell(fold(text))
     matched: list[_Match] = [(name, weight, pattern) for name, weight, pattern in RULES if pattern.search(folded)]
     if _acts_on_another_account(folded, customer_email, customer_id):
         matched.append(("other_account", OTHER_ACCOUNT_WEIGHT, None))

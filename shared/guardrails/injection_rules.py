@@ -6,6 +6,7 @@ is one compiled alternation; weights are in `RULES` at the bottom.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from shared.guardrails._text import compile_alternation
@@ -112,6 +113,17 @@ _FORGET_BARE = (
     r"\b(?:(?:forget|ignore|disregard) (?:about )?everything|vergiss alles|olvida todo"
     r"|oublie tout)\b",
 )
+# "ignore what I said before" is as often a customer correcting themselves: weak alone, a
+# flag with a second cue ("... speak like a sailor", "Order: forget what's before").
+_IGNORE_EARLIER = (
+    r"\b(?:ignore|disregard|forget) (?:what|everything|all)(?:'s| is| was| that was|(?: that)?"
+    r" (?:i|we) (?:said|wrote|asked|told you)| you (?:were|have been|got) told)\s+(?:before|earlier"
+    r"|above|so far|previously)\b",
+    r"\b(?:olvida|ignora|olvide|ignore) lo que (?:te )?(?:dije|he dicho|escribi) (?:antes|arriba)\b",
+    r"\b(?:oublie[sz]?|ignore[sz]?) ce que (?:j'ai|je t'ai|je vous ai) dit (?:avant|plus haut)\b",
+    r"\b(?:vergiss|ignoriere|vergessen sie|ignorieren sie),? was (?:ich )?(?:vorher|davor|oben|zuvor)"
+    r" (?:gesagt|geschrieben|stand)\b",
+)
 
 # --- reveal the prompt ----------------------------------------------------------------------
 _SECRET_QUALIFIER = (
@@ -144,6 +156,12 @@ _REVEAL = (
     r"|vollstandigen)\s+)*(?:prompt(?:-?texte?)?|systemprompt|system-prompt|(?:ursprunglichen"
     r"|versteckten|geheimen|internen|system)\s*-?(?:anweisungen|instruktionen|regeln|vorgaben))",
     r"\b(?:vorzeigen|anzeigen) (?:samtlicher|aller) prompt",
+    # the model's internals: no customer asks a shop's assistant for its weights
+    r"\b(?:show|reveal|print|display|output|return|give|tell|share|leak|dump|list|send)\s+(?:me\s+|us\s+)?"
+    r"(?:all\s+)?(?:of\s+)?your\s+(?:\w+\s+)?(?:embeddings?|model weights|weights|logits|hidden states?"
+    r"|training data|parameters)\b",
+    r"\b(?:zeige?|zeig|gib|verrate|nenne|drucke)\s+(?:mir\s+)?(?:deine|ihre)\s+(?:embeddings|gewichte"
+    r"|trainingsdaten|parameter)\b",
 )
 
 # --- change a limit or a policy, claim new permissions ---------------------------------------
@@ -223,7 +241,10 @@ _ROLE_PLAY = (
     r"\byou are role-?playing\b|\brole-?play(?:ing)? as (?:a|an)\b",
     r"\bfrom now (?:on )?(?:known|called|referred to) as\b",
     r"\bstay (?:fully |always )?in (?:character|(?:your|their|the) roles?)\b",
-    r"\bich mochte,? dass (?:du|sie) als .{1,60}(?:fungierst|fungieren|agierst|agieren)",
+    r"\bich mochte,? dass (?:du|sie) als .{1,60}(?:fungierst|fungieren|agierst|agieren|auftrittst"
+    r"|auftreten|handelst|handeln)\b",
+    r"\bquiero que (?:actues|actue|te comportes|finjas) como\b",
+    r"\bje (?:veux|voudrais) que (?:tu agisses|vous agissiez|tu joues|vous jouiez) (?:comme|en tant que|le role)\b",
     r"\b(?:jetzt|nun|ab jetzt|ab sofort) bist du\b",
     r"\bdu bist (?:jetzt|nun|ab sofort)\b",
     r"\b(?:actua|actue) como (?:si fueras|un|una)\b",
@@ -259,6 +280,9 @@ _NEW_TASK = (
     r"\b(?:nun|jetzt) (?:folgen|kommen) (?:neue|weitere|noch ein paar) (?:aufgaben|anweisungen)",
     r"\b(?:deine|ihre|eine|der) neuen? aufgabe\b",
     r"\bnueva tarea\b|\bnouvelle tache\b",
+    # a label that addresses the assistant: "Instruction: blame it on China", "\\nOrder:forget ..."
+    # (an order number after "Order:" is a customer's, so the label must be followed by a word)
+    r"(?:(?<![a-z0-9])|(?<=\\n))(?:order|instruction|command|anweisung|befehl|auftrag)\s*:\s*(?=[a-z])",
 )
 _OUTPUT_HIJACK = (
     r"\b(?:say|print|output|write|reply|respond|answer|repeat)(?: with| only| just| exactly)*"
@@ -271,6 +295,19 @@ _OUTPUT_HIJACK = (
     r"\b(?:di|dites|sag|sagen sie) (?:lo siguiente|ce qui suit|folgendes)\b",
     r"\bgib (?:dann|nur|stattdessen) .{0,20}\baus\b",
 )
+# --- trigger-word games: "if I say X, you say Y", "when 'cheese' is said the answer is ..." ---
+_Q = r"[\"“”'«»]?"
+_TRIGGER_GAME = (
+    rf"\b(?:if|when|whenever) i say {_Q}\w+{_Q},? (?:then )?you (?:say|answer|respond|reply|write)\b",
+    rf"\b(?:if|when|whenever) {_Q}\w+{_Q} is said\b",
+    r"\bthe (?:correct|right|only) (?:response|answer|reply) is [\"“”']",
+    rf"\bsi (?:yo )?digo {_Q}\w+{_Q},? (?:tu |usted )?(?:dices|dice|respondes|responde|contestas)\b",
+    rf"\bsi je (?:dis|te dis) {_Q}\w+{_Q},? (?:alors )?(?:tu dis|tu reponds|vous dites|vous repondez)\b",
+    rf"\bwenn ich {_Q}\w+{_Q} sage,? (?:dann )?(?:sagst|antwortest|schreibst) du\b",
+    rf"\bwenn {_Q}\w+{_Q} gesagt wird\b",
+    r"\bist die (?:richtige|korrekte) antwort [\"“”'„]",
+)
+
 _SUPPRESS_ANSWER = (
     r"\b(?:do not|don't|dont|don'nt) (?:answer|look in|look at) (?:this question|the question"
     r"|the documents|the articles)",
@@ -283,6 +320,13 @@ _PERSONA_CUES = (
     r"\bstell dir vor,? du bist\b",
     r"\bwithout (?:any )?(?:restrictions|filters|censorship|rules|guidelines)\b",
     r"\bdeveloper mode\b",
+    # an instruction about the voice of the answer: "speak like a sailor", "im Stil eines Piraten"
+    r"\b(?:speak|talk|answer|respond|reply|write)(?: to me| back)? (?:like|as if you were) (?:a|an) \w+",
+    r"\b(?:answer|respond|reply|write|speak|talk)\b.{0,40}\bin the (?:style|voice|manner) of\b",
+    r"\b(?:antworte|antworten sie|sprich|sprechen sie|schreibe|schreib)\b.{0,40}\b(?:im stile?|wie)"
+    r" (?:eines|einer|ein)\b",
+    r"\b(?:responde|habla|contesta)\b.{0,40}\b(?:al estilo de|como un|como una)\b",
+    r"\b(?:reponds|parle|ecris)\b.{0,40}\b(?:a la maniere d|dans le style d|comme un|comme une)",
 )
 
 # --- acting on other accounts (used by injection.py) ------------------------------------------
@@ -309,6 +353,106 @@ TARGET_LINK = re.compile(
 )
 
 
+# --- misspelt trigger words -------------------------------------------------------------------
+# "igmre what I said before", "forget waht's before": attacks misspell the words a filter looks
+# for. Before the rules run, a word a letter or two away from one of these (same first letter)
+# is read as it; real words that close are kept as they are.
+# (word, how many letters may differ)
+_RESPELT = (("ignore", 2), ("disregard", 2), ("forget", 1), ("instructions", 2), ("previous", 2), ("what's", 1))
+_REAL_NEIGHBOURS = frozenset(
+    [
+        # English
+        "foreign",
+        "forest",
+        "forgave",
+        "forge",
+        "forged",
+        "forger",
+        "forgery",
+        "forgets",
+        "forgive",
+        "forgiven",
+        "forgo",
+        "forgot",
+        "format",
+        "ignite",
+        "ignited",
+        "ignites",
+        "ignoble",
+        "ignorant",
+        "ignored",
+        "ignores",
+        "ignoring",
+        "instructed",
+        "instruction",
+        "instructor",
+        "instructors",
+        "instructs",
+        "precious",
+        "preview",
+        "previews",
+        "previously",
+        "what",
+        "what'd",
+        "what'll",
+        "whats",
+        # the other languages the rules read, whose own words are a letter or two away
+        "ignora",
+        "ignorado",
+        "ignoramos",
+        "ignorar",
+        "ignoren",
+        "ignorer",
+        "ignorez",
+        "ignorier",
+        "ignoriere",
+        "ignorieren",
+        "ignoriert",
+        "ignoro",
+        "instruccion",
+        "instrucciones",
+        "previa",
+        "previas",
+        "previo",
+        "previos",
+    ]
+)
+_WORD = re.compile(r"[a-z][a-z']{3,}")
+
+
+def _distance(a: str, b: str, limit: int) -> int:
+    """Optimal string alignment distance (an adjacent swap counts one), capped at ``limit`` + 1."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        row = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                row[j] = min(row[j], previous2[j - 2] + 1)
+        if min(row) > limit:
+            return limit + 1
+        previous2, previous = previous, row
+    return previous[-1]
+
+
+@functools.lru_cache(maxsize=8192)
+def _respelt_word(word: str) -> str:
+    if word in _REAL_NEIGHBOURS:
+        return word
+    for target, limit in _RESPELT:
+        if word[0] == target[0] and _distance(word, target, limit) <= limit:
+            return target
+    return word
+
+
+def respell(folded: str) -> str:
+    """``folded`` with misspelt trigger words written as the rules expect them."""
+    return _WORD.sub(lambda m: _respelt_word(m.group()), folded)
+
+
 def _compile(patterns: tuple[str, ...]) -> re.Pattern[str]:
     return compile_alternation(patterns)
 
@@ -319,11 +463,13 @@ RULES: tuple[tuple[str, float, re.Pattern[str]], ...] = (
     ("forget_everything", 0.7, _compile(_FORGET_EVERYTHING)),
     ("forget_everything_bare", 0.3, _compile(_FORGET_BARE)),
     ("ignore_above", 0.45, _compile(_IGNORE_ABOVE)),
+    ("ignore_earlier", 0.3, _compile(_IGNORE_EARLIER)),
     ("reveal_prompt", 0.85, _compile(_REVEAL)),
     ("change_policy", 0.8, _compile(_POLICY)),
     ("jailbreak_persona", 0.85, _compile(_JAILBREAK)),
     ("role_play", 0.55, _compile(_ROLE_PLAY)),
     ("system_marker", 0.6, _compile(_SYSTEM_MARKER)),
+    ("trigger_game", 0.55, _compile(_TRIGGER_GAME)),
     ("new_task", 0.3, _compile(_NEW_TASK)),
     ("output_hijack", 0.3, _compile(_OUTPUT_HIJACK)),
     ("suppress_answer", 0.3, _compile(_SUPPRESS_ANSWER)),
