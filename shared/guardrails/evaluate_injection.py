@@ -86,7 +86,7 @@ def eval_deepset(root: Path, failures: int, metrics: Metrics) -> dict[str, Any]:
         out[split] = split_out
     out["note"] = (
         "The rules were written from the train split and the learned detector was fitted on it: train is not a "
-        "measurement. No hyper-parameter or threshold was chosen on test, but five rule families (misspelt "
+        "measurement. No hyper-parameter or threshold was chosen on test, but the rule families added later (misspelt "
         "trigger words, 'ignore what I said before' as a weak cue, instructions about the voice of the answer, "
         "requests for the model's internals, trigger-word games, personas in ES/DE) were written after the "
         "test split's misses had been read: for those kinds of attack test is not blind (docs/guardrails.md)."

@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import re
 
+from rapidfuzz.distance import OSA
+
 from shared.guardrails._text import compile_alternation
 
 # --- override: ignore / forget the instructions ---------------------------------------------
@@ -417,33 +419,16 @@ _REAL_NEIGHBOURS = frozenset(
         "previos",
     ]
 )
-_WORD = re.compile(r"[a-z][a-z']{3,}")
-
-
-def _distance(a: str, b: str, limit: int) -> int:
-    """Optimal string alignment distance (an adjacent swap counts one), capped at ``limit`` + 1."""
-    if abs(len(a) - len(b)) > limit:
-        return limit + 1
-    previous2: list[int] = []
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        row = [i] + [0] * len(b)
-        for j, cb in enumerate(b, 1):
-            row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (ca != cb))
-            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
-                row[j] = min(row[j], previous2[j - 2] + 1)
-        if min(row) > limit:
-            return limit + 1
-        previous2, previous = previous, row
-    return previous[-1]
+# Only words that start as a trigger word does are looked at (and cached).
+_WORD = re.compile(rf"(?<![a-z'])[{''.join(sorted({t[0] for t, _ in _RESPELT}))}][a-z']{{3,}}")
 
 
 @functools.lru_cache(maxsize=8192)
 def _respelt_word(word: str) -> str:
     if word in _REAL_NEIGHBOURS:
         return word
-    for target, limit in _RESPELT:
-        if word[0] == target[0] and _distance(word, target, limit) <= limit:
+    for target, limit in _RESPELT:  # optimal string alignment: an adjacent swap counts one
+        if word[0] == target[0] and OSA.distance(word, target, score_cutoff=limit) <= limit:
             return target
     return word
 
