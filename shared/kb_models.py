@@ -23,7 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, TSVECTOR
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import UserDefinedType
 
@@ -58,6 +58,8 @@ class KbArticle(Base):
     title: Mapped[str] = mapped_column(Text)
     source: Mapped[str] = mapped_column(Text)  # the file it came from, or "scenario"
     content_hash: Mapped[str] = mapped_column(String(64))
+    # The article's words -> the words customers use for them (front matter ``terms``), read into every question.
+    terms: Mapped[dict[str, list[str]]] = mapped_column(JSONB, server_default="{}")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

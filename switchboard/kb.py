@@ -62,7 +62,7 @@ def _search(args: argparse.Namespace, url: str) -> int:
 
 
 # The revisions that create or change the KB tables; each does nothing without pgvector.
-KB_REVISIONS = ("0003", "0017")
+KB_REVISIONS = ("0003", "0017", "0018")
 
 
 def _init(args: argparse.Namespace, url: str) -> int:

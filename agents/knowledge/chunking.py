@@ -10,6 +10,9 @@ no headings, is cut at blank lines.
 An article may list, per section, the questions it answers as customers ask them (front
 matter ``questions``, docs/knowledge-base.md). They are searched with the section, to
 match a question that shares few words with the text, and are never part of its text.
+It may also list ``terms``: its own words, each with the words customers use for them
+("tasks": ["to-dos"]). A question is read with the customers' words put back into the
+article's (retrieval.Glossary) before it is embedded.
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ class Article:
     source: str = ""
     # Section heading path -> the questions it answers, as customers ask them (front matter).
     questions: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
+    # The article's word -> the words customers use for it (front matter).
+    terms: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,7 @@ def read_article(path: Path) -> Article:
 
 
 def parse_article(raw: str, *, fallback_id: str, fmt: Format, source: str = "") -> Article:
-    """Front matter's ``id``, ``title`` and ``questions`` when present; else the file's name and first heading."""
+    """Front matter's ``id``, ``title``, ``questions`` and ``terms`` when present; else the file's name and heading."""
     meta: dict[str, object] = {}
     match = _FRONT_MATTER.match(raw)
     if match:
@@ -91,7 +96,8 @@ def parse_article(raw: str, *, fallback_id: str, fmt: Format, source: str = "") 
     title = str(meta.get("title") or html_title or first_heading(raw, fmt) or fallback_id).strip()
     article_id = str(meta.get("id") or fallback_id).strip()
     questions = parse_questions(meta.get("questions"), where=source or article_id)
-    return Article(id=article_id, title=title, body=raw, format=fmt, source=source, questions=questions)
+    terms = parse_terms(meta.get("terms"), where=source or article_id)
+    return Article(id=article_id, title=title, body=raw, format=fmt, source=source, questions=questions, terms=terms)
 
 
 def parse_questions(value: object, *, where: str) -> dict[str, tuple[str, ...]]:
@@ -115,6 +121,40 @@ def parse_questions(value: object, *, where: str) -> dict[str, tuple[str, ...]]:
         merged = found.get(name, ()) + tuple(" ".join(q.split()) for q in listed if q.strip())
         if merged:  # two spellings of one heading ("", null) add up
             found[name] = tuple(dict.fromkeys(merged))
+    return found
+
+
+def parse_terms(value: object, *, where: str) -> dict[str, tuple[str, ...]]:
+    """Front matter's ``terms``: a map of the article's word to the words customers use for it.
+
+    Both sides are compared case-insensitively and with whitespace collapsed; a customer's
+    word listed under two terms, or a term listed as its own synonym, is refused, because a
+    question could then be read two ways.
+    """
+    if value is None:
+        return {}
+    shape = 'a map of the article\'s word to a list of the words customers use for it, e.g. {"tasks": ["to-dos"]}'
+    if not isinstance(value, dict):
+        raise ConfigurationError(f"{where}: front matter terms must be {shape}")
+    found: dict[str, tuple[str, ...]] = {}
+    owner: dict[str, str] = {}
+    for term, said in value.items():
+        word = " ".join(str(term or "").split())
+        listed = [said] if isinstance(said, str) else said
+        if not word or not isinstance(listed, list) or not all(isinstance(x, str) for x in listed):
+            raise ConfigurationError(f"{where}: the term {word!r} must name a list of strings ({shape})")
+        words = tuple(dict.fromkeys(" ".join(x.split()) for x in listed if x.strip()))
+        for synonym in words:
+            key = synonym.casefold()
+            if key == word.casefold():
+                raise ConfigurationError(f"{where}: the term {word!r} lists itself as a customer's word")
+            if key in owner and owner[key] != word:
+                raise ConfigurationError(
+                    f"{where}: {synonym!r} is listed under two terms ({owner[key]!r} and {word!r}): keep it under one"
+                )
+            owner[key] = word
+        if words:
+            found[word] = found.get(word, ()) + words
     return found
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -168,7 +168,8 @@ def measure(
         found = _depth(item.found, mode, keyword_weight)
         hits = retrieval.rank(found, len(found), mode, *weights)
         top = hits[0]
-        answer = retrieval.answer(top, item.vector)
+        answered = [replace(h, answer=retrieval.answer(h, item.vector)) for h in hits[:2]]
+        answer = retrieval.spanning(answered)[0].answer
         top1 += top.article_id == question.article
         top3 += question.article in {h.article_id for h in hits[:3]}
         section1 += _right(question, top)
@@ -234,8 +235,11 @@ def evaluate(session: Session, questions: QuestionSet, *, kb_min_score: float | 
     """
     timings: list[float] = []
 
-    def ask(text: str) -> tuple[list[float], list[retrieval.Candidate]]:
+    read = retrieval.glossary(session).read
+
+    def ask(question: str) -> tuple[list[float], list[retrieval.Candidate]]:
         started = time.perf_counter()
+        text = read(question)
         vector = retrieval.embed_query(text)
         found = retrieval.candidates(session, text, vector=vector)
         retrieval.rerank(found, vector)

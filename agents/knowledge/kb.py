@@ -32,7 +32,7 @@ from shared.kb_models import KbSection as KbSection
 
 EMBED_BATCH = 64
 # Bump when chunking or the embedded text changes: every article is embedded again.
-PIPELINE_VERSION = "3"  # 2: sections embedded as plain text (answers.flatten); 3: sections' questions stored
+PIPELINE_VERSION = "4"  # 2: sections embedded as plain text (answers.flatten); 3: sections' questions stored; 4: terms
 TS_CONFIG = "english"
 _IMPORT_LOCK = 0x6B62  # pg_advisory_xact_lock key: one import at a time per database
 
@@ -120,7 +120,8 @@ def content_hash(article: Article) -> str:
 
     digest = hashlib.sha256()
     questions = json.dumps(article.questions, sort_keys=True)
-    for part in (PIPELINE_VERSION, MODEL_ID, article.format, article.title, article.body, questions):
+    terms = json.dumps(article.terms, sort_keys=True)
+    for part in (PIPELINE_VERSION, MODEL_ID, article.format, article.title, article.body, questions, terms):
         digest.update(part.encode())
         digest.update(b"\0")
     return digest.hexdigest()
@@ -145,7 +146,11 @@ def _import(session: Session, articles: list[Article], *, reset: bool) -> Import
         session.execute(delete(KbArticle).where(KbArticle.id == article.id))  # its sections cascade
         session.execute(
             insert(KbArticle).values(
-                id=article.id, title=article.title, source=article.source, content_hash=hashes[article.id]
+                id=article.id,
+                title=article.title,
+                source=article.source,
+                content_hash=hashes[article.id],
+                terms={word: list(said) for word, said in article.terms.items()},
             )
         )
         if sections:

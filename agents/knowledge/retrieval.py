@@ -19,11 +19,21 @@ their similarity counts ``QUESTION_WEIGHT`` of a passage's. They only score the 
 the answer never holds them and the citation is the section's.
 
 The answer is composed from the top section's units, each scored by its own sentence
-and its passage together. ``switchboard kb eval`` measures every mode and weight.
+and its passage together. A question that spans two sections of one article ("if we
+moved up a plan and paid yearly") scores both within ``SPAN_MARGIN`` of each other; the
+answer then holds the units of both, under the one citation.
+
+Before any of it the question is read with the knowledge base's glossary: the words
+customers use ("to-dos", "twelve months") put back into the articles' own ("tasks",
+"yearly"), as the articles' front matter ``terms`` list them (``Glossary``). A small
+embedding model knows little of a product's vocabulary; the glossary is where the people
+who write the articles tell it. ``switchboard kb eval`` measures every mode and weight.
 """
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -47,6 +57,8 @@ RERANK_DEPTH = 6  # the right section is among the first stage's best 5 for ever
 PASSAGE_REACH = 1  # units on each side of a unit in its passage
 CANDIDATE_POOL = 24
 VECTOR_CACHE_SIZE = 20_000  # embedded passages and sentences kept per process (1.5 kB each)
+# The second section of the same article joins the answer when it scores this close to the first.
+SPAN_MARGIN = 0.05
 
 Mode = Literal["dense", "hybrid", "rerank"]
 MODE: Mode = "rerank"  # what the knowledge agent searches with
@@ -218,16 +230,85 @@ def answer(hit: Hit, vector: Sequence[float]) -> str:
     return answers.compose(hit.text, [(a + b) / 2 for a, b in zip(own, around, strict=True)])
 
 
+def spanning(hits: list[Hit]) -> list[Hit]:
+    """The hits, the first one's answer joined by the second's when the question spans both.
+
+    Two sections of one article that score within ``SPAN_MARGIN`` of each other both answer
+    (a question about moving up a plan and paying yearly); the citation, the article, is
+    the same. A unit already in the first answer is not repeated.
+    """
+    if len(hits) < 2:
+        return hits
+    first, second = hits[0], hits[1]
+    if first.article_id != second.article_id or first.score - second.score > SPAN_MARGIN or not second.answer:
+        return hits
+    if second.answer in first.answer:
+        return hits
+    return [replace(first, answer=f"{first.answer} {second.answer}".strip()), *hits[1:]]
+
+
 def search(session: Session, query: str, k: int = 3, *, mode: Mode = MODE) -> list[Hit]:
     """The ``k`` best sections for ``query``, best first, each with its answer; empty only when the KB is empty."""
-    query = " ".join(query.split())
+    require_tables(session)
+    query = glossary(session).read(" ".join(query.split()))
     if not query:
         return []
     vector = embed_query(query)
     found = candidates(session, query, vector=vector)
     if mode == "rerank":
-        found = rerank(found, vector, depth=max(k, RERANK_DEPTH))
-    return [replace(hit, answer=answer(hit, vector)) for hit in rank(found, k, mode)]
+        found = rerank(found, vector, depth=max(k, 2, RERANK_DEPTH))
+    hits = [replace(hit, answer=answer(hit, vector)) for hit in rank(found, max(k, 2), mode)]
+    return spanning(hits)[:k]
+
+
+# --------------------------------------------------------------------------- the glossary
+
+
+@dataclass(frozen=True)
+class Glossary:
+    """The articles' words and the words customers use for them, to read a question with.
+
+    ``read`` puts each customer's word or phrase back into the article's word, whole words
+    only and case-insensitively, the longest phrase first ("twelve months" before
+    "months"). Two articles that list one customer's word under different terms: the first
+    article by id decides, so a question always reads the same way.
+    """
+
+    means: tuple[tuple[str, str], ...] = ()  # (customer's word, casefolded; the article's word)
+
+    @functools.cached_property
+    def _pattern(self) -> re.Pattern[str] | None:
+        if not self.means:
+            return None
+        said = sorted((w for w, _ in self.means), key=len, reverse=True)
+        alternatives = "|".join(r"\s+".join(map(re.escape, w.split())) for w in said)
+        return re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])", re.IGNORECASE)  # "wifi-router" is one word
+
+    def read(self, question: str) -> str:
+        pattern = self._pattern
+        if pattern is None:
+            return question
+        lookup = dict(self.means)
+        return pattern.sub(lambda m: lookup[" ".join(m.group(0).split()).casefold()], question)
+
+
+_TERMS = text("SELECT id, terms FROM kb_articles WHERE terms <> '{}'::jsonb ORDER BY id")
+
+
+def glossary(session: Session) -> Glossary:
+    """The knowledge base's glossary, from every article's ``terms`` (one small query)."""
+    means: dict[str, str] = {}
+    for _, terms in session.execute(_TERMS):
+        for word, said in (terms or {}).items():
+            for synonym in said:
+                means.setdefault(" ".join(str(synonym).split()).casefold(), str(word))
+    return _glossary(tuple(sorted(means.items())))
+
+
+@functools.lru_cache(maxsize=16)
+def _glossary(means: tuple[tuple[str, str], ...]) -> Glossary:
+    """One compiled glossary per set of terms: the pattern is built once per process, not per question."""
+    return Glossary(means)
 
 
 # --------------------------------------------------------------------------- passage vectors

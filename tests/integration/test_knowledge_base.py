@@ -127,6 +127,20 @@ def test_a_spreadsheet_question_finds_the_csv_export_section(kb_url: str) -> Non
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
 
+def test_a_question_in_customers_words_is_read_with_the_stored_terms(kb_url: str) -> None:
+    """The articles' front matter terms are stored on import and read into every search."""
+    question = "Will my to-dos still be there on my phone in airplane mode?"
+    with _session(kb_url) as session:
+        stored = session.execute(text("SELECT terms FROM kb_articles WHERE id = 'kb_mobile_app'")).scalar_one()
+        [hit, *_] = retrieval.search(session, question, 3)
+        plain = retrieval.candidates(session, question)
+    assert "airplane mode" in stored["offline"]
+    assert (hit.article_id, hit.section) == ("kb_mobile_app", "Offline mode")
+    assert hit.score >= THRESHOLD and "available offline" in hit.answer
+    unread = max(retrieval.rerank(plain, retrieval.embed_query(question)), key=lambda c: c.score())
+    assert unread.score() < THRESHOLD  # the same question, not read with the terms, would be escalated
+
+
 def test_a_warm_worker_embeds_only_the_question(kb_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(retrieval, "_cache", Remembered(retrieval.VECTOR_CACHE_SIZE))  # a process that just started
     with _session(kb_url) as session:
