@@ -6,13 +6,17 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, pool
+from sqlalchemy.engine import Result
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.elements import ColumnElement, TextClause
+from sqlalchemy.sql.selectable import Select
 
 from shared.errors import ConfigurationError
 from shared.settings import Settings, normalise_database_url
@@ -26,6 +30,46 @@ T = TypeVar("T")
 # go away in that moment, the statement fails as one in flight would: a retry, or a 503.
 PING_AFTER_IDLE_S = 1.0
 _RETURNED_AT = "switchboard.returned_at"
+
+
+class UnitOfWork(Session):
+    """A session whose statements that return columns, not objects, go to its connection.
+
+    ``Session.execute`` of an ORM statement does the ORM's work per call: autoflush, the
+    ORM's compile state, bulk-persistence paths for an INSERT or UPDATE and the
+    synchronisation of the objects it holds. Measured here on a one-row UPDATE … RETURNING,
+    that was 0.76-0.85 ms of CPU against 0.31-0.42 ms on the session's connection, and a turn
+    runs about thirty such statements. When the session holds no object — none pending,
+    none loaded — there is nothing for that work to do, and a statement whose columns are
+    columns (a text, an INSERT, UPDATE or DELETE returning columns or nothing, a SELECT of
+    columns) returns the same rows either way; it runs on the connection, in the session's
+    transaction. Anything else (a SELECT of entities, options, objects in the session) takes
+    the ORM's path.
+    """
+
+    def execute(self, statement: Any, params: Any = None, **kw: Any) -> Result[Any]:
+        if kw or not _columns_only(statement) or self._new or self._deleted or len(self.identity_map):
+            return super().execute(statement, params, **kw)
+        return self.connection().execute(statement, params)
+
+    def scalar(self, statement: Any, params: Any = None, **kw: Any) -> Any:
+        if kw or not _columns_only(statement) or self._new or self._deleted or len(self.identity_map):
+            return super().scalar(statement, params, **kw)
+        return self.connection().execute(statement, params).scalar()
+
+
+def _columns_only(statement: Any) -> bool:
+    returned: Sequence[Any]
+    if isinstance(statement, TextClause):
+        return True
+    if isinstance(statement, UpdateBase):
+        returned = statement._returning
+    elif isinstance(statement, Select):
+        returned = statement._raw_columns
+    else:
+        return False
+    return all(isinstance(c, ColumnElement) for c in returned)
+
 
 _engine: Engine | None = None
 _engine_pid: int | None = None
@@ -127,7 +171,11 @@ def configure(settings: Settings) -> Engine:
     with _configuring:
         if _engine is not None:
             _engine.dispose(close=False)
-        _engine, _engine_pid, _sessions = built, os.getpid(), sessionmaker(built, expire_on_commit=False)
+        _engine, _engine_pid, _sessions = (
+            built,
+            os.getpid(),
+            sessionmaker(built, class_=UnitOfWork, expire_on_commit=False),
+        )
     return built
 
 

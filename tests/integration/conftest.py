@@ -65,7 +65,9 @@ def s(database_url: str) -> Iterator[Session]:
     the logic that takes a session, tested against the real Postgres, leaving nothing behind."""
     with db.engine().connect() as conn:
         outer = conn.begin()
-        session = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
+        # The session class of the product's units of work (shared.db.UnitOfWork), so the logic
+        # is tested on the statement paths it takes in production.
+        session = db.UnitOfWork(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
         try:
             yield session
         finally:
