@@ -35,7 +35,7 @@ import math
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import httpx
@@ -112,10 +112,23 @@ def _lease(settings: Settings) -> ColumnElement[Any]:
     return case(*whens, else_=webhook)
 
 
+class Addressee(Protocol):
+    """What a reply is addressed by: a conversation, or a row of its columns."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def source(self) -> str: ...
+
+    @property
+    def external_id(self) -> str: ...
+
+
 def queue_delivery(
     s: Session,
     settings: Settings,
-    conversation: Conversation,
+    conversation: Addressee,
     *,
     turn_id: str | None = None,
     escalation_id: str | None = None,

@@ -24,7 +24,7 @@ from shared.db import after_commit
 from shared.errors import NotFound
 from shared.guardrails import for_storage
 from shared.metrics import TICKETS_INGESTED
-from shared.models import Conversation, Event, Message, SeenDelivery, Turn, new_id
+from shared.models import Conversation, Message, SeenDelivery, Turn, new_id, record_event
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,7 @@ _NEW_MESSAGE = (
     )
     .returning(Message.id)
 )
+_NEW_TURN = insert(Turn)
 _NEXT_SEQ = (
     update(Conversation)
     .where(Conversation.id == bindparam("conversation_id"))
@@ -201,7 +202,15 @@ def _new_turn(s: Session, conversation_id: str, body: str, *, external_id: str |
     # The conversation's row lock orders concurrent messages: a second one waits here until
     # the first commits, then takes the next number, whichever transaction began first.
     seq = s.execute(_NEXT_SEQ, {"conversation_id": conversation_id}).scalar_one()
-    s.add(Turn(id=turn_id, conversation_id=conversation_id, message_id=message_id, seq=seq, state=TurnState.queued))
-    s.flush()
-    s.add(Event(conversation_id=conversation_id, turn_id=turn_id, kind="turn.queued", data={"via": via}))
+    s.execute(
+        _NEW_TURN,
+        {
+            "id": turn_id,
+            "conversation_id": conversation_id,
+            "message_id": message_id,
+            "seq": seq,
+            "state": TurnState.queued,
+        },
+    )
+    record_event(s, "turn.queued", {"via": via}, conversation_id=conversation_id, turn_id=turn_id)
     return Accepted(conversation_id=conversation_id, turn_id=turn_id, message_id=message_id, created=True)

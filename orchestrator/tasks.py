@@ -15,6 +15,7 @@ import httpx
 from celery import Task
 from pydantic import ValidationError
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from orchestrator.clock import TurnClock, process_clock
 from orchestrator.delivery import deliver
@@ -245,14 +246,16 @@ def ingest(self: Task, ticket: dict[str, Any], api_key: str | None = None) -> di
         log.error("switchboard.ingest rejected a ticket: %s", exc.errors(include_url=False, include_input=False))
         return {"error": "invalid ticket", "problems": exc.errors(include_url=False, include_input=False)}
     try:
-        refusal = _refusal(parsed.source, api_key)
-        if refusal is not None:
-            REFUSED_TASKS.labels(INGEST, refusal).inc()
-            log.error("switchboard.ingest refused a ticket of source %r: %s", parsed.source, refusal)
-            return {"error": "refused", "reason": refusal}
         busy = False
         attempt: int | None = None
         with session_scope() as s:
+            # The key is checked in the ticket's own transaction (one commit fewer a ticket),
+            # before anything is written: a refused ticket stores nothing.
+            refusal = _refusal(s, parsed.source, api_key)
+            if refusal is not None:
+                REFUSED_TASKS.labels(INGEST, refusal).inc()
+                log.error("switchboard.ingest refused a ticket of source %r: %s", parsed.source, refusal)
+                return {"error": "refused", "reason": refusal}
             accepted = accept_ticket(s, parsed, via="celery")
             if accepted.created:
                 # The first attempt is counted with the ticket, in its transaction: one
@@ -298,12 +301,11 @@ def _retry_later(self: Task, ticket: dict[str, Any], api_key: str | None, exc: B
     raise self.retry(countdown=countdown, **_named_only("ticket"))
 
 
-def _refusal(source: str, api_key: str | None) -> str | None:
+def _refusal(s: Session, source: str, api_key: str | None) -> str | None:
     """Why a broker ticket may not be taken (a metric label), or None."""
     if not api_key:
         return "no_key"
-    with session_scope() as s:
-        principal = principal_for(s, api_key)
+    principal = principal_for(s, api_key)
     if principal is None:
         return "unknown_key"
     return refusal_to_post(principal, source, get_settings().sources)

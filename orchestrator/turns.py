@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session, aliased
 
 from orchestrator.delivery import queue_delivery
@@ -68,6 +69,7 @@ from shared.models import (
     ToolCall,
     Turn,
     new_id,
+    record_event,
 )
 from shared.settings import Settings
 
@@ -200,7 +202,7 @@ def give_up(s: Session, turn_id: str, attempts: int) -> bool:
     return True
 
 
-def _hold(s: Session, turn_id: str, conversation: Conversation) -> StartedTurn | None:
+def _hold(s: Session, turn_id: str, conversation: Row[Any]) -> StartedTurn | None:
     """A message of a conversation that is with a human: on the record for the human, and
     done at once. No agent runs and the bot says nothing until a human hands it back."""
     now = time.time()
@@ -217,7 +219,7 @@ def _hold(s: Session, turn_id: str, conversation: Conversation) -> StartedTurn |
     if held is None:
         return None
     conversation_id = conversation.id
-    s.add(Event(conversation_id=conversation_id, turn_id=turn_id, kind="turn.held", data={}))
+    record_event(s, "turn.held", {}, conversation_id=conversation_id, turn_id=turn_id)
     # The human's: a resolved escalation of this conversation goes back to the queue.
     reopen_for_message(s, conversation_id, held.message_id)
     s.execute(_NOTIFY_DONE, {"channel": TURN_DONE_CHANNEL, "turn": turn_id})
@@ -254,12 +256,21 @@ def in_rollout(conversation_id: str, percent: int) -> bool:
     return bucket < percent
 
 
+_STARTED_CONVERSATION = select(
+    Conversation.id,
+    Conversation.source,
+    Conversation.customer_id,
+    Conversation.customer,
+    Conversation.with_human_since,
+).where(Conversation.id == bindparam("conversation_id"))
+
+
 def start_turn(s: Session, turn_id: str, settings: Settings) -> StartedTurn | None:
     """Claim a queued turn and build its agent tasks. None when it was already claimed."""
     conversation_id = _queued_conversation(s, turn_id)
     if conversation_id is None:
         return None
-    conversation = s.get_one(Conversation, conversation_id)
+    conversation = s.execute(_STARTED_CONVERSATION, {"conversation_id": conversation_id}).one()
     if conversation.with_human_since is not None:
         return _hold(s, turn_id, conversation)
 
@@ -295,29 +306,22 @@ def start_turn(s: Session, turn_id: str, settings: Settings) -> StartedTurn | No
         s.execute(update(Turn).where(Turn.id == turn_id).values(agents=[], escalation_reason=verdict[0]))
         if verdict[0] == EscalationReason.injection:
             s.execute(update(Message).where(Message.id == claimed.message_id).values(flagged=True))
-        s.add(
-            Event(
-                conversation_id=conversation.id,
-                turn_id=turn_id,
-                kind="guardrail.flagged",
-                data={"reason": verdict[0], "rules": verdict[1]},
-            )
-        )
-        return StartedTurn(turn_id=turn_id, deadline_at=now, tasks=[], guardrail=verdict[0])
-    s.add(
-        Event(
+        record_event(
+            s,
+            "guardrail.flagged",
+            {"reason": verdict[0], "rules": verdict[1]},
             conversation_id=conversation.id,
             turn_id=turn_id,
-            kind="turn.started",
-            data={
-                "agents": list(settings.agents),
-                "deadline_at": deadline_at,
-                "budget_at": budget_at,
-                "shadow": shadow,
-            },
         )
+        return StartedTurn(turn_id=turn_id, deadline_at=now, tasks=[], guardrail=verdict[0])
+    record_event(
+        s,
+        "turn.started",
+        {"agents": list(settings.agents), "deadline_at": deadline_at, "budget_at": budget_at, "shadow": shadow},
+        conversation_id=conversation.id,
+        turn_id=turn_id,
     )
-    tasks = _tasks(turn_id, conversation, customer, window, deadlines, settings)
+    tasks = _tasks(turn_id, conversation.id, conversation.source, customer, window, deadlines, settings)
     return StartedTurn(turn_id=turn_id, deadline_at=deadline_at, tasks=tasks)
 
 
@@ -341,7 +345,8 @@ def _window_rows(s: Session, conversation_id: str, message_id: str, settings: Se
 
 def _tasks(
     turn_id: str,
-    conversation: Conversation,
+    conversation_id: str,
+    source: str,
     customer: Customer,
     window: list[Any],
     deadlines: dict[str, float],
@@ -350,10 +355,10 @@ def _tasks(
     return [
         AgentTask(
             turn_id=turn_id,
-            conversation_id=conversation.id,
+            conversation_id=conversation_id,
             agent=agent,
-            source=conversation.source,
-            tenant=settings.tenant_of(conversation.source),
+            source=source,
+            tenant=settings.tenant_of(source),
             customer=customer,
             window=window,
             deadline_at=deadline_at,
@@ -408,7 +413,7 @@ def _restarted(s: Session, turn_id: str, turn: Any, deadlines: dict[str, float],
     customer = Customer.model_validate(conversation.customer)
     rows = _window_rows(s, conversation.id, turn.message_id, settings)
     window = model_window([(r.role, r.body) for r in reversed(rows)], customer.email)
-    tasks = _tasks(turn_id, conversation, customer, window, deadlines, settings)
+    tasks = _tasks(turn_id, conversation.id, conversation.source, customer, window, deadlines, settings)
     return StartedTurn(turn_id=turn_id, deadline_at=max(deadlines.values()), tasks=tasks)
 
 
@@ -657,10 +662,18 @@ _MERGE_CLAIM = (
 )
 _MERGE_RUNS = select(AgentRun.agent, AgentRun.result).where(AgentRun.turn_id == bindparam("turn_id"))
 _MERGE_CONVERSATION = (
-    select(Conversation, Message.body)
+    select(
+        Conversation.id,
+        Conversation.source,
+        Conversation.external_id,
+        Conversation.customer_id,
+        Conversation.customer,
+        Message.body,
+    )
     .join(Message, Message.id == bindparam("message_id"))
     .where(Conversation.id == bindparam("conversation_id"))
 )
+_NEW_REPLY = insert(Message)
 _MERGE_ACTIONS = select(Action).where(Action.turn_id == bindparam("turn_id")).order_by(Action.id)
 _MERGE_OUTCOME = (
     update(Turn)
@@ -697,9 +710,10 @@ def merge_turn(
     results = {r.agent: AgentResult.model_validate(r.result) for r in runs}
     expected: list[str] = list(claimed.agents)
     missing = [a for a in expected if a not in results]
-    conversation, body = s.execute(
+    conversation = s.execute(
         _MERGE_CONVERSATION, {"message_id": claimed.message_id, "conversation_id": claimed.conversation_id}
     ).one()
+    body = conversation.body
     # The language an acknowledgement of an escalation is written in.
     language = language_of(conversation.customer.get("locale"), body)
     decision = (
@@ -743,14 +757,15 @@ def merge_turn(
         first_reply_wait(s, conversation.id, _ts(now)) if decision.reply is not None and not claimed.shadow else None
     )
     if decision.reply is not None:
-        s.add(
-            Message(
-                id=new_id("msg"),
-                conversation_id=conversation.id,
-                role="assistant",
-                body=decision.reply,
-                turn_id=turn_id,
-            )
+        s.execute(
+            _NEW_REPLY,
+            {
+                "id": new_id("msg"),
+                "conversation_id": conversation.id,
+                "role": "assistant",
+                "body": decision.reply,
+                "turn_id": turn_id,
+            },
         )
     note: str | None = None
     if decision.outcome is Outcome.escalated:
@@ -776,13 +791,12 @@ def merge_turn(
         s.flush()
         s.add(queued_event(escalation))
         note = handoff_note(decision.reason, escalation.summary, decision.suggested_reply)
-    s.add(
-        Event(
-            conversation_id=conversation.id,
-            turn_id=turn_id,
-            kind="turn.merged",
-            data={"trigger": trigger, "outcome": decision.outcome, "reason": decision.reason, "missing": missing},
-        )
+    record_event(
+        s,
+        "turn.merged",
+        {"trigger": trigger, "outcome": decision.outcome, "reason": decision.reason, "missing": missing},
+        conversation_id=conversation.id,
+        turn_id=turn_id,
     )
     delivery_id = (
         None

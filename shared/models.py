@@ -21,10 +21,11 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    insert,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from shared.contracts import TurnState
 
@@ -471,3 +472,15 @@ class ModelSpend(Base):
     spent_usd: Mapped[Decimal] = mapped_column(Numeric(16, 8))
     calls: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = _now()
+
+
+# Built once: a turn writes three or four events. A Core INSERT, not an object: a unit of
+# work that holds no object runs its statements without the ORM's per-call work (db.UnitOfWork).
+_NEW_EVENT = insert(Event)
+
+
+def record_event(
+    s: Session, kind: str, data: dict[str, Any], *, conversation_id: str | None = None, turn_id: str | None = None
+) -> None:
+    """One row of the audit log, written now (in the session's transaction)."""
+    s.execute(_NEW_EVENT, {"conversation_id": conversation_id, "turn_id": turn_id, "kind": kind, "data": data})
