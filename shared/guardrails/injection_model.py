@@ -35,6 +35,7 @@ from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from shared.arrays import read_npz, write_npz
+from shared.remembered import Remembered
 
 if TYPE_CHECKING:
     from shared.nlu.embeddings import SentenceEncoder
@@ -81,6 +82,10 @@ def char_vectorizer(vocabulary: Sequence[str] | None = None, idf: Matrix | None 
     return vectorizer
 
 
+REMEMBERED_SCORES = 4096
+REMEMBER_SCORE_CHARS = 4000  # a longer text is scored again: 4,096 of them could hold 16 MB
+
+
 class InjectionModel:
     """The fitted detector: ``score`` one text, or ``score_batch`` many (one embedding batch)."""
 
@@ -100,11 +105,23 @@ class InjectionModel:
             (arrays["attack_data"].astype(np.float64), arrays["attack_indices"], arrays["attack_indptr"]),
             shape=tuple(int(n) for n in arrays["attack_shape"]),
         ).T.tocsr()  # (features, passages): one product gives every passage's cosine
+        # The scores of the latest texts: a score depends on the text alone, and customers
+        # send the same short messages all day ("thanks", "yes please", "is anyone there?").
+        self._remembered: Remembered[str, LearnedScore] = Remembered(REMEMBERED_SCORES)
 
     def score(self, text: str) -> LearnedScore:
         return self.score_batch([text])[0]
 
     def score_batch(self, texts: Sequence[str]) -> list[LearnedScore]:
+        known = self._remembered.known(texts)
+        missing = list(dict.fromkeys(t for t in texts if t not in known))
+        if missing:
+            scored = list(zip(missing, self._scored(missing), strict=True))
+            known.update(scored)
+            self._remembered.keep((t, score) for t, score in scored if len(t) <= REMEMBER_SCORE_CHARS)
+        return [known[t] for t in texts]
+
+    def _scored(self, texts: Sequence[str]) -> list[LearnedScore]:
         if not texts:
             return []
         vectors = self._encoder.embed_batch(list(texts)).astype(np.float64)
