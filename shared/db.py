@@ -48,14 +48,18 @@ class UnitOfWork(Session):
     """
 
     def execute(self, statement: Any, params: Any = None, **kw: Any) -> Result[Any]:
-        if kw or not _columns_only(statement) or self._new or self._deleted or len(self.identity_map):
+        if kw or not self._direct(statement):
             return super().execute(statement, params, **kw)
         return self.connection().execute(statement, params)
 
     def scalar(self, statement: Any, params: Any = None, **kw: Any) -> Any:
-        if kw or not _columns_only(statement) or self._new or self._deleted or len(self.identity_map):
+        if kw or not self._direct(statement):
             return super().scalar(statement, params, **kw)
         return self.connection().execute(statement, params).scalar()
+
+    def _direct(self, statement: Any) -> bool:
+        """Nothing for the ORM to do: no object pending or loaded, and columns come back."""
+        return not (self._new or self._deleted or len(self.identity_map)) and _columns_only(statement)
 
 
 def _columns_only(statement: Any) -> bool:

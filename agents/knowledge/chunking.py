@@ -18,7 +18,7 @@ article's (retrieval.Glossary) before it is embedded.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from html.parser import HTMLParser
 from pathlib import Path
@@ -107,18 +107,17 @@ def parse_questions(value: object, *, where: str) -> dict[str, tuple[str, ...]]:
     heading. Whitespace is collapsed and repeats are dropped; a heading with no question
     left is left out.
     """
-    if value is None:
-        return {}
     shape = 'a map of section heading to a list of questions, e.g. {"Export to CSV": ["…", "…"]}'
-    if not isinstance(value, dict):
-        raise ConfigurationError(f"{where}: front matter questions must be {shape}")
     found: dict[str, tuple[str, ...]] = {}
-    for heading, asked in value.items():
-        name = "" if heading is None else " ".join(str(heading).split())
-        listed = [asked] if isinstance(asked, str) else asked
-        if not isinstance(listed, list) or not all(isinstance(q, str) for q in listed):
-            raise ConfigurationError(f"{where}: the questions of section {name!r} must be a list of strings ({shape})")
-        merged = found.get(name, ()) + tuple(" ".join(q.split()) for q in listed if q.strip())
+    for name, asked in _lists_of_strings(
+        value,
+        "questions",
+        shape,
+        where=where,
+        name=lambda heading: "" if heading is None else " ".join(str(heading).split()),
+        wrong=lambda name: f"the questions of section {name!r} must be a list of strings",
+    ):
+        merged = found.get(name, ()) + asked
         if merged:  # two spellings of one heading ("", null) add up
             found[name] = tuple(dict.fromkeys(merged))
     return found
@@ -131,19 +130,19 @@ def parse_terms(value: object, *, where: str) -> dict[str, tuple[str, ...]]:
     word listed under two terms, or a term listed as its own synonym, is refused, because a
     question could then be read two ways.
     """
-    if value is None:
-        return {}
     shape = 'a map of the article\'s word to a list of the words customers use for it, e.g. {"tasks": ["to-dos"]}'
-    if not isinstance(value, dict):
-        raise ConfigurationError(f"{where}: front matter terms must be {shape}")
     found: dict[str, tuple[str, ...]] = {}
     owner: dict[str, str] = {}
-    for term, said in value.items():
-        word = " ".join(str(term or "").split())
-        listed = [said] if isinstance(said, str) else said
-        if not word or not isinstance(listed, list) or not all(isinstance(x, str) for x in listed):
-            raise ConfigurationError(f"{where}: the term {word!r} must name a list of strings ({shape})")
-        words = tuple(dict.fromkeys(" ".join(x.split()) for x in listed if x.strip()))
+    for word, words in _lists_of_strings(
+        value,
+        "terms",
+        shape,
+        where=where,
+        name=lambda term: " ".join(str(term or "").split()),
+        wrong=lambda word: f"the term {word!r} must name a list of strings",
+    ):
+        if not word:
+            raise ConfigurationError(f"{where}: a term is blank ({shape})")
         for synonym in words:
             key = synonym.casefold()
             if key == word.casefold():
@@ -155,6 +154,25 @@ def parse_terms(value: object, *, where: str) -> dict[str, tuple[str, ...]]:
             owner[key] = word
         if words:
             found[word] = found.get(word, ()) + words
+    return found
+
+
+def _lists_of_strings(
+    value: object, field: str, shape: str, *, where: str, name: Callable[[object], str], wrong: Callable[[str], str]
+) -> list[tuple[str, tuple[str, ...]]]:
+    """A front matter map whose values are a string or a list of strings: each key as ``name``
+    spells it, with its strings, whitespace collapsed and blanks and repeats dropped."""
+    if value is None:
+        return []
+    if not isinstance(value, dict):
+        raise ConfigurationError(f"{where}: front matter {field} must be {shape}")
+    found = []
+    for key, listed in value.items():
+        spelled = name(key)
+        items = [listed] if isinstance(listed, str) else listed
+        if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+            raise ConfigurationError(f"{where}: {wrong(spelled)} ({shape})")
+        found.append((spelled, tuple(dict.fromkeys(" ".join(x.split()) for x in items if x.strip()))))
     return found
 
 

@@ -25,6 +25,7 @@ from sqlalchemy import bindparam, delete, func, insert, literal_column, select, 
 from sqlalchemy.orm import Session
 
 from agents.knowledge.chunking import FORMATS, Article, Section, chunk_article, embedding_text, read_article
+from shared.db import after_commit
 from shared.errors import ConfigurationError
 from shared.kb_models import EMBEDDING_DIMENSIONS, Vector
 from shared.kb_models import KbArticle as KbArticle  # re-exported: callers take the tables from kb
@@ -159,6 +160,12 @@ def _import(session: Session, articles: list[Article], *, reset: bool) -> Import
         report.articles += 1
         report.sections += len(sections)
     session.flush()
+    # Searches in this process read the new terms: now, and once more after the commit, so a
+    # search between the two does not keep the old ones for GLOSSARY_TTL_S.
+    from agents.knowledge.retrieval import forget_glossaries  # retrieval imports this module
+
+    forget_glossaries()
+    after_commit(session, forget_glossaries)
     report.seconds = time.perf_counter() - started
     return report
 

@@ -32,9 +32,10 @@ who write the articles tell it. ``switchboard kb eval`` measures every mode and 
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -137,6 +138,10 @@ def candidates(
 ) -> list[Candidate]:
     """The nearest sections by embedding and by keywords, each with both scores."""
     require_tables(session)
+    return _candidates(session, query, pool=pool, vector=vector)
+
+
+def _candidates(session: Session, query: str, *, pool: int, vector: Sequence[float] | None) -> list[Candidate]:
     query = " ".join(query.split())
     if not query:
         return []
@@ -235,7 +240,7 @@ def spanning(hits: list[Hit]) -> list[Hit]:
 
     Two sections of one article that score within ``SPAN_MARGIN`` of each other both answer
     (a question about moving up a plan and paying yearly); the citation, the article, is
-    the same. A unit already in the first answer is not repeated.
+    the same. A second answer the first already holds is not repeated.
     """
     if len(hits) < 2:
         return hits
@@ -254,61 +259,69 @@ def search(session: Session, query: str, k: int = 3, *, mode: Mode = MODE) -> li
     if not query:
         return []
     vector = embed_query(query)
-    found = candidates(session, query, vector=vector)
+    found = _candidates(session, query, pool=CANDIDATE_POOL, vector=vector)
     if mode == "rerank":
-        found = rerank(found, vector, depth=max(k, 2, RERANK_DEPTH))
+        found = rerank(found, vector, depth=max(k, RERANK_DEPTH))
     hits = [replace(hit, answer=answer(hit, vector)) for hit in rank(found, max(k, 2), mode)]
     return spanning(hits)[:k]
 
 
 # --------------------------------------------------------------------------- the glossary
 
+GLOSSARY_TTL_S = 30.0  # an import by another process is read into questions within this
 
-@dataclass(frozen=True)
+
 class Glossary:
     """The articles' words and the words customers use for them, to read a question with.
 
     ``read`` puts each customer's word or phrase back into the article's word, whole words
     only and case-insensitively, the longest phrase first ("twelve months" before
     "months"). Two articles that list one customer's word under different terms: the first
-    article by id decides, so a question always reads the same way.
+    one given (retrieval reads them by article id) decides, so a question always reads the
+    same way.
     """
 
-    means: tuple[tuple[str, str], ...] = ()  # (customer's word, casefolded; the article's word)
-
-    @functools.cached_property
-    def _pattern(self) -> re.Pattern[str] | None:
-        if not self.means:
-            return None
-        said = sorted((w for w, _ in self.means), key=len, reverse=True)
-        alternatives = "|".join(r"\s+".join(map(re.escape, w.split())) for w in said)
-        return re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])", re.IGNORECASE)  # "wifi-router" is one word
+    def __init__(self, terms: Iterable[Mapping[str, Sequence[str]]] = ()) -> None:
+        self._means: dict[str, str] = {}  # the customer's word, casefolded -> the article's word
+        for article in terms:
+            for word, said in article.items():
+                for synonym in said:
+                    self._means.setdefault(" ".join(str(synonym).split()).casefold(), str(word))
+        said_longest_first = sorted(self._means, key=len, reverse=True)
+        alternatives = "|".join(r"\s+".join(map(re.escape, w.split())) for w in said_longest_first)
+        # "(?<![\w-])": "wifi-router" is one word, not "wifi" and "router"
+        self._pattern = re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])", re.IGNORECASE) if self._means else None
 
     def read(self, question: str) -> str:
-        pattern = self._pattern
-        if pattern is None:
+        if self._pattern is None:
             return question
-        lookup = dict(self.means)
-        return pattern.sub(lambda m: lookup[" ".join(m.group(0).split()).casefold()], question)
+        return self._pattern.sub(lambda m: self._means[" ".join(m.group(0).split()).casefold()], question)
 
 
-_TERMS = text("SELECT id, terms FROM kb_articles WHERE terms <> '{}'::jsonb ORDER BY id")
+_TERMS = text("SELECT terms FROM kb_articles WHERE terms <> '{}'::jsonb ORDER BY id")
+_glossaries: dict[str, tuple[float, Glossary]] = {}  # database URL -> (read at, its glossary)
+_glossaries_lock = threading.Lock()
 
 
 def glossary(session: Session) -> Glossary:
-    """The knowledge base's glossary, from every article's ``terms`` (one small query)."""
-    means: dict[str, str] = {}
-    for _, terms in session.execute(_TERMS):
-        for word, said in (terms or {}).items():
-            for synonym in said:
-                means.setdefault(" ".join(str(synonym).split()).casefold(), str(word))
-    return _glossary(tuple(sorted(means.items())))
+    """The knowledge base's glossary, from every article's ``terms``: read from the database
+    at most every ``GLOSSARY_TTL_S`` per process (an import in this process reads it at once)."""
+    key = str(session.get_bind().engine.url)
+    now = time.monotonic()
+    with _glossaries_lock:
+        kept = _glossaries.get(key)
+    if kept is not None and now - kept[0] < GLOSSARY_TTL_S:
+        return kept[1]
+    read = Glossary(terms for (terms,) in session.execute(_TERMS))
+    with _glossaries_lock:
+        _glossaries[key] = (now, read)
+    return read
 
 
-@functools.lru_cache(maxsize=16)
-def _glossary(means: tuple[tuple[str, str], ...]) -> Glossary:
-    """One compiled glossary per set of terms: the pattern is built once per process, not per question."""
-    return Glossary(means)
+def forget_glossaries() -> None:
+    """The next search reads the terms again (called by an import)."""
+    with _glossaries_lock:
+        _glossaries.clear()
 
 
 # --------------------------------------------------------------------------- passage vectors

@@ -141,6 +141,27 @@ def test_a_question_in_customers_words_is_read_with_the_stored_terms(kb_url: str
     assert unread.score() < THRESHOLD  # the same question, not read with the terms, would be escalated
 
 
+def test_terms_an_import_adds_are_read_by_the_next_search(kb_url: str, tmp_path: Path) -> None:
+    """The glossary is kept for a while per process; an import in the process reads it anew."""
+    question = "Can I still look at my stuff when I'm zorblaxed?"
+    (tmp_path / "terms.md").write_text(
+        "---\nid: kb_test_terms\nterms:\n  offline: [zorblaxed]\n---\n# Test terms\n\nA test article.\n"
+    )
+    try:
+        with _session(kb_url) as session:
+            [before, *_] = retrieval.search(session, question, 3)  # the glossary is now kept
+        with _session(kb_url) as session, session.begin():
+            kb.import_directory(session, tmp_path)
+        with _session(kb_url) as session:
+            [after, *_] = retrieval.search(session, question, 3)
+    finally:
+        with _session(kb_url) as session, session.begin():
+            session.execute(text("DELETE FROM kb_articles WHERE id = 'kb_test_terms'"))
+        retrieval.forget_glossaries()
+    assert (after.article_id, after.section) == ("kb_mobile_app", "Offline mode")
+    assert after.score >= THRESHOLD > before.score
+
+
 def test_a_warm_worker_embeds_only_the_question(kb_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(retrieval, "_cache", Remembered(retrieval.VECTOR_CACHE_SIZE))  # a process that just started
     with _session(kb_url) as session:
